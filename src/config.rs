@@ -1,0 +1,410 @@
+//! Settings: the process environment parsed into one typed [`Settings`] value.
+//!
+//! Every variable is read and checked before the server starts. All problems are collected
+//! and reported together in one [`ConfigError`], naming each variable, so an operator fixes
+//! a deployment in one round instead of one variable per restart. Parsing is a pure function
+//! of a lookup closure ([`Settings::from_lookup`]), which is how the tests build settings
+//! without touching the process environment.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+
+use rand::RngCore;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::sqlite::SqliteConnectOptions;
+
+/// Minimum length of `JWT_SECRET`, in bytes (HS256 wants at least the hash's output size).
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
+
+/// Where the process runs; decides which unsafe conveniences are refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    Development,
+    Test,
+    Production,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+/// Which database `DATABASE_URL` names; the URL is kept as given.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Sqlite(String),
+    Postgres(String),
+}
+
+impl DatabaseUrl {
+    /// Parses a URL by its scheme. The options are parsed too, so that a malformed URL is
+    /// a configuration error rather than a start-up failure later.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        if raw.starts_with("sqlite:") {
+            SqliteConnectOptions::from_str(raw).map_err(|e| format!("not a valid SQLite URL ({e})"))?;
+            Ok(Self::Sqlite(raw.to_owned()))
+        } else if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
+            PgConnectOptions::from_str(raw).map_err(|e| format!("not a valid PostgreSQL URL ({e})"))?;
+            Ok(Self::Postgres(raw.to_owned()))
+        } else {
+            Err("must start with sqlite:, postgres:// or postgresql://".to_owned())
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Sqlite(u) | Self::Postgres(u) => u,
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    // A PostgreSQL URL may carry a password: never print it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Sqlite(u) => write!(f, "Sqlite({u:?})"),
+            Self::Postgres(_) => write!(f, "Postgres(<redacted>)"),
+        }
+    }
+}
+
+/// A secret value whose `Debug` output never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Vec<u8>);
+
+impl Secret {
+    pub fn new(bytes: Vec<u8>) -> Self {
+        Self(bytes)
+    }
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// Database pool settings.
+#[derive(Debug, Clone)]
+pub struct DatabaseSettings {
+    pub url: DatabaseUrl,
+    pub max_connections: u32,
+}
+
+/// Redis settings; absent when `REDIS_URL` is not set.
+#[derive(Clone)]
+pub struct RedisSettings {
+    pub url: String,
+    /// Prepended to every key, so that several deployments (or tests) share one server.
+    pub key_prefix: String,
+}
+
+impl fmt::Debug for RedisSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisSettings")
+            .field("url", &"<redacted>")
+            .field("key_prefix", &self.key_prefix)
+            .finish()
+    }
+}
+
+/// Everything the server needs to know about its deployment.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub env: Environment,
+    pub bind: SocketAddr,
+    /// HTTP worker threads; defaults to the number of CPUs.
+    pub workers: usize,
+    pub database: DatabaseSettings,
+    pub redis: Option<RedisSettings>,
+    pub jwt_secret: Secret,
+    /// True when no `JWT_SECRET` was given and a random one was made (development, test).
+    pub jwt_secret_generated: bool,
+    pub log_format: LogFormat,
+    /// The `RUST_LOG` filter directive.
+    pub log_filter: String,
+    /// Seconds to let in-flight requests finish after SIGTERM / SIGINT.
+    pub shutdown_timeout_s: u64,
+}
+
+/// All configuration problems found, one per variable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub problems: Vec<(&'static str, String)>,
+}
+
+impl ConfigError {
+    /// The names of the variables that are wrong.
+    pub fn variables(&self) -> Vec<&'static str> {
+        self.problems.iter().map(|(v, _)| *v).collect()
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "invalid configuration ({} problem(s)):", self.problems.len())?;
+        for (var, problem) in &self.problems {
+            writeln!(f, "  {var}: {problem}")?;
+        }
+        write!(f, "see the configuration table in README.md")
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Reads variables through a lookup function and remembers every problem.
+struct Reader<F> {
+    lookup: F,
+    problems: Vec<(&'static str, String)>,
+}
+
+impl<F: Fn(&str) -> Option<String>> Reader<F> {
+    /// The variable's value, with surrounding whitespace removed; empty counts as unset.
+    fn get(&self, var: &str) -> Option<String> {
+        (self.lookup)(var)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// Parses `var` with `parse`, or takes `default` when unset. On error the problem is
+    /// recorded and `default` is returned so that parsing can go on.
+    fn parse<T>(
+        &mut self,
+        var: &'static str,
+        default: T,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> T {
+        match self.get(var) {
+            None => default,
+            Some(raw) => match parse(&raw) {
+                Ok(v) => v,
+                Err(problem) => {
+                    self.problems.push((var, format!("{problem} (got {raw:?})")));
+                    default
+                }
+            },
+        }
+    }
+
+    fn fail(&mut self, var: &'static str, problem: impl Into<String>) {
+        self.problems.push((var, problem.into()));
+    }
+}
+
+fn parse_number<T: FromStr>(raw: &str, min: T, max: T) -> Result<T, String>
+where
+    T: PartialOrd + fmt::Display + Copy,
+{
+    let v: T = raw
+        .parse()
+        .map_err(|_| format!("must be a whole number between {min} and {max}"))?;
+    if v < min || v > max {
+        return Err(format!("must be between {min} and {max}"));
+    }
+    Ok(v)
+}
+
+impl Settings {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|var| std::env::var(var).ok())
+    }
+
+    /// Reads settings through `lookup` (a variable name → its value, if set).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut r = Reader {
+            lookup,
+            problems: Vec::new(),
+        };
+
+        let env = r.parse("MEDIFY_ENV", Environment::Development, |raw| {
+            match raw.to_ascii_lowercase().as_str() {
+                "development" | "dev" => Ok(Environment::Development),
+                "test" => Ok(Environment::Test),
+                "production" | "prod" => Ok(Environment::Production),
+                _ => Err("must be development, test or production".to_owned()),
+            }
+        });
+
+        let default_bind = SocketAddr::from(([127, 0, 0, 1], 8080));
+        let bind = r.parse("MEDIFY_BIND", default_bind, |raw| {
+            raw.parse::<SocketAddr>()
+                .map_err(|_| "must be an address and port such as 127.0.0.1:8080".to_owned())
+        });
+
+        let default_workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let workers = r.parse("MEDIFY_WORKERS", default_workers, |raw| {
+            parse_number(raw, 1, 256)
+        });
+
+        let default_db = DatabaseUrl::Sqlite("sqlite://medify.db?mode=rwc".to_owned());
+        let url = r.parse("DATABASE_URL", default_db, DatabaseUrl::parse);
+        let max_connections = r.parse("DATABASE_MAX_CONNECTIONS", 10, |raw| {
+            parse_number(raw, 1, 1000)
+        });
+
+        let key_prefix = r
+            .get("REDIS_KEY_PREFIX")
+            .unwrap_or_else(|| "medify:".to_owned());
+        let redis = match r.get("REDIS_URL") {
+            None => None,
+            Some(url) => match redis::Client::open(url.as_str()) {
+                Ok(_) => Some(RedisSettings { url, key_prefix }),
+                Err(_) => {
+                    // The URL itself is not echoed: it may hold a password.
+                    r.fail("REDIS_URL", "not a valid Redis URL (redis://host:port/db)");
+                    None
+                }
+            },
+        };
+
+        let (jwt_secret, jwt_secret_generated) = match r.get("JWT_SECRET") {
+            Some(s) if s.len() >= MIN_JWT_SECRET_BYTES => (Secret::new(s.into_bytes()), false),
+            Some(s) => {
+                r.fail(
+                    "JWT_SECRET",
+                    format!(
+                        "must be at least {MIN_JWT_SECRET_BYTES} bytes long (got {} bytes)",
+                        s.len()
+                    ),
+                );
+                (Secret::new(Vec::new()), false)
+            }
+            None if env == Environment::Production => {
+                r.fail(
+                    "JWT_SECRET",
+                    format!("is required in production (at least {MIN_JWT_SECRET_BYTES} bytes)"),
+                );
+                (Secret::new(Vec::new()), false)
+            }
+            None => {
+                let mut bytes = vec![0u8; 32];
+                rand::rng().fill_bytes(&mut bytes);
+                (Secret::new(bytes), true)
+            }
+        };
+
+        let log_format = r.parse("LOG_FORMAT", LogFormat::Pretty, |raw| {
+            match raw.to_ascii_lowercase().as_str() {
+                "json" => Ok(LogFormat::Json),
+                "pretty" | "text" => Ok(LogFormat::Pretty),
+                _ => Err("must be json or pretty".to_owned()),
+            }
+        });
+
+        let log_filter = r.parse("RUST_LOG", "info".to_owned(), |raw| {
+            tracing_subscriber::EnvFilter::try_new(raw)
+                .map(|_| raw.to_owned())
+                .map_err(|e| format!("not a valid log filter ({e})"))
+        });
+
+        let shutdown_timeout_s = r.parse("MEDIFY_SHUTDOWN_TIMEOUT_S", 30, |raw| {
+            parse_number(raw, 0, 3600)
+        });
+
+        if !r.problems.is_empty() {
+            return Err(ConfigError {
+                problems: r.problems,
+            });
+        }
+        Ok(Settings {
+            env,
+            bind,
+            workers,
+            database: DatabaseSettings {
+                url,
+                max_connections,
+            },
+            redis,
+            jwt_secret,
+            jwt_secret_generated,
+            log_format,
+            log_filter,
+            shutdown_timeout_s,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn empty_environment_gives_the_embedded_defaults() {
+        let s = settings(&[]).expect("defaults are valid");
+        assert_eq!(s.env, Environment::Development);
+        assert_eq!(s.bind.to_string(), "127.0.0.1:8080");
+        assert!(matches!(s.database.url, DatabaseUrl::Sqlite(ref u) if u.contains("medify.db")));
+        assert!(s.redis.is_none());
+        assert!(s.jwt_secret_generated);
+        assert_eq!(s.jwt_secret.expose().len(), 32);
+        assert_eq!(s.log_format, LogFormat::Pretty);
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let err = settings(&[
+            ("MEDIFY_ENV", "production"),
+            ("DATABASE_URL", "nosuch://x"),
+            ("MEDIFY_BIND", "nonsense"),
+            ("LOG_FORMAT", "xml"),
+        ])
+        .expect_err("invalid");
+        assert_eq!(
+            err.variables(),
+            vec!["MEDIFY_BIND", "DATABASE_URL", "JWT_SECRET", "LOG_FORMAT"]
+        );
+        let text = err.to_string();
+        for var in ["MEDIFY_BIND", "DATABASE_URL", "JWT_SECRET", "LOG_FORMAT"] {
+            assert!(text.contains(var), "{text}");
+        }
+    }
+
+    #[test]
+    fn short_secret_is_refused_and_not_echoed() {
+        let err = settings(&[("JWT_SECRET", "tooshort-secret")]).expect_err("short");
+        assert_eq!(err.variables(), vec!["JWT_SECRET"]);
+        assert!(!err.to_string().contains("tooshort-secret"));
+    }
+
+    #[test]
+    fn postgres_urls_are_recognised_and_not_printed() {
+        let s = settings(&[(
+            "DATABASE_URL",
+            "postgres://medify:hunter2@db.example:5432/medify",
+        )])
+        .expect("valid");
+        assert!(matches!(s.database.url, DatabaseUrl::Postgres(_)));
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn production_with_a_long_secret_is_accepted() {
+        let secret = "x".repeat(40);
+        let s = settings(&[("MEDIFY_ENV", "production"), ("JWT_SECRET", &secret)]).expect("ok");
+        assert!(!s.jwt_secret_generated);
+        assert!(!format!("{s:?}").contains(&secret));
+    }
+
+    #[test]
+    fn bad_redis_url_and_log_filter_are_reported() {
+        let err = settings(&[("REDIS_URL", "http://nope"), ("RUST_LOG", "info,[[[")])
+            .expect_err("invalid");
+        assert_eq!(err.variables(), vec!["REDIS_URL", "RUST_LOG"]);
+    }
+}

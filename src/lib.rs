@@ -1,0 +1,16 @@
+//! Medify: a realtime medicine-delivery dispatch server.
+//!
+//! This crate is everything that speaks HTTP, WebSocket, SQL or Redis. The dispatch core
+//! (order, rider and inventory actors, the matcher) lives in the `medify-actors` crate and
+//! knows none of that; this crate implements its ports.
+//!
+//! The entry point for both the binary and the tests is [`startup::Application::build`].
+
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod redis;
+pub mod routes;
+pub mod startup;
+pub mod store;
+pub mod telemetry;

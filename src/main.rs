@@ -1,0 +1,83 @@
+//! The `medify` binary: `medify` / `medify serve` runs the server, `medify migrate` applies
+//! the database migrations and exits. Configuration comes from the environment (see
+//! README.md); every problem in it is reported at once before anything starts.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use medify::config::Settings;
+use medify::startup::Application;
+use medify::store::Store;
+use medify::telemetry;
+
+#[derive(Parser)]
+#[command(
+    name = "medify",
+    version,
+    about = "Realtime medicine-delivery dispatch server",
+    long_about = "Realtime medicine-delivery dispatch server.\n\n\
+        Configured by environment variables (MEDIFY_BIND, DATABASE_URL, REDIS_URL, JWT_SECRET, \
+        MEDIFY_ENV, LOG_FORMAT, RUST_LOG, ...); see README.md for the full table. \
+        Without DATABASE_URL it serves from an SQLite file medify.db in the working directory."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Apply database migrations, then exit.
+    Migrate,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::from_env() {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("medify: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = telemetry::init(settings.log_format, &settings.log_filter, std::io::stdout) {
+        eprintln!("medify: {e}");
+        return ExitCode::from(2);
+    }
+    if settings.jwt_secret_generated {
+        tracing::warn!(
+            "JWT_SECRET is not set: using a random one, so tokens stop working at restart \
+             (set JWT_SECRET, at least 32 bytes, to keep them)"
+        );
+    }
+
+    let result = actix_web::rt::System::new().block_on(async move {
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::Serve => {
+                let app = Application::build(settings).await?;
+                app.run_until_stopped().await?;
+                Ok(())
+            }
+            Command::Migrate => {
+                let store = Store::connect(&settings.database).await?;
+                let applied = store.migrate().await?;
+                tracing::info!(backend = store.backend(), applied, "migrations applied");
+                store.close().await;
+                Ok::<(), anyhow::Error>(())
+            }
+        }
+    });
+    match result {
+        Ok(()) => {
+            tracing::info!("bye");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "medify failed");
+            eprintln!("medify: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! HTTP routes, one file per resource, and the OpenAPI document generated from them.
+//!
+//! [`configure`] mounts every route; `startup` wraps them in the middleware stack. Each
+//! handler carries a `#[utoipa::path]` annotation and is listed in [`ApiDoc`], so the
+//! document served at `/api/v1/openapi.json` is generated from the handlers themselves.
+
+pub mod health;
+pub mod openapi;
+
+use actix_web::web;
+
+pub use openapi::ApiDoc;
+
+/// Mounts every route of the application.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(health::healthz)
+        .service(health::readyz)
+        .service(health::metrics)
+        .service(openapi::openapi_json);
+}

@@ -1,0 +1,389 @@
+#![allow(dead_code)] // shared by test files; not every helper is used by each
+//! Test harness: each test gets its own real server on a random port, over its own
+//! database.
+//!
+//! - SQLite: a fresh file in the temp directory, deleted afterwards. Always available.
+//! - PostgreSQL: a fresh database on the server named by `MEDIFY_TEST_PG` (an admin URL),
+//!   created before and dropped (WITH FORCE) after the test.
+//! - Redis: when a test asks for it, `MEDIFY_TEST_REDIS` with a unique key prefix per test,
+//!   whose keys are deleted afterwards.
+//!
+//! A backend whose variable is unset is skipped with a note on stderr, unless
+//! `MEDIFY_REQUIRE_SERVICES=1`, which turns the skip into a failure (CI sets it).
+//! `TEST_LOG=1` sends the servers' logs to stdout.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Once;
+
+use awc::http::header::HeaderMap;
+use medify::config::{LogFormat, Settings};
+use medify::startup::Application;
+use serde_json::Value;
+use sqlx::Connection;
+use uuid::Uuid;
+
+/// A secret the tests know, so they can forge tokens.
+pub const TEST_JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123456789";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// How to start a test server beyond the defaults.
+#[derive(Default)]
+pub struct Options {
+    /// Connect to the test Redis (`MEDIFY_TEST_REDIS`).
+    pub redis: bool,
+    /// Extra environment variables for the server's settings.
+    pub env: Vec<(&'static str, String)>,
+}
+
+/// A running server and what is needed to talk to it and clean up after it.
+pub struct TestApp {
+    pub address: String,
+    pub port: u16,
+    pub backend: Backend,
+    pub client: awc::Client,
+    _database: TestDatabase,
+    _redis: Option<TestRedis>,
+}
+
+/// An answer, read whole.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    }
+
+    /// Asserts a problem+json answer with this status and code; returns the body.
+    #[track_caller]
+    pub fn assert_problem(&self, status: u16, code: &str) -> Value {
+        assert_eq!(self.status, status, "status; body: {}", self.text());
+        let ct = self.header("content-type").unwrap_or_default();
+        assert!(
+            ct.starts_with("application/problem+json"),
+            "content-type {ct:?}; body: {}",
+            self.text()
+        );
+        let body = self.json();
+        assert_eq!(body["status"], status, "{body}");
+        assert_eq!(body["code"], code, "{body}");
+        assert!(body["title"].is_string(), "{body}");
+        body
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    async fn send(&self, req: awc::ClientRequest, body: Option<Vec<u8>>) -> Reply {
+        let sent = match body {
+            Some(b) => req.send_body(b).await,
+            None => req.send().await,
+        };
+        let mut res = sent.expect("request failed");
+        let body = res
+            .body()
+            .limit(16 * 1024 * 1024)
+            .await
+            .expect("could not read body");
+        Reply {
+            status: res.status().as_u16(),
+            headers: res.headers().clone(),
+            body: body.to_vec(),
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send(self.client.get(self.url(path)), None).await
+    }
+
+    /// Sends any method with a raw body and content type.
+    pub async fn raw(&self, method: &str, path: &str, content_type: &str, body: &[u8]) -> Reply {
+        let method = awc::http::Method::from_bytes(method.as_bytes()).expect("method");
+        let req = self
+            .client
+            .request(method, self.url(path))
+            .insert_header(("content-type", content_type));
+        self.send(req, Some(body.to_vec())).await
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Reply {
+        self.raw("POST", path, "application/json", body.to_string().as_bytes())
+            .await
+    }
+}
+
+/// Starts a server on `backend`; `None` when that backend is not configured (skipped).
+pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
+    spawn_app_with(backend, Options::default()).await
+}
+
+/// Starts a server on `backend` with `options`; `None` when a needed service is not
+/// configured and services are not required.
+pub async fn spawn_app_with(backend: Backend, options: Options) -> Option<TestApp> {
+    init_test_logging();
+    let database = TestDatabase::create(backend).await?;
+    let redis = if options.redis {
+        Some(TestRedis::new()?)
+    } else {
+        None
+    };
+
+    let mut env: HashMap<String, String> = HashMap::new();
+    env.insert("MEDIFY_ENV".into(), "test".into());
+    env.insert("MEDIFY_BIND".into(), "127.0.0.1:0".into());
+    env.insert("MEDIFY_WORKERS".into(), "1".into());
+    env.insert("MEDIFY_SHUTDOWN_TIMEOUT_S".into(), "1".into());
+    env.insert("DATABASE_URL".into(), database.url().to_owned());
+    env.insert("DATABASE_MAX_CONNECTIONS".into(), "5".into());
+    env.insert("JWT_SECRET".into(), TEST_JWT_SECRET.into());
+    if let Some(redis) = &redis {
+        env.insert("REDIS_URL".into(), redis.url.clone());
+        env.insert("REDIS_KEY_PREFIX".into(), redis.prefix.clone());
+    }
+    for (k, v) in options.env {
+        env.insert(k.to_owned(), v);
+    }
+    let settings = Settings::from_lookup(|k| env.get(k).cloned()).expect("test settings");
+
+    let app = Application::build(settings)
+        .await
+        .expect("the application failed to start");
+    let port = app.port();
+    actix_web::rt::spawn(app.run_until_stopped());
+
+    Some(TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        port,
+        backend,
+        client: awc::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .finish(),
+        _database: database,
+        _redis: redis,
+    })
+}
+
+fn init_test_logging() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        if std::env::var("TEST_LOG").is_ok() {
+            let _ = medify::telemetry::init(LogFormat::Pretty, "info", std::io::stdout);
+        }
+    });
+}
+
+fn services_required() -> bool {
+    std::env::var("MEDIFY_REQUIRE_SERVICES").is_ok_and(|v| v == "1" || v == "true")
+}
+
+/// The value of a service variable, or `None` to skip (panics when services are required).
+fn service_var(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.trim().is_empty() => Some(v),
+        _ if services_required() => {
+            panic!("{var} is not set, and MEDIFY_REQUIRE_SERVICES=1 forbids skipping")
+        }
+        _ => {
+            eprintln!("skipped: {var} is not set");
+            None
+        }
+    }
+}
+
+enum TestDatabase {
+    Sqlite { path: PathBuf, url: String },
+    Postgres { admin_url: String, name: String, url: String },
+}
+
+impl TestDatabase {
+    /// The URL the server under test uses.
+    fn url(&self) -> &str {
+        match self {
+            Self::Sqlite { url, .. } | Self::Postgres { url, .. } => url,
+        }
+    }
+
+    async fn create(backend: Backend) -> Option<Self> {
+        match backend {
+            Backend::Sqlite => {
+                let path = std::env::temp_dir().join(format!("medify-test-{}.db", Uuid::now_v7()));
+                let url = format!("sqlite://{}?mode=rwc", path.display());
+                Some(Self::Sqlite { path, url })
+            }
+            Backend::Postgres => {
+                let admin_url = service_var("MEDIFY_TEST_PG")?;
+                let name = format!("medify_test_{}", Uuid::now_v7().simple());
+                let mut conn = sqlx::PgConnection::connect(&admin_url)
+                    .await
+                    .expect("MEDIFY_TEST_PG is set but PostgreSQL does not answer");
+                sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+                    .execute(&mut conn)
+                    .await
+                    .expect("could not create the test database");
+                let _ = conn.close().await;
+                let url = with_database(&admin_url, &name);
+                Some(Self::Postgres {
+                    admin_url,
+                    name,
+                    url,
+                })
+            }
+        }
+    }
+}
+
+/// Replaces the database name in a PostgreSQL URL.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let host_part = match base[scheme_end..].find('/') {
+        Some(i) => &base[..scheme_end + i],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{host_part}/{name}?{q}"),
+        None => format!("{host_part}/{name}"),
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        match self {
+            Self::Sqlite { path, .. } => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let mut p = path.clone().into_os_string();
+                    p.push(suffix);
+                    let _ = std::fs::remove_file(p);
+                }
+            }
+            Self::Postgres {
+                admin_url, name, ..
+            } => {
+                let (admin_url, name) = (admin_url.clone(), name.clone());
+                // Drop runs inside the test's runtime; a separate thread gets its own.
+                let _ = std::thread::spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("runtime");
+                    rt.block_on(async {
+                        if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url).await {
+                            let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+                            if let Err(e) = sqlx::query(&sql).execute(&mut conn).await {
+                                eprintln!("could not drop test database {name}: {e}");
+                            }
+                        }
+                    });
+                })
+                .join();
+            }
+        }
+    }
+}
+
+struct TestRedis {
+    url: String,
+    prefix: String,
+}
+
+impl TestRedis {
+    fn new() -> Option<Self> {
+        let url = service_var("MEDIFY_TEST_REDIS")?;
+        let prefix = format!("medify-test:{}:", Uuid::now_v7().simple());
+        Some(Self { url, prefix })
+    }
+}
+
+impl Drop for TestRedis {
+    fn drop(&mut self) {
+        let Ok(client) = redis::Client::open(self.url.as_str()) else {
+            return;
+        };
+        let Ok(mut conn) = client.get_connection() else {
+            return;
+        };
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}*", self.prefix))
+            .query(&mut conn)
+            .unwrap_or_default();
+        if !keys.is_empty() {
+            let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut conn);
+        }
+    }
+}
+
+/// Declares each `async fn name(app: TestApp)` as two tests, `sqlite::name` and
+/// `postgres::name`, so the same suite runs on both backends.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[actix_web::test]
+                async fn $name() {
+                    let app = $crate::helpers::spawn_app($crate::helpers::Backend::Sqlite)
+                        .await
+                        .expect("SQLite is always available");
+                    super::$name(app).await;
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[actix_web::test]
+                async fn $name() {
+                    if let Some(app) =
+                        $crate::helpers::spawn_app($crate::helpers::Backend::Postgres).await
+                    {
+                        super::$name(app).await;
+                    }
+                }
+            )+
+        }
+    };
+}
+
+#[test]
+fn with_database_replaces_the_name() {
+    assert_eq!(
+        with_database("postgres://postgres@127.0.0.1:5432/postgres", "x"),
+        "postgres://postgres@127.0.0.1:5432/x"
+    );
+    assert_eq!(
+        with_database("postgres://u:p@h/db?sslmode=disable", "y"),
+        "postgres://u:p@h/y?sslmode=disable"
+    );
+    assert_eq!(with_database("postgres://h:5432", "z"), "postgres://h:5432/z");
+}

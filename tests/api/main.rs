@@ -1,0 +1,8 @@
+//! Integration tests against the real server over real HTTP, on SQLite and (when
+//! `MEDIFY_TEST_PG` is set) PostgreSQL. See `helpers.rs` for the harness.
+
+mod helpers;
+
+mod errors;
+mod health;
+mod redis;
