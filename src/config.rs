@@ -44,10 +44,12 @@ impl DatabaseUrl {
     /// a configuration error rather than a start-up failure later.
     pub fn parse(raw: &str) -> Result<Self, String> {
         if raw.starts_with("sqlite:") {
-            SqliteConnectOptions::from_str(raw).map_err(|e| format!("not a valid SQLite URL ({e})"))?;
+            SqliteConnectOptions::from_str(raw)
+                .map_err(|e| format!("not a valid SQLite URL ({e})"))?;
             Ok(Self::Sqlite(raw.to_owned()))
         } else if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
-            PgConnectOptions::from_str(raw).map_err(|e| format!("not a valid PostgreSQL URL ({e})"))?;
+            PgConnectOptions::from_str(raw)
+                .map_err(|e| format!("not a valid PostgreSQL URL ({e})"))?;
             Ok(Self::Postgres(raw.to_owned()))
         } else {
             Err("must start with sqlite:, postgres:// or postgresql://".to_owned())
@@ -148,7 +150,11 @@ impl ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "invalid configuration ({} problem(s)):", self.problems.len())?;
+        writeln!(
+            f,
+            "invalid configuration ({} problem(s)):",
+            self.problems.len()
+        )?;
         for (var, problem) in &self.problems {
             writeln!(f, "  {var}: {problem}")?;
         }
@@ -185,7 +191,8 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
             Some(raw) => match parse(&raw) {
                 Ok(v) => v,
                 Err(problem) => {
-                    self.problems.push((var, format!("{problem} (got {raw:?})")));
+                    self.problems
+                        .push((var, format!("{problem} (got {raw:?})")));
                     default
                 }
             },
@@ -197,9 +204,9 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
     }
 }
 
-fn parse_number<T: FromStr>(raw: &str, min: T, max: T) -> Result<T, String>
+fn parse_number<T>(raw: &str, min: T, max: T) -> Result<T, String>
 where
-    T: PartialOrd + fmt::Display + Copy,
+    T: FromStr + PartialOrd + fmt::Display + Copy,
 {
     let v: T = raw
         .parse()

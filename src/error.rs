@@ -198,10 +198,8 @@ impl ResponseError for ApiError {
                 .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_s));
         }
         if let Self::Unauthorized = self {
-            res.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer"),
-            );
+            res.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         res
     }
@@ -215,8 +213,7 @@ impl From<sqlx::Error> for ApiError {
 
 /// Renders a problem body with its status and media type.
 pub fn problem_response(problem: &Problem) -> HttpResponse {
-    let status =
-        StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let body = serde_json::to_string(problem).unwrap_or_else(|_| {
         r#"{"status":500,"code":"internal_error","title":"Internal server error"}"#.to_owned()
     });

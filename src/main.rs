@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use medify::config::Settings;
-use medify::startup::Application;
+use medify::startup::{shutdown_signal, Application};
 use medify::store::Store;
 use medify::telemetry;
 
@@ -56,8 +56,9 @@ fn main() -> ExitCode {
     let result = actix_web::rt::System::new().block_on(async move {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => {
+                let shutdown = shutdown_signal()?;
                 let app = Application::build(settings).await?;
-                app.run_until_stopped().await?;
+                app.run_until(shutdown).await?;
                 Ok(())
             }
             Command::Migrate => {

@@ -5,10 +5,11 @@
 //! tests exercise exactly what production runs. Binding to port 0 picks a free port,
 //! which [`Application::port`] reports.
 //!
-//! Shutdown: actix-web stops accepting on SIGTERM / SIGINT and gives in-flight requests
-//! `MEDIFY_SHUTDOWN_TIMEOUT_S` to finish; [`Application::run_until_stopped`] then closes the
-//! database pool and returns.
+//! Shutdown: the binary installs its SIGTERM / SIGINT handler ([`shutdown_signal`]) before
+//! building, and [`Application::run_until`] then stops accepting, gives in-flight requests
+//! `MEDIFY_SHUTDOWN_TIMEOUT_S` to finish, closes the database pool and returns.
 
+use std::future::Future;
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
@@ -86,6 +87,8 @@ impl Application {
         })
         .workers(settings.workers)
         .shutdown_timeout(settings.shutdown_timeout_s)
+        // Signals are handled by `run_until`'s caller, installed before we bind.
+        .disable_signals()
         .listen(listener)?
         .run();
 
@@ -102,10 +105,25 @@ impl Application {
         self.port
     }
 
-    /// Serves until SIGTERM / SIGINT (or the server handle stops it), then closes the
-    /// database pool.
+    /// Serves until the server is stopped, then closes the database pool. Tests use this;
+    /// the binary uses [`Application::run_until`] with its signal handler.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let result = self.server.await;
+        self.run_until(std::future::pending()).await
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests
+    /// finish (up to `MEDIFY_SHUTDOWN_TIMEOUT_S`) and closes the database pool.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        let mut server = self.server;
+        let result = tokio::select! {
+            result = &mut server => result,
+            () = shutdown => {
+                tracing::info!("shutdown requested: draining in-flight requests");
+                actix_web::rt::spawn(async move { handle.stop(true).await });
+                server.await
+            }
+        };
         tracing::info!("server stopped, closing the database");
         if tokio::time::timeout(Duration::from_secs(5), self.store.close())
             .await
@@ -114,6 +132,30 @@ impl Application {
             tracing::warn!("database pool did not close within 5 s");
         }
         result
+    }
+}
+
+/// Resolves on the first SIGTERM or SIGINT. The handlers are installed when this is
+/// called, not when the future is first polled, so a signal that arrives during start-up
+/// is not lost (and does not kill the process with the default action).
+pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(async move {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }
 

@@ -78,7 +78,10 @@ impl Metrics {
             &["method", "route", "status"],
         )?;
         let ws_connections = IntGaugeVec::new(
-            Opts::new("medify_ws_connections", "Open WebSocket connections by kind"),
+            Opts::new(
+                "medify_ws_connections",
+                "Open WebSocket connections by kind",
+            ),
             &["kind"],
         )?;
         let location_updates = IntCounterVec::new(
@@ -93,7 +96,9 @@ impl Metrics {
                 "medify_assignment_latency_seconds",
                 "Time from order confirmed to rider accepted",
             )
-            .buckets(vec![0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0]),
+            .buckets(vec![
+                0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+            ]),
         )?;
         let orders = IntGaugeVec::new(
             Opts::new("medify_orders", "Orders by current status"),

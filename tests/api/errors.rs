@@ -10,7 +10,11 @@ backend_tests!(
 );
 
 async fn unknown_paths_are_problem_404(app: TestApp) {
-    for path in ["/nope", "/api/v1/nothing/here", "/api/v1/openapi.json/extra"] {
+    for path in [
+        "/nope",
+        "/api/v1/nothing/here",
+        "/api/v1/openapi.json/extra",
+    ] {
         app.get(path).await.assert_problem(404, "not_found");
     }
 }
@@ -26,7 +30,9 @@ async fn wrong_methods_are_problem_405(app: TestApp) {
 
 async fn unmatched_routes_keep_metric_labels_bounded(app: TestApp) {
     for i in 0..3 {
-        app.get(&format!("/random/{i}")).await.assert_problem(404, "not_found");
+        app.get(&format!("/random/{i}"))
+            .await
+            .assert_problem(404, "not_found");
     }
     let text = app.get("/metrics").await.text();
     assert!(!text.contains("/random/"), "{text}");

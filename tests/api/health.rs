@@ -64,7 +64,10 @@ async fn openapi_lists_every_route(app: TestApp) {
     let res = app.get("/api/v1/openapi.json").await;
     assert_eq!(res.status, 200);
     let doc = res.json();
-    assert!(doc["openapi"].as_str().unwrap_or("").starts_with("3."), "{doc}");
+    assert!(
+        doc["openapi"].as_str().unwrap_or("").starts_with("3."),
+        "{doc}"
+    );
     for path in ["/healthz", "/readyz", "/metrics", "/api/v1/openapi.json"] {
         assert!(doc["paths"][path]["get"].is_object(), "missing {path}");
     }

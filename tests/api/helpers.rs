@@ -136,8 +136,13 @@ impl TestApp {
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> Reply {
-        self.raw("POST", path, "application/json", body.to_string().as_bytes())
-            .await
+        self.raw(
+            "POST",
+            path,
+            "application/json",
+            body.to_string().as_bytes(),
+        )
+        .await
     }
 }
 
@@ -220,8 +225,15 @@ fn service_var(var: &str) -> Option<String> {
 }
 
 enum TestDatabase {
-    Sqlite { path: PathBuf, url: String },
-    Postgres { admin_url: String, name: String, url: String },
+    Sqlite {
+        path: PathBuf,
+        url: String,
+    },
+    Postgres {
+        admin_url: String,
+        name: String,
+        url: String,
+    },
 }
 
 impl TestDatabase {
@@ -385,5 +397,8 @@ fn with_database_replaces_the_name() {
         with_database("postgres://u:p@h/db?sslmode=disable", "y"),
         "postgres://u:p@h/y?sslmode=disable"
     );
-    assert_eq!(with_database("postgres://h:5432", "z"), "postgres://h:5432/z");
+    assert_eq!(
+        with_database("postgres://h:5432", "z"),
+        "postgres://h:5432/z"
+    );
 }

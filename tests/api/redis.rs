@@ -34,7 +34,10 @@ async fn readyz_is_503_when_redis_does_not_answer() {
     .expect("sqlite");
     let res = app.get("/readyz").await;
     let body = res.assert_problem(503, "unavailable");
-    assert!(body["detail"].as_str().unwrap_or("").contains("redis"), "{body}");
+    assert!(
+        body["detail"].as_str().unwrap_or("").contains("redis"),
+        "{body}"
+    );
     // Liveness does not depend on Redis.
     assert_eq!(app.get("/healthz").await.status, 200);
 }

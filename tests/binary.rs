@@ -1,0 +1,293 @@
+//! Tests of the real `medify` binary as an operator runs it: a clean environment, a fresh
+//! working directory, signals, and what it writes to its logs.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_medify");
+/// Guards against a hung binary; events, not this, synchronise the tests.
+const WAIT: Duration = Duration::from_secs(60);
+
+/// A fresh, empty working directory, removed afterwards.
+struct WorkDir(PathBuf);
+
+impl WorkDir {
+    fn new() -> Self {
+        let dir = std::env::temp_dir().join(format!("medify-bin-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        Self(dir)
+    }
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `medify` with an empty environment (but PATH) in `dir`, plus `vars`.
+fn medify(dir: &Path, vars: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+/// A running server whose stdout lines are collected as they come.
+struct Server {
+    child: Child,
+    lines: Receiver<String>,
+    log: Arc<Mutex<Vec<String>>>,
+    address: String,
+}
+
+impl Server {
+    fn start(dir: &Path, vars: &[(&str, &str)]) -> Self {
+        let mut all = vec![
+            ("MEDIFY_BIND", "127.0.0.1:0"),
+            ("LOG_FORMAT", "json"),
+            ("MEDIFY_WORKERS", "1"),
+        ];
+        all.extend_from_slice(vars);
+        let mut child = medify(dir, &all).spawn().expect("spawn medify");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                sink.lock().expect("log").push(line.clone());
+                let _ = tx.send(line);
+            }
+        });
+        let mut server = Self {
+            child,
+            lines,
+            log,
+            address: String::new(),
+        };
+        let listening = server.wait_for(|l| l.contains("\"listening\""));
+        let event: serde_json::Value = serde_json::from_str(&listening).expect("json log line");
+        server.address = event["address"].as_str().expect("address field").to_owned();
+        server
+    }
+
+    /// Blocks until a log line satisfies `pred`, and returns it.
+    fn wait_for(&mut self, pred: impl Fn(&str) -> bool) -> String {
+        loop {
+            match self.lines.recv_timeout(WAIT) {
+                Ok(line) if pred(&line) => return line,
+                Ok(_) => continue,
+                Err(e) => {
+                    let _ = self.child.kill();
+                    panic!(
+                        "log line never came ({e}); log so far:\n{}",
+                        self.log_text()
+                    );
+                }
+            }
+        }
+    }
+
+    fn log_text(&self) -> String {
+        self.log.lock().expect("log").join("\n")
+    }
+
+    fn signal(&self, signal: i32) {
+        let pid = i32::try_from(self.child.id()).expect("pid");
+        // SAFETY: kill(2) with a pid we own and a valid signal number.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "kill failed");
+    }
+
+    /// Waits for the process to exit and returns its exit code.
+    fn wait_exit(&mut self) -> Option<i32> {
+        let (tx, rx) = mpsc::channel();
+        let pid = self.child.id();
+        let status = std::thread::scope(|s| {
+            s.spawn(move || {
+                if rx.recv_timeout(WAIT).is_err() {
+                    // SAFETY: as above; the child has hung, end it.
+                    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                }
+            });
+            let status = self.child.wait().expect("wait");
+            let _ = tx.send(());
+            status
+        });
+        status.code()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal HTTP/1.1 exchange; returns the status and the body.
+fn http(address: &str, request_head: &str, body: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(address).expect("connect");
+    stream.set_read_timeout(Some(WAIT)).expect("timeout");
+    let request = format!(
+        "{request_head}\r\nHost: {address}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn invalid_configuration_is_reported_in_one_message() {
+    let dir = WorkDir::new();
+    let out = medify(
+        dir.path(),
+        &[
+            ("MEDIFY_ENV", "production"),
+            ("DATABASE_URL", "nosuch://x"),
+            ("MEDIFY_BIND", "nonsense"),
+        ],
+    )
+    .output()
+    .expect("run medify");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for var in ["DATABASE_URL", "MEDIFY_BIND", "JWT_SECRET"] {
+        assert!(stderr.contains(var), "{var} missing from: {stderr}");
+    }
+    assert_eq!(
+        stderr.matches("invalid configuration").count(),
+        1,
+        "{stderr}"
+    );
+    // Nothing was started, so nothing was created.
+    assert!(!dir.path().join("medify.db").exists());
+}
+
+#[test]
+fn help_and_version() {
+    let dir = WorkDir::new();
+    let help = medify(dir.path(), &[]).arg("--help").output().expect("run");
+    assert!(help.status.success());
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(text.contains("serve") && text.contains("migrate"), "{text}");
+    let version = medify(dir.path(), &[])
+        .arg("--version")
+        .output()
+        .expect("run");
+    assert!(version.status.success());
+    assert!(String::from_utf8_lossy(&version.stdout).contains(env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn migrate_creates_the_database_and_is_idempotent() {
+    let dir = WorkDir::new();
+    let vars = [("LOG_FORMAT", "json")];
+    let first = medify(dir.path(), &vars)
+        .arg("migrate")
+        .output()
+        .expect("run");
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(String::from_utf8_lossy(&first.stdout).contains("\"applied\":1"));
+    assert!(dir.path().join("medify.db").exists());
+    let second = medify(dir.path(), &vars)
+        .arg("migrate")
+        .output()
+        .expect("run");
+    assert!(second.status.success());
+    assert!(String::from_utf8_lossy(&second.stdout).contains("\"applied\":0"));
+}
+
+#[test]
+fn fresh_start_serves_and_stops_cleanly_on_sigterm() {
+    let dir = WorkDir::new();
+    let mut server = Server::start(dir.path(), &[]);
+    assert!(
+        dir.path().join("medify.db").exists(),
+        "SQLite file not created"
+    );
+    assert!(
+        server.log_text().contains("JWT_SECRET is not set"),
+        "no warning about the generated secret"
+    );
+    for path in ["/healthz", "/readyz", "/metrics", "/api/v1/openapi.json"] {
+        let (status, body) = http(&server.address, &format!("GET {path} HTTP/1.1"), "");
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+    server.signal(libc::SIGTERM);
+    assert_eq!(server.wait_exit(), Some(0), "log:\n{}", server.log_text());
+}
+
+#[test]
+fn sigint_also_stops_cleanly() {
+    let dir = WorkDir::new();
+    let mut server = Server::start(dir.path(), &[]);
+    server.signal(libc::SIGINT);
+    assert_eq!(server.wait_exit(), Some(0), "log:\n{}", server.log_text());
+}
+
+#[test]
+fn secrets_in_requests_never_reach_the_logs() {
+    let dir = WorkDir::new();
+    let mut server = Server::start(dir.path(), &[("RUST_LOG", "trace")]);
+    let token = "eyJhbGciOiJIUzI1NiJ9.c2VjcmV0LXRva2VuLXBheWxvYWQ.c2lnbmF0dXJlLXNlY3JldA";
+    let secrets = [
+        token,
+        "query-token-7f3a9c",
+        "hunter2-correct-horse",
+        "refresh-8d1e77b0",
+        "otp-code-493817",
+    ];
+    let body = format!(
+        r#"{{"email":"a@b.co","password":"{}","refresh_token":"{}","code":"{}"}}"#,
+        secrets[2], secrets[3], secrets[4]
+    );
+    let head = format!(
+        "POST /api/v1/auth/login?access_token={} HTTP/1.1\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json",
+        secrets[1]
+    );
+    let (status, _) = http(&server.address, &head, &body);
+    assert!(status >= 400, "status {status}");
+    // The completion line proves the request was logged at all.
+    server.wait_for(|l| l.contains("request completed") && l.contains("/api/v1/auth/login"));
+    server.signal(libc::SIGTERM);
+    assert_eq!(server.wait_exit(), Some(0));
+    let log = server.log_text();
+    for secret in secrets {
+        assert!(!log.contains(secret), "{secret} leaked into:\n{log}");
+    }
+    assert!(
+        !log.contains("access_token="),
+        "query string leaked:\n{log}"
+    );
+}
