@@ -14,6 +14,9 @@ use rand::RngCore;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::sqlite::SqliteConnectOptions;
 
+use crate::auth::otp::OtpDelivery;
+use crate::domain::{Email, Password};
+
 /// Minimum length of `JWT_SECRET`, in bytes (HS256 wants at least the hash's output size).
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
 
@@ -116,6 +119,22 @@ impl fmt::Debug for RedisSettings {
     }
 }
 
+/// The first admin account, created at start-up if its email is not taken.
+#[derive(Debug, Clone)]
+pub struct AdminBootstrap {
+    pub email: Email,
+    pub password: Password,
+}
+
+/// Auth rate limits, per minute (each also the burst size).
+#[derive(Debug, Clone, Copy)]
+pub struct AuthLimits {
+    /// Login, register and OTP requests from one client IP.
+    pub per_ip: u32,
+    /// Login and register attempts for one email; OTP verifications for one phone.
+    pub per_account: u32,
+}
+
 /// Everything the server needs to know about its deployment.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -133,6 +152,9 @@ pub struct Settings {
     pub log_filter: String,
     /// Seconds to let in-flight requests finish after SIGTERM / SIGINT.
     pub shutdown_timeout_s: u64,
+    pub admin: Option<AdminBootstrap>,
+    pub otp_delivery: OtpDelivery,
+    pub auth_limits: AuthLimits,
 }
 
 /// All configuration problems found, one per variable.
@@ -315,6 +337,65 @@ impl Settings {
             parse_number(raw, 0, 3600)
         });
 
+        let admin_email = r.get("MEDIFY_ADMIN_EMAIL");
+        let admin_password = (r.lookup)("MEDIFY_ADMIN_PASSWORD").filter(|p| !p.is_empty());
+        let admin = match (admin_email, admin_password) {
+            (None, None) => None,
+            (Some(email), Some(password)) => {
+                let email = Email::parse(&email)
+                    .map_err(|e| r.fail("MEDIFY_ADMIN_EMAIL", e))
+                    .ok();
+                // The password is never echoed.
+                let password = Password::parse(password)
+                    .map_err(|e| r.fail("MEDIFY_ADMIN_PASSWORD", e))
+                    .ok();
+                email
+                    .zip(password)
+                    .map(|(email, password)| AdminBootstrap { email, password })
+            }
+            (Some(_), None) => {
+                r.fail(
+                    "MEDIFY_ADMIN_PASSWORD",
+                    "is required when MEDIFY_ADMIN_EMAIL is set",
+                );
+                None
+            }
+            (None, Some(_)) => {
+                r.fail(
+                    "MEDIFY_ADMIN_EMAIL",
+                    "is required when MEDIFY_ADMIN_PASSWORD is set",
+                );
+                None
+            }
+        };
+
+        let default_delivery = if env == Environment::Production {
+            OtpDelivery::Disabled
+        } else {
+            OtpDelivery::Log
+        };
+        let otp_delivery = r.parse("OTP_DELIVERY", default_delivery, |raw| {
+            let delivery = match raw.to_ascii_lowercase().as_str() {
+                "log" => OtpDelivery::Log,
+                "response" => OtpDelivery::Response,
+                "disabled" | "none" => OtpDelivery::Disabled,
+                _ => return Err("must be log, response or disabled".to_owned()),
+            };
+            if env == Environment::Production && delivery != OtpDelivery::Disabled {
+                return Err("log and response reveal codes and are refused in production".into());
+            }
+            Ok(delivery)
+        });
+
+        let auth_limits = AuthLimits {
+            per_ip: r.parse("RATE_LIMIT_AUTH_PER_IP", 30, |raw| {
+                parse_number(raw, 1, 1_000_000)
+            }),
+            per_account: r.parse("RATE_LIMIT_AUTH_PER_ACCOUNT", 10, |raw| {
+                parse_number(raw, 1, 1_000_000)
+            }),
+        };
+
         if !r.problems.is_empty() {
             return Err(ConfigError {
                 problems: r.problems,
@@ -334,6 +415,9 @@ impl Settings {
             log_format,
             log_filter,
             shutdown_timeout_s,
+            admin,
+            otp_delivery,
+            auth_limits,
         })
     }
 }
@@ -406,6 +490,45 @@ mod tests {
         let s = settings(&[("MEDIFY_ENV", "production"), ("JWT_SECRET", &secret)]).expect("ok");
         assert!(!s.jwt_secret_generated);
         assert!(!format!("{s:?}").contains(&secret));
+    }
+
+    #[test]
+    fn otp_delivery_that_reveals_codes_is_refused_in_production() {
+        let secret = "x".repeat(40);
+        let err = settings(&[
+            ("MEDIFY_ENV", "production"),
+            ("JWT_SECRET", &secret),
+            ("OTP_DELIVERY", "response"),
+        ])
+        .expect_err("refused");
+        assert_eq!(err.variables(), vec!["OTP_DELIVERY"]);
+        let s = settings(&[("MEDIFY_ENV", "production"), ("JWT_SECRET", &secret)]).expect("ok");
+        assert_eq!(s.otp_delivery, OtpDelivery::Disabled);
+        assert_eq!(settings(&[]).expect("ok").otp_delivery, OtpDelivery::Log);
+    }
+
+    #[test]
+    fn admin_bootstrap_needs_both_halves_and_never_echoes_the_password() {
+        let err = settings(&[("MEDIFY_ADMIN_EMAIL", "root@example.com")]).expect_err("half");
+        assert_eq!(err.variables(), vec!["MEDIFY_ADMIN_PASSWORD"]);
+        let err = settings(&[
+            ("MEDIFY_ADMIN_EMAIL", "not-an-email"),
+            ("MEDIFY_ADMIN_PASSWORD", "short7"),
+        ])
+        .expect_err("invalid");
+        assert_eq!(
+            err.variables(),
+            vec!["MEDIFY_ADMIN_EMAIL", "MEDIFY_ADMIN_PASSWORD"]
+        );
+        assert!(!err.to_string().contains("short7"));
+        let s = settings(&[
+            ("MEDIFY_ADMIN_EMAIL", " Root@Example.com "),
+            ("MEDIFY_ADMIN_PASSWORD", "a long admin password"),
+        ])
+        .expect("ok");
+        let admin = s.admin.as_ref().expect("admin");
+        assert_eq!(admin.email.as_str(), "root@example.com");
+        assert!(!format!("{s:?}").contains("a long admin password"));
     }
 
     #[test]

@@ -65,6 +65,10 @@ pub enum ApiError {
     BadRequest(String),
     #[error("unauthorized")]
     Unauthorized,
+    /// A 401 with a more specific code: `invalid_credentials`, `invalid_code`, or
+    /// `unauthorized` with a detail (a refresh token that no longer works).
+    #[error("{code}: {detail}")]
+    Unauthenticated { code: &'static str, detail: String },
     #[error("forbidden")]
     Forbidden,
     #[error("not found")]
@@ -105,7 +109,9 @@ impl ApiError {
         match self {
             Self::InvalidJson(_) => "invalid_json",
             Self::Validation(_) => "validation_failed",
-            Self::Unprocessable { code, .. } | Self::Conflict { code, .. } => code,
+            Self::Unprocessable { code, .. }
+            | Self::Conflict { code, .. }
+            | Self::Unauthenticated { code, .. } => code,
             Self::BadRequest(_) => "bad_request",
             Self::Unauthorized => "unauthorized",
             Self::Forbidden => "forbidden",
@@ -125,7 +131,7 @@ impl ApiError {
             Self::Validation(_) => "Validation failed",
             Self::Unprocessable { .. } => "Request cannot be processed",
             Self::BadRequest(_) => "Bad request",
-            Self::Unauthorized => "Authentication required",
+            Self::Unauthorized | Self::Unauthenticated { .. } => "Authentication required",
             Self::Forbidden => "Forbidden",
             Self::NotFound => "Not found",
             Self::Conflict { .. } => "Conflict",
@@ -144,6 +150,7 @@ impl ApiError {
             | Self::BadRequest(d)
             | Self::Unprocessable { detail: d, .. }
             | Self::Conflict { detail: d, .. }
+            | Self::Unauthenticated { detail: d, .. }
             | Self::Unavailable(d) => Some(d.clone()),
             Self::Validation(errors) => Some(format!("{} field(s) are invalid", errors.len())),
             Self::Unauthorized => {
@@ -175,7 +182,7 @@ impl ResponseError for ApiError {
         match self {
             Self::InvalidJson(_) | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Validation(_) | Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Unauthorized | Self::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::Conflict { .. } => StatusCode::CONFLICT,
@@ -197,11 +204,49 @@ impl ResponseError for ApiError {
             res.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_s));
         }
-        if let Self::Unauthorized = self {
+        if let Self::Unauthorized | Self::Unauthenticated { .. } = self {
             res.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         res
+    }
+}
+
+/// Collects field problems so a request learns all of them at once.
+#[derive(Debug, Default)]
+pub struct FieldErrors(Vec<FieldError>);
+
+impl FieldErrors {
+    /// The parsed value, or `None` with the problem recorded under `field`.
+    pub fn check<T>(&mut self, field: &str, parsed: Result<T, String>) -> Option<T> {
+        match parsed {
+            Ok(v) => Some(v),
+            Err(message) => {
+                self.0.push(FieldError::new(field, message));
+                None
+            }
+        }
+    }
+
+    /// The value of a required field, or `None` with "is required" recorded.
+    pub fn required<'a, T: ?Sized>(&mut self, field: &str, value: Option<&'a T>) -> Option<&'a T> {
+        if value.is_none() {
+            self.0.push(FieldError::new(field, "is required"));
+        }
+        value
+    }
+
+    pub fn add(&mut self, field: &str, message: impl Into<String>) {
+        self.0.push(FieldError::new(field, message));
+    }
+
+    /// `Err(422)` if anything was recorded.
+    pub fn finish(self) -> Result<(), ApiError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::Validation(self.0))
+        }
     }
 }
 

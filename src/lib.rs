@@ -6,7 +6,9 @@
 //!
 //! The entry point for both the binary and the tests is [`startup::Application::build`].
 
+pub mod auth;
 pub mod config;
+pub mod domain;
 pub mod error;
 pub mod extract;
 pub mod redis;

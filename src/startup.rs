@@ -19,11 +19,17 @@ use actix_web::middleware::{from_fn, ErrorHandlers};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use anyhow::Context;
 
-use crate::config::Settings;
+use crate::auth::jwt::JwtKeys;
+use crate::auth::otp::{LogSender, SmsSender};
+use crate::auth::password::Passwords;
+use crate::auth::rate_limit::RateLimiter;
+use crate::config::{AdminBootstrap, Settings};
+use crate::domain::Role;
 use crate::error::{problem_for_framework_errors, ApiError};
 use crate::extract;
 use crate::redis::Redis;
 use crate::routes::{self, openapi::OpenApiJson};
+use crate::store::users::NewUser;
 use crate::store::Store;
 use crate::telemetry::{self, Metrics};
 
@@ -33,6 +39,10 @@ pub struct AppState {
     pub store: Store,
     pub redis: Option<Redis>,
     pub metrics: Metrics,
+    pub jwt: JwtKeys,
+    pub passwords: Passwords,
+    pub limiter: RateLimiter,
+    pub sms: Arc<dyn SmsSender>,
 }
 
 /// A server bound to its port, ready to run.
@@ -60,6 +70,11 @@ impl Application {
             None => None,
         };
 
+        let passwords = Passwords::new(settings.workers.max(2));
+        if let Some(admin) = &settings.admin {
+            bootstrap_admin(&store, &passwords, admin).await?;
+        }
+
         let listener = TcpListener::bind(settings.bind)
             .with_context(|| format!("could not listen on {}", settings.bind))?;
         let address = listener.local_addr()?;
@@ -68,8 +83,12 @@ impl Application {
         let state = web::Data::new(AppState {
             settings: Arc::new(settings.clone()),
             store: store.clone(),
+            limiter: RateLimiter::new(redis.clone()),
             redis,
             metrics: Metrics::new().context("could not register metrics")?,
+            jwt: JwtKeys::new(settings.jwt_secret.expose()),
+            passwords,
+            sms: Arc::new(LogSender),
         });
         let openapi = web::Data::new(OpenApiJson::render());
 
@@ -165,5 +184,38 @@ async fn not_routed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
         Err(ApiError::MethodNotAllowed)
     } else {
         Err(ApiError::NotFound)
+    }
+}
+
+/// Creates the first admin from `MEDIFY_ADMIN_EMAIL` / `MEDIFY_ADMIN_PASSWORD` unless an
+/// account with that email exists (whatever its role: start-up never changes accounts).
+async fn bootstrap_admin(
+    store: &Store,
+    passwords: &Passwords,
+    admin: &AdminBootstrap,
+) -> anyhow::Result<()> {
+    if store.email_exists(admin.email.as_str()).await? {
+        tracing::info!("admin bootstrap: account exists, left unchanged");
+        return Ok(());
+    }
+    let hash = passwords.hash(&admin.password).await?;
+    let result = store
+        .insert_user(&NewUser {
+            name: "Administrator",
+            email: Some(admin.email.as_str()),
+            phone: None,
+            password_hash: Some(&hash),
+            role: Role::Admin,
+            pharmacy_id: None,
+        })
+        .await;
+    match result {
+        Ok(user) => {
+            tracing::info!(user_id = %user.id, "admin bootstrap: first admin created");
+            Ok(())
+        }
+        // Another node created it at the same moment.
+        Err(e) if crate::store::unique_violation(&e).is_some() => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }

@@ -4,8 +4,10 @@
 //! handler carries a `#[utoipa::path]` annotation and is listed in [`ApiDoc`], so the
 //! document served at `/api/v1/openapi.json` is generated from the handlers themselves.
 
+pub mod auth;
 pub mod health;
 pub mod openapi;
+pub mod users;
 
 use actix_web::web;
 
@@ -16,5 +18,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(health::healthz)
         .service(health::readyz)
         .service(health::metrics)
-        .service(openapi::openapi_json);
+        .service(openapi::openapi_json)
+        .service(auth::register)
+        .service(auth::login)
+        .service(auth::refresh_tokens)
+        .service(auth::logout)
+        .service(auth::otp_request)
+        .service(auth::otp_verify)
+        .service(users::me)
+        .service(users::create_user);
 }

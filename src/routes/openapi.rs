@@ -1,10 +1,13 @@
 //! `GET /api/v1/openapi.json`: the OpenAPI 3 document, generated from the handlers.
 
 use actix_web::{get, web, HttpResponse};
-use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
 
+use crate::domain::Role;
 use crate::error::{FieldError, Problem};
-use crate::routes::health;
+use crate::routes::{auth, health, users};
+use crate::store::users::User;
 
 /// Every REST endpoint, collected from the handlers' annotations.
 #[derive(OpenApi)]
@@ -14,13 +17,42 @@ use crate::routes::health;
         description = "Realtime medicine-delivery dispatch. Errors are application/problem+json \
                        with a stable `code`; see the Problem schema."
     ),
-    paths(health::healthz, health::readyz, health::metrics, openapi_json),
-    components(schemas(Problem, FieldError, health::Health, health::Readiness)),
+    paths(
+        health::healthz, health::readyz, health::metrics, openapi_json,
+        auth::register, auth::login, auth::refresh_tokens, auth::logout,
+        auth::otp_request, auth::otp_verify, users::me, users::create_user,
+    ),
+    components(schemas(
+        Problem, FieldError, health::Health, health::Readiness, Role, User,
+        auth::Tokens, auth::UserEnvelope, auth::RegisterRequest, auth::LoginRequest,
+        auth::RefreshRequest, auth::OtpRequest, auth::OtpSent, auth::OtpVerify,
+        users::AdminNewUser,
+    )),
+    modifiers(&BearerAuth),
     tags(
         (name = "ops", description = "Health, readiness, metrics and this document"),
+        (name = "auth", description = "Accounts, tokens and phone sign-in"),
     )
 )]
 pub struct ApiDoc;
+
+/// Declares the `bearer` security scheme the authenticated endpoints refer to.
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
 
 /// The document, rendered once at start-up.
 pub struct OpenApiJson(pub String);

@@ -11,9 +11,13 @@
 //! Migrations are embedded in the binary, one set per dialect, and applied at start-up and
 //! by `medify migrate`.
 
+pub mod auth;
+pub mod users;
+
 use std::str::FromStr;
 use std::time::Duration;
 
+use chrono::{DateTime, SubsecRound, Utc};
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
@@ -118,4 +122,21 @@ impl Store {
     pub async fn close(&self) {
         on_pool!(self, |pool| pool.close().await)
     }
+}
+
+/// The current time at the precision both backends store (microseconds), so a value
+/// written and read back compares equal, and SQLite's text timestamps sort correctly.
+pub fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+/// The column (or constraint) a unique violation is about, if `e` is one.
+pub fn unique_violation(e: &sqlx::Error) -> Option<String> {
+    let db = e.as_database_error()?;
+    if !db.is_unique_violation() {
+        return None;
+    }
+    // PostgreSQL names the constraint (`users_email_key`); SQLite says
+    // "UNIQUE constraint failed: users.email".
+    Some(db.constraint().unwrap_or(db.message()).to_owned())
 }

@@ -25,6 +25,9 @@ use uuid::Uuid;
 
 /// A secret the tests know, so they can forge tokens.
 pub const TEST_JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123456789";
+/// The admin every test server bootstraps.
+pub const ADMIN_EMAIL: &str = "admin@medify.test";
+pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -41,14 +44,29 @@ pub struct Options {
     pub env: Vec<(&'static str, String)>,
 }
 
-/// A running server and what is needed to talk to it and clean up after it.
+/// A running server and what is needed to talk to it and clean up after it. Derefs to
+/// [`Http`] for requests.
 pub struct TestApp {
-    pub address: String,
+    pub http: Http,
     pub port: u16,
     pub backend: Backend,
-    pub client: awc::Client,
+    /// The environment the server's settings were read from.
+    pub env: HashMap<String, String>,
     _database: TestDatabase,
     _redis: Option<TestRedis>,
+}
+
+impl std::ops::Deref for TestApp {
+    type Target = Http;
+    fn deref(&self) -> &Http {
+        &self.http
+    }
+}
+
+/// A client bound to one server's address.
+pub struct Http {
+    pub address: String,
+    pub client: awc::Client,
 }
 
 /// An answer, read whole.
@@ -98,7 +116,16 @@ impl Reply {
     }
 }
 
-impl TestApp {
+impl Http {
+    fn new(port: u16) -> Self {
+        Self {
+            address: format!("http://127.0.0.1:{port}"),
+            client: awc::Client::builder()
+                .timeout(std::time::Duration::from_secs(30))
+                .finish(),
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }
@@ -121,8 +148,42 @@ impl TestApp {
         }
     }
 
+    /// Any method, optional bearer token, optional JSON body.
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Reply {
+        let method = awc::http::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self.client.request(method, self.url(path));
+        if let Some(token) = token {
+            req = req.insert_header(("authorization", format!("Bearer {token}")));
+        }
+        match body {
+            Some(body) => {
+                let req = req.insert_header(("content-type", "application/json"));
+                self.send(req, Some(body.to_string().into_bytes())).await
+            }
+            None => self.send(req, None).await,
+        }
+    }
+
     pub async fn get(&self, path: &str) -> Reply {
-        self.send(self.client.get(self.url(path)), None).await
+        self.request("GET", path, None, None).await
+    }
+
+    pub async fn get_auth(&self, path: &str, token: &str) -> Reply {
+        self.request("GET", path, Some(token), None).await
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Reply {
+        self.request("POST", path, None, Some(body)).await
+    }
+
+    pub async fn post_auth(&self, path: &str, token: &str, body: &Value) -> Reply {
+        self.request("POST", path, Some(token), Some(body)).await
     }
 
     /// Sends any method with a raw body and content type.
@@ -135,14 +196,48 @@ impl TestApp {
         self.send(req, Some(body.to_vec())).await
     }
 
-    pub async fn post_json(&self, path: &str, body: &Value) -> Reply {
-        self.raw(
-            "POST",
-            path,
-            "application/json",
-            body.to_string().as_bytes(),
+    /// Registers an account with a unique email; returns the user and the password.
+    pub async fn register(&self, role: &str) -> (Value, String) {
+        let password = format!("pw-{}", Uuid::now_v7().simple());
+        let email = format!("{role}-{}@example.com", Uuid::now_v7().simple());
+        let res = self
+            .post_json(
+                "/api/v1/auth/register",
+                &serde_json::json!({"name": format!("Test {role}"), "email": email,
+                                    "password": password, "role": role}),
+            )
+            .await;
+        assert_eq!(res.status, 201, "register: {}", res.text());
+        (res.json()["user"].clone(), password)
+    }
+
+    /// Logs in and returns the token answer.
+    pub async fn login(&self, email: &str, password: &str) -> Value {
+        let res = self
+            .post_json(
+                "/api/v1/auth/login",
+                &serde_json::json!({"email": email, "password": password}),
+            )
+            .await;
+        assert_eq!(res.status, 200, "login: {}", res.text());
+        res.json()
+    }
+
+    /// A fresh account of `role` (customer or rider) and its access token.
+    pub async fn user_token(&self, role: &str) -> (Value, String) {
+        let (user, password) = self.register(role).await;
+        let email = user["email"].as_str().expect("email").to_owned();
+        let tokens = self.login(&email, &password).await;
+        (
+            user,
+            tokens["access_token"].as_str().expect("token").to_owned(),
         )
-        .await
+    }
+
+    /// The bootstrapped admin's access token.
+    pub async fn admin_token(&self) -> String {
+        let tokens = self.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+        tokens["access_token"].as_str().expect("token").to_owned()
     }
 }
 
@@ -170,6 +265,9 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> Option<TestAp
     env.insert("DATABASE_URL".into(), database.url().to_owned());
     env.insert("DATABASE_MAX_CONNECTIONS".into(), "5".into());
     env.insert("JWT_SECRET".into(), TEST_JWT_SECRET.into());
+    env.insert("MEDIFY_ADMIN_EMAIL".into(), ADMIN_EMAIL.into());
+    env.insert("MEDIFY_ADMIN_PASSWORD".into(), ADMIN_PASSWORD.into());
+    env.insert("OTP_DELIVERY".into(), "response".into());
     if let Some(redis) = &redis {
         env.insert("REDIS_URL".into(), redis.url.clone());
         env.insert("REDIS_KEY_PREFIX".into(), redis.prefix.clone());
@@ -177,24 +275,31 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> Option<TestAp
     for (k, v) in options.env {
         env.insert(k.to_owned(), v);
     }
-    let settings = Settings::from_lookup(|k| env.get(k).cloned()).expect("test settings");
+    let port = start_server(&env).await;
+    Some(TestApp {
+        http: Http::new(port),
+        port,
+        backend,
+        env,
+        _database: database,
+        _redis: redis,
+    })
+}
 
+async fn start_server(env: &HashMap<String, String>) -> u16 {
+    let settings = Settings::from_lookup(|k| env.get(k).cloned()).expect("test settings");
     let app = Application::build(settings)
         .await
         .expect("the application failed to start");
     let port = app.port();
     actix_web::rt::spawn(app.run_until_stopped());
+    port
+}
 
-    Some(TestApp {
-        address: format!("http://127.0.0.1:{port}"),
-        port,
-        backend,
-        client: awc::Client::builder()
-            .timeout(std::time::Duration::from_secs(30))
-            .finish(),
-        _database: database,
-        _redis: redis,
-    })
+/// Another server on the same database, secret and Redis prefix as `app`: a second node,
+/// or the same deployment after a restart. `app` keeps ownership of the cleanup.
+pub async fn spawn_sibling(app: &TestApp) -> Http {
+    Http::new(start_server(&app.env).await)
 }
 
 fn init_test_logging() {

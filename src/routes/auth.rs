@@ -1,0 +1,453 @@
+//! `/api/v1/auth/*`: register, login, refresh, logout and phone OTP.
+//!
+//! Every endpoint here is attacked from day one, so each starts with its rate limits (per
+//! client IP, then per account or phone) before any expensive or revealing work. Login
+//! answers unknown emails and wrong passwords identically, after the same hashing work.
+
+use actix_web::{post, web, HttpRequest, HttpResponse};
+use chrono::Duration;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::auth::jwt::ACCESS_TOKEN_TTL_S;
+use crate::auth::otp::{self, OtpDelivery, OTP_MAX_ATTEMPTS, OTP_RESEND_COOLDOWN_S, OTP_TTL_S};
+use crate::auth::rate_limit::Quota;
+use crate::auth::refresh::{self, REFRESH_TOKEN_TTL_DAYS};
+use crate::domain::{Email, Password, PersonName, Phone, Role};
+use crate::error::{ApiError, FieldErrors, Problem};
+use crate::extract::ApiJson;
+use crate::startup::AppState;
+use crate::store::auth::{OtpIssue, Rotation};
+use crate::store::unique_violation;
+use crate::store::users::{NewUser, User};
+
+/// Tokens issued by login, refresh and OTP verification.
+#[derive(Serialize, ToSchema)]
+pub struct Tokens {
+    pub access_token: String,
+    /// Opaque; exchange it at `/auth/refresh` (once) for a new pair.
+    pub refresh_token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    /// Seconds until the access token expires (900).
+    pub expires_in: i64,
+    pub user: User,
+}
+
+/// `{"user": {...}}`, the answer to account creation.
+#[derive(Serialize, ToSchema)]
+pub struct UserEnvelope {
+    pub user: User,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct RegisterRequest {
+    pub name: Option<String>,
+    pub email: Option<String>,
+    /// At least 8 characters.
+    pub password: Option<String>,
+    /// E.164, such as `+14155550123`.
+    pub phone: Option<String>,
+    /// `customer` (default) or `rider`.
+    pub role: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct LoginRequest {
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct RefreshRequest {
+    pub refresh_token: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct OtpRequest {
+    pub phone: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct OtpSent {
+    /// Seconds the code stays valid.
+    pub expires_in: i64,
+    /// The code itself, only with `OTP_DELIVERY=response` (never in production).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub debug_code: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct OtpVerify {
+    pub phone: String,
+    pub code: String,
+}
+
+/// The client's IP address, for per-IP limits.
+pub fn client_ip(req: &HttpRequest) -> String {
+    req.peer_addr()
+        .map_or_else(|| "unknown".to_owned(), |a| a.ip().to_string())
+}
+
+/// Counts one request against each `(key, quota)`; the first one over its quota is 429.
+pub async fn limit(state: &AppState, checks: &[(String, Quota)]) -> Result<(), ApiError> {
+    for (key, quota) in checks {
+        state
+            .limiter
+            .check(key, *quota)
+            .await
+            .map_err(|retry_after_s| ApiError::RateLimited { retry_after_s })?;
+    }
+    Ok(())
+}
+
+fn per_ip(state: &AppState) -> Quota {
+    Quota {
+        per_minute: state.settings.auth_limits.per_ip,
+    }
+}
+
+fn per_account(state: &AppState) -> Quota {
+    Quota {
+        per_minute: state.settings.auth_limits.per_account,
+    }
+}
+
+/// Issues an access token and a refresh token (in `family`, or a new one) for `user`.
+pub async fn issue_tokens(
+    state: &AppState,
+    user: User,
+    family: Option<Uuid>,
+) -> Result<Tokens, ApiError> {
+    let access_token = state.jwt.issue(user.id, user.role, chrono::Utc::now())?;
+    let (refresh_token, hash) = refresh::generate();
+    state
+        .store
+        .insert_refresh_token(
+            user.id,
+            family.unwrap_or_else(Uuid::now_v7),
+            &hash,
+            Duration::days(REFRESH_TOKEN_TTL_DAYS),
+        )
+        .await?;
+    Ok(Tokens {
+        access_token,
+        refresh_token,
+        token_type: "Bearer",
+        expires_in: ACCESS_TOKEN_TTL_S,
+        user,
+    })
+}
+
+/// Maps a unique violation on `users` to the contract's 409 codes.
+pub fn user_conflict(e: sqlx::Error) -> ApiError {
+    match unique_violation(&e) {
+        Some(c) if c.contains("email") => ApiError::Conflict {
+            code: "email_taken",
+            detail: "an account with this email already exists".into(),
+        },
+        Some(c) if c.contains("phone") => ApiError::Conflict {
+            code: "phone_taken",
+            detail: "an account with this phone number already exists".into(),
+        },
+        _ => e.into(),
+    }
+}
+
+/// Create a customer or rider account.
+#[utoipa::path(
+    tag = "auth",
+    request_body = RegisterRequest,
+    responses(
+        (status = 201, body = UserEnvelope),
+        (status = 409, description = "`email_taken` or `phone_taken`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "weak password, bad email or phone, or a role other than customer/rider", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited`, with Retry-After", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/api/v1/auth/register")]
+pub async fn register(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: ApiJson<RegisterRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let mut checks = vec![(format!("register:ip:{}", client_ip(&req)), per_ip(&state))];
+    if let Some(email) = &body.email {
+        checks.push((
+            format!("register:email:{}", email.trim().to_lowercase()),
+            per_account(&state),
+        ));
+    }
+    limit(&state, &checks).await?;
+
+    let mut errors = FieldErrors::default();
+    let name = errors
+        .required("name", body.name.as_deref())
+        .and_then(|n| errors.check("name", PersonName::parse(n)));
+    let email = errors
+        .required("email", body.email.as_deref())
+        .and_then(|e| errors.check("email", Email::parse(e)));
+    let password = match body.password {
+        None => {
+            errors.add("password", "is required");
+            None
+        }
+        Some(p) => errors.check("password", Password::parse(p)),
+    };
+    let phone = match body.phone.as_deref() {
+        None => None,
+        Some(p) => errors.check("phone", Phone::parse(p)),
+    };
+    let role = match body.role.as_deref() {
+        None | Some("customer") => Some(Role::Customer),
+        Some("rider") => Some(Role::Rider),
+        Some(_) => {
+            errors.add("role", "must be customer or rider");
+            None
+        }
+    };
+    errors.finish()?;
+    let (Some(name), Some(email), Some(password), Some(role)) = (name, email, password, role)
+    else {
+        return Err(ApiError::Internal(anyhow::anyhow!(
+            "validated fields missing"
+        )));
+    };
+
+    let hash = state.passwords.hash(&password).await?;
+    let user = state
+        .store
+        .insert_user(&NewUser {
+            name: name.as_str(),
+            email: Some(email.as_str()),
+            phone: phone.as_ref().map(Phone::as_str),
+            password_hash: Some(&hash),
+            role,
+            pharmacy_id: None,
+        })
+        .await
+        .map_err(user_conflict)?;
+    tracing::info!(user_id = %user.id, role = %user.role, "account registered");
+    Ok(HttpResponse::Created().json(UserEnvelope { user }))
+}
+
+/// Exchange email and password for tokens.
+#[utoipa::path(
+    tag = "auth",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, body = Tokens),
+        (status = 401, description = "`invalid_credentials`: unknown email or wrong password, indistinguishably", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited`, with Retry-After", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/api/v1/auth/login")]
+pub async fn login(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: ApiJson<LoginRequest>,
+) -> Result<web::Json<Tokens>, ApiError> {
+    let LoginRequest { email, password } = body.into_inner();
+    let email = email.trim().to_lowercase();
+    limit(
+        &state,
+        &[
+            (format!("login:ip:{}", client_ip(&req)), per_ip(&state)),
+            (format!("login:email:{email}"), per_account(&state)),
+        ],
+    )
+    .await?;
+
+    let credentials = state.store.credentials_by_email(&email).await?;
+    let hash = credentials
+        .as_ref()
+        .and_then(|c| c.password_hash.as_deref());
+    // Unknown accounts are verified against a dummy hash: same work, same answer.
+    let valid = state.passwords.verify(&password, hash).await?;
+    match credentials {
+        Some(c) if valid => Ok(web::Json(issue_tokens(&state, c.user, None).await?)),
+        _ => Err(ApiError::Unauthenticated {
+            code: "invalid_credentials",
+            detail: "the email or password is wrong".into(),
+        }),
+    }
+}
+
+/// Exchange a refresh token (once) for a new pair. Replaying a spent token revokes the
+/// whole session.
+#[utoipa::path(
+    tag = "auth",
+    request_body = RefreshRequest,
+    responses(
+        (status = 200, body = Tokens),
+        (status = 401, description = "unknown, expired, revoked or replayed token", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/api/v1/auth/refresh")]
+pub async fn refresh_tokens(
+    state: web::Data<AppState>,
+    body: ApiJson<RefreshRequest>,
+) -> Result<web::Json<Tokens>, ApiError> {
+    let old = refresh::hash(body.0.refresh_token.trim());
+    let (new_token, new_hash) = refresh::generate();
+    let outcome = state
+        .store
+        .rotate_refresh_token(&old, &new_hash, Duration::days(REFRESH_TOKEN_TTL_DAYS))
+        .await?;
+    let invalid = |detail: &str| ApiError::Unauthenticated {
+        code: "unauthorized",
+        detail: detail.to_owned(),
+    };
+    match outcome {
+        Rotation::Rotated { user_id, .. } => {
+            let user = state
+                .store
+                .user_by_id(user_id)
+                .await?
+                .ok_or_else(|| invalid("the account no longer exists"))?;
+            let access_token = state.jwt.issue(user.id, user.role, chrono::Utc::now())?;
+            Ok(web::Json(Tokens {
+                access_token,
+                refresh_token: new_token,
+                token_type: "Bearer",
+                expires_in: ACCESS_TOKEN_TTL_S,
+                user,
+            }))
+        }
+        Rotation::Reused => {
+            tracing::warn!("refresh token replayed: session revoked");
+            Err(invalid(
+                "this refresh token was already used; the session has been revoked",
+            ))
+        }
+        Rotation::Invalid => Err(invalid("the refresh token is invalid, expired or revoked")),
+    }
+}
+
+/// End the session the refresh token belongs to. Always 204.
+#[utoipa::path(
+    tag = "auth",
+    request_body = RefreshRequest,
+    responses((status = 204, description = "the session is revoked (or never existed)"))
+)]
+#[post("/api/v1/auth/logout")]
+pub async fn logout(
+    state: web::Data<AppState>,
+    body: ApiJson<RefreshRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let hash = refresh::hash(body.0.refresh_token.trim());
+    state.store.revoke_refresh_family(&hash).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Send a one-time sign-in code to a phone.
+#[utoipa::path(
+    tag = "auth",
+    request_body = OtpRequest,
+    responses(
+        (status = 202, body = OtpSent),
+        (status = 422, description = "not an E.164 number", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "a code was sent to this phone less than 30 s ago, or too many requests", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "no code delivery is configured", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/api/v1/auth/otp/request")]
+pub async fn otp_request(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: ApiJson<OtpRequest>,
+) -> Result<HttpResponse, ApiError> {
+    limit(
+        &state,
+        &[(format!("otp:ip:{}", client_ip(&req)), per_ip(&state))],
+    )
+    .await?;
+    let phone = Phone::parse(&body.0.phone).map_err(|m| ApiError::field("phone", m))?;
+    let delivery = state.settings.otp_delivery;
+    if delivery == OtpDelivery::Disabled {
+        return Err(ApiError::Unavailable(
+            "phone sign-in is not configured on this server (OTP_DELIVERY)".into(),
+        ));
+    }
+    let code = otp::generate_code();
+    let hash = otp::code_hash(state.settings.jwt_secret.expose(), phone.as_str(), &code);
+    let issued = state
+        .store
+        .issue_otp(
+            phone.as_str(),
+            &hash,
+            Duration::seconds(OTP_TTL_S),
+            Duration::seconds(OTP_RESEND_COOLDOWN_S),
+        )
+        .await?;
+    if let OtpIssue::Cooldown { retry_after_s } = issued {
+        return Err(ApiError::RateLimited { retry_after_s });
+    }
+    let debug_code = match delivery {
+        OtpDelivery::Response => Some(code),
+        _ => {
+            state.sms.send(&phone, &code).await.map_err(|e| {
+                tracing::error!(error = %e, "OTP delivery failed");
+                ApiError::Unavailable("the code could not be sent; try again".into())
+            })?;
+            None
+        }
+    };
+    Ok(HttpResponse::Accepted().json(OtpSent {
+        expires_in: OTP_TTL_S,
+        debug_code,
+    }))
+}
+
+/// Sign in with a phone and its one-time code; the first sign-in creates a customer.
+#[utoipa::path(
+    tag = "auth",
+    request_body = OtpVerify,
+    responses(
+        (status = 200, body = Tokens),
+        (status = 401, description = "`invalid_code`: wrong, expired, or dead after 5 wrong tries", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited`, with Retry-After", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/api/v1/auth/otp/verify")]
+pub async fn otp_verify(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: ApiJson<OtpVerify>,
+) -> Result<web::Json<Tokens>, ApiError> {
+    let OtpVerify { phone, code } = body.into_inner();
+    let phone = Phone::parse(&phone).map_err(|m| ApiError::field("phone", m))?;
+    limit(
+        &state,
+        &[
+            (format!("otp-verify:ip:{}", client_ip(&req)), per_ip(&state)),
+            (
+                format!("otp-verify:phone:{}", phone.as_str()),
+                per_account(&state),
+            ),
+        ],
+    )
+    .await?;
+    let invalid = || ApiError::Unauthenticated {
+        code: "invalid_code",
+        detail: "the code is wrong, expired or no longer valid; request a new one".into(),
+    };
+    let Some(stored) = state
+        .store
+        .spend_otp_attempt(phone.as_str(), OTP_MAX_ATTEMPTS)
+        .await?
+    else {
+        return Err(invalid());
+    };
+    let key = state.settings.jwt_secret.expose();
+    if !otp::code_matches(key, phone.as_str(), code.trim(), &stored) {
+        return Err(invalid());
+    }
+    if !state.store.consume_otp(phone.as_str(), &stored).await? {
+        return Err(invalid());
+    }
+    let user = state.store.user_for_phone_login(phone.as_str()).await?;
+    Ok(web::Json(issue_tokens(&state, user, None).await?))
+}
