@@ -163,6 +163,7 @@ pub async fn observe(
         path = %req.path(),
     );
 
+    span.in_scope(|| tracing::debug!("request started"));
     let result = next.call(req).instrument(span.clone()).await;
     let elapsed = start.elapsed();
     let status = match &result {

@@ -291,3 +291,34 @@ fn secrets_in_requests_never_reach_the_logs() {
         "query string leaked:\n{log}"
     );
 }
+
+#[test]
+fn sigterm_lets_an_in_flight_request_finish() {
+    let dir = WorkDir::new();
+    let mut server = Server::start(dir.path(), &[("RUST_LOG", "info,medify=debug")]);
+    let body = r#"{"email":"nobody@example.com","password":"wrong password"}"#;
+    let (first, rest) = body.split_at(10);
+    let mut stream = TcpStream::connect(&server.address).expect("connect");
+    stream.set_read_timeout(Some(WAIT)).expect("timeout");
+    write!(
+        stream,
+        "POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{first}",
+        body.len()
+    )
+    .expect("write head");
+    stream.flush().expect("flush");
+    // The server has started on the request (half its body sent) when the signal arrives.
+    server.wait_for(|l| l.contains("request started") && l.contains("/api/v1/auth/login"));
+    server.signal(libc::SIGTERM);
+    server.wait_for(|l| l.contains("shutdown requested"));
+    stream.write_all(rest.as_bytes()).expect("write rest");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    assert!(
+        response.starts_with("HTTP/1.1 401"),
+        "in-flight request was not answered: {response:?}"
+    );
+    assert!(response.contains("invalid_credentials"), "{response}");
+    assert_eq!(server.wait_exit(), Some(0), "log:\n{}", server.log_text());
+}

@@ -4,6 +4,7 @@ use crate::backend_tests;
 use crate::helpers::TestApp;
 
 backend_tests!(
+    every_json_endpoint_answers_bad_bodies_with_problems,
     unknown_paths_are_problem_404,
     wrong_methods_are_problem_405,
     unmatched_routes_keep_metric_labels_bounded,
@@ -42,4 +43,72 @@ async fn unmatched_routes_keep_metric_labels_bounded(app: TestApp) {
         ),
         "{text}"
     );
+}
+
+/// Walks the OpenAPI document: every operation that takes a JSON body gets a malformed
+/// body (400 `invalid_json`), a body of the wrong shape (422 `validation_failed`) and an
+/// oversized body (413), all as problem+json, and never a 500.
+async fn every_json_endpoint_answers_bad_bodies_with_problems(app: TestApp) {
+    let admin = app.admin_token().await;
+    let doc = app.get("/api/v1/openapi.json").await.json();
+    let paths = doc["paths"].as_object().expect("paths");
+    let mut checked = Vec::new();
+    for (path, item) in paths {
+        for (method, op) in item.as_object().expect("path item") {
+            if op.get("requestBody").is_none() {
+                continue;
+            }
+            let concrete = fill_path_params(path);
+            let method = method.to_uppercase();
+            let send = |body: Vec<u8>| {
+                let method = awc::http::Method::from_bytes(method.as_bytes()).expect("method");
+                app.client
+                    .request(method, app.url(&concrete))
+                    .insert_header(("authorization", format!("Bearer {admin}")))
+                    .insert_header(("content-type", "application/json"))
+                    .send_body(body)
+            };
+            for (body, status, code) in [
+                (b"{\"broken".to_vec(), 400, "invalid_json"),
+                (b"[1, 2, 3]".to_vec(), 422, "validation_failed"),
+                (vec![b' '; 100 * 1024], 413, "payload_too_large"),
+            ] {
+                let mut res = send(body).await.expect("send");
+                let ct = res
+                    .headers()
+                    .get("content-type")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_owned();
+                let bytes = res.body().await.expect("body");
+                let text = String::from_utf8_lossy(&bytes);
+                assert_eq!(res.status().as_u16(), status, "{method} {path}: {text}");
+                assert!(
+                    ct.starts_with("application/problem+json"),
+                    "{method} {path}: {ct}"
+                );
+                let json: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
+                assert_eq!(json["code"], code, "{method} {path}: {json}");
+            }
+            checked.push(format!("{method} {path}"));
+        }
+    }
+    assert!(
+        checked.len() >= 7,
+        "too few JSON endpoints found: {checked:?}"
+    );
+}
+
+/// Replaces `{param}` segments with a fresh UUID.
+fn fill_path_params(path: &str) -> String {
+    path.split('/')
+        .map(|seg| {
+            if seg.starts_with('{') {
+                uuid::Uuid::now_v7().to_string()
+            } else {
+                seg.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
 }
