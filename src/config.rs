@@ -155,6 +155,8 @@ pub struct Settings {
     pub admin: Option<AdminBootstrap>,
     pub otp_delivery: OtpDelivery,
     pub auth_limits: AuthLimits,
+    /// Inventory shard actors (pharmacies are hashed onto them).
+    pub inventory_shards: usize,
 }
 
 /// All configuration problems found, one per variable.
@@ -396,6 +398,10 @@ impl Settings {
             }),
         };
 
+        let inventory_shards = r.parse("INVENTORY_SHARDS", default_workers * 2, |raw| {
+            parse_number(raw, 1, 256)
+        });
+
         if !r.problems.is_empty() {
             return Err(ConfigError {
                 problems: r.problems,
@@ -418,6 +424,7 @@ impl Settings {
             admin,
             otp_delivery,
             auth_limits,
+            inventory_shards,
         })
     }
 }

@@ -7,12 +7,15 @@
 //! The entry point for both the binary and the tests is [`startup::Application::build`].
 
 pub mod auth;
+pub mod catalog;
 pub mod config;
 pub mod domain;
 pub mod error;
 pub mod extract;
+pub mod pagination;
 pub mod redis;
 pub mod routes;
+pub mod search;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

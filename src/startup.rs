@@ -23,6 +23,7 @@ use crate::auth::jwt::JwtKeys;
 use crate::auth::otp::{LogSender, SmsSender};
 use crate::auth::password::Passwords;
 use crate::auth::rate_limit::RateLimiter;
+use crate::catalog::Catalog;
 use crate::config::{AdminBootstrap, Settings};
 use crate::domain::Role;
 use crate::error::{problem_for_framework_errors, ApiError};
@@ -32,6 +33,7 @@ use crate::routes::{self, openapi::OpenApiJson};
 use crate::store::users::NewUser;
 use crate::store::Store;
 use crate::telemetry::{self, Metrics};
+use medify_actors::inventory::Inventory;
 
 /// What every handler can reach, shared behind `web::Data`.
 pub struct AppState {
@@ -43,6 +45,8 @@ pub struct AppState {
     pub passwords: Passwords,
     pub limiter: RateLimiter,
     pub sms: Arc<dyn SmsSender>,
+    pub catalog: Catalog,
+    pub inventory: Inventory,
 }
 
 /// A server bound to its port, ready to run.
@@ -75,6 +79,17 @@ impl Application {
             bootstrap_admin(&store, &passwords, admin).await?;
         }
 
+        let catalog = Catalog::load(&store)
+            .await
+            .context("could not load the catalog")?;
+        let inventory = Inventory::start(settings.inventory_shards, Arc::new(store.clone()));
+        tracing::info!(
+            medicines = catalog.medicines().len(),
+            pharmacies = catalog.pharmacies().len(),
+            inventory_shards = inventory.shard_count(),
+            "catalog loaded"
+        );
+
         let listener = TcpListener::bind(settings.bind)
             .with_context(|| format!("could not listen on {}", settings.bind))?;
         let address = listener.local_addr()?;
@@ -89,6 +104,8 @@ impl Application {
             jwt: JwtKeys::new(settings.jwt_secret.expose()),
             passwords,
             sms: Arc::new(LogSender),
+            catalog,
+            inventory,
         });
         let openapi = web::Data::new(OpenApiJson::render());
 

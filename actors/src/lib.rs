@@ -1,9 +1,12 @@
 //! Medify's dispatch core.
 //!
-//! This crate will hold the actors that own live state (orders, rider sessions, inventory
-//! shards), the H3 matcher and the ports the server implements. It depends on no HTTP, SQL
-//! or Redis crate: those live in the `medify` crate, behind the ports defined here.
-//!
-//! Layout (see shared ARCHITECTURE.md): `order.rs`, `rider.rs`, `inventory.rs`,
-//! `matcher/`, `fleet.rs`, `supervise.rs`, `ports.rs`. Each arrives with the issue that
-//! needs it; the foundation only fixes the crate boundary.
+//! The actors that own live state (inventory shards now; orders and rider sessions next),
+//! the geographic indexes they use, and the ports the server implements. This crate
+//! depends on no HTTP, SQL or Redis crate: those live in the `medify` crate, behind the
+//! traits in [`ports`]. Pure logic (stock bookkeeping, distances, place lookup) is plain
+//! functions and structs with unit tests; actors are thin shells around them.
+
+pub mod geo;
+pub mod inventory;
+pub mod places;
+pub mod ports;

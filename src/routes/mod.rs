@@ -6,7 +6,9 @@
 
 pub mod auth;
 pub mod health;
+pub mod medicines;
 pub mod openapi;
+pub mod pharmacies;
 pub mod users;
 
 use actix_web::web;
@@ -26,5 +28,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(auth::otp_request)
         .service(auth::otp_verify)
         .service(users::me)
-        .service(users::create_user);
+        .service(users::create_user)
+        .service(medicines::search)
+        .service(medicines::get_medicine)
+        .service(medicines::create_medicine)
+        .service(medicines::update_medicine)
+        .service(medicines::delete_medicine)
+        .service(pharmacies::create_pharmacy)
+        .service(pharmacies::list_pharmacies)
+        .service(pharmacies::get_pharmacy)
+        .service(pharmacies::get_stock)
+        .service(pharmacies::put_stock);
 }

@@ -4,9 +4,11 @@ use actix_web::{get, web, HttpResponse};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+use crate::catalog::Pharmacy;
 use crate::domain::Role;
 use crate::error::{FieldError, Problem};
-use crate::routes::{auth, health, users};
+use crate::routes::{auth, health, medicines, pharmacies, users};
+use crate::store::catalog::{Medicine, StockRow};
 use crate::store::users::User;
 
 /// Every REST endpoint, collected from the handlers' annotations.
@@ -21,17 +23,25 @@ use crate::store::users::User;
         health::healthz, health::readyz, health::metrics, openapi_json,
         auth::register, auth::login, auth::refresh_tokens, auth::logout,
         auth::otp_request, auth::otp_verify, users::me, users::create_user,
+        medicines::search, medicines::get_medicine, medicines::create_medicine,
+        medicines::update_medicine, medicines::delete_medicine,
+        pharmacies::create_pharmacy, pharmacies::list_pharmacies, pharmacies::get_pharmacy,
+        pharmacies::get_stock, pharmacies::put_stock,
     ),
     components(schemas(
         Problem, FieldError, health::Health, health::Readiness, Role, User,
         auth::Tokens, auth::UserEnvelope, auth::RegisterRequest, auth::LoginRequest,
         auth::RefreshRequest, auth::OtpRequest, auth::OtpSent, auth::OtpVerify,
-        users::AdminNewUser,
+        users::AdminNewUser, Medicine, medicines::NewMedicine, medicines::MedicinePatch,
+        Pharmacy, pharmacies::NewPharmacy, pharmacies::NearbyPharmacy, pharmacies::StockUpdate,
+        pharmacies::StockLineIn, StockRow,
     )),
     modifiers(&BearerAuth),
     tags(
         (name = "ops", description = "Health, readiness, metrics and this document"),
         (name = "auth", description = "Accounts, tokens and phone sign-in"),
+        (name = "catalog", description = "Medicines: search and administration"),
+        (name = "pharmacies", description = "Pharmacies, nearby search and stock"),
     )
 )]
 pub struct ApiDoc;

@@ -12,6 +12,8 @@
 //! by `medify migrate`.
 
 pub mod auth;
+pub mod catalog;
+pub mod stock;
 pub mod users;
 
 use std::str::FromStr;
