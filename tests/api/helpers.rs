@@ -234,6 +234,76 @@ impl Http {
         )
     }
 
+    /// Creates a medicine as `admin`; returns its id.
+    pub async fn create_medicine(
+        &self,
+        admin: &str,
+        name: &str,
+        generic: Option<&str>,
+        brand: Option<&str>,
+        price_cents: i64,
+    ) -> Uuid {
+        let res = self
+            .post_auth(
+                "/api/v1/medicines",
+                admin,
+                &serde_json::json!({"name": name, "generic_name": generic, "brand": brand,
+                                    "sku": format!("SKU-{}", Uuid::now_v7().simple()),
+                                    "price_cents": price_cents}),
+            )
+            .await;
+        assert_eq!(res.status, 201, "create medicine: {}", res.text());
+        Uuid::parse_str(res.json()["id"].as_str().expect("id")).expect("uuid")
+    }
+
+    /// Creates a pharmacy as `admin`; returns its id.
+    pub async fn create_pharmacy(&self, admin: &str, name: &str, lat: f64, lng: f64) -> Uuid {
+        let res = self
+            .post_auth(
+                "/api/v1/pharmacies",
+                admin,
+                &serde_json::json!({"name": name, "lat": lat, "lng": lng, "address": format!("{name} street")}),
+            )
+            .await;
+        assert_eq!(res.status, 201, "create pharmacy: {}", res.text());
+        Uuid::parse_str(res.json()["id"].as_str().expect("id")).expect("uuid")
+    }
+
+    /// Sets shelf quantities as `token`; returns the answer.
+    pub async fn put_stock(&self, token: &str, pharmacy: Uuid, lines: &[(Uuid, i64)]) -> Reply {
+        let items: Vec<Value> = lines
+            .iter()
+            .map(|(m, q)| serde_json::json!({"medicine_id": m, "quantity": q}))
+            .collect();
+        self.request(
+            "PUT",
+            &format!("/api/v1/pharmacies/{pharmacy}/stock"),
+            Some(token),
+            Some(&serde_json::json!({ "items": items })),
+        )
+        .await
+    }
+
+    /// `(quantity, reserved)` of one medicine at one pharmacy, read over the API.
+    pub async fn stock_of(&self, pharmacy: Uuid, medicine: Uuid) -> (i64, i64) {
+        let res = self
+            .get(&format!("/api/v1/pharmacies/{pharmacy}/stock?per_page=100"))
+            .await;
+        assert_eq!(res.status, 200, "{}", res.text());
+        let body = res.json();
+        let row = body["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .find(|r| r["medicine_id"] == medicine.to_string())
+            .cloned()
+            .unwrap_or_else(|| serde_json::json!({"quantity": 0, "reserved": 0}));
+        (
+            row["quantity"].as_i64().expect("quantity"),
+            row["reserved"].as_i64().expect("reserved"),
+        )
+    }
+
     /// The bootstrapped admin's access token.
     pub async fn admin_token(&self) -> String {
         let tokens = self.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
@@ -294,6 +364,14 @@ async fn start_server(env: &HashMap<String, String>) -> u16 {
     let port = app.port();
     actix_web::rt::spawn(app.run_until_stopped());
     port
+}
+
+/// A store connected to the test server's database (for driving actors directly).
+pub async fn connect_store(app: &TestApp) -> medify::store::Store {
+    let settings = Settings::from_lookup(|k| app.env.get(k).cloned()).expect("settings");
+    medify::store::Store::connect(&settings.database)
+        .await
+        .expect("connect to the test database")
 }
 
 /// Another server on the same database, secret and Redis prefix as `app`: a second node,

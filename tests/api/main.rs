@@ -4,6 +4,8 @@
 mod helpers;
 
 mod auth;
+mod catalog;
 mod errors;
 mod health;
+mod inventory;
 mod redis;
