@@ -16,6 +16,7 @@ pub mod pagination;
 pub mod redis;
 pub mod routes;
 pub mod search;
+pub mod seed;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

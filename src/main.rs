@@ -6,9 +6,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use medify::config::Settings;
+use medify::seed::SeedOptions;
 use medify::startup::{shutdown_signal, Application};
 use medify::store::Store;
 use medify::telemetry;
+use medify_actors::geo::Point;
 
 #[derive(Parser)]
 #[command(
@@ -31,6 +33,21 @@ enum Command {
     Serve,
     /// Apply database migrations, then exit.
     Migrate,
+    /// Load the demo data set (medicines, pharmacies around a city, stock); idempotent.
+    Seed {
+        /// How many pharmacies.
+        #[arg(long, default_value_t = 40)]
+        pharmacies: usize,
+        /// Latitude of the city centre (default: Bengaluru).
+        #[arg(long, default_value_t = 12.9716, allow_negative_numbers = true)]
+        lat: f64,
+        /// Longitude of the city centre.
+        #[arg(long, default_value_t = 77.5946, allow_negative_numbers = true)]
+        lng: f64,
+        /// Pharmacies are spread within this many kilometres of the centre.
+        #[arg(long, default_value_t = 8.0)]
+        radius_km: f64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -59,6 +76,37 @@ fn main() -> ExitCode {
                 let shutdown = shutdown_signal()?;
                 let app = Application::build(settings).await?;
                 app.run_until(shutdown).await?;
+                Ok(())
+            }
+            Command::Seed {
+                pharmacies,
+                lat,
+                lng,
+                radius_km,
+            } => {
+                let center = Point::new(lat, lng)
+                    .map_err(|e| anyhow::anyhow!("--lat/--lng: {e}"))?;
+                if !(radius_km.is_finite() && radius_km > 0.0 && radius_km <= 100.0) {
+                    anyhow::bail!("--radius-km must be between 0 and 100");
+                }
+                let store = Store::connect(&settings.database).await?;
+                store.migrate().await?;
+                println!("seeding {pharmacies} pharmacies within {radius_km} km of ({lat}, {lng})...");
+                let options = SeedOptions {
+                    pharmacies: pharmacies.min(100_000),
+                    center,
+                    radius_m: radius_km * 1000.0,
+                };
+                let report = medify::seed::run(&store, &options).await?;
+                println!(
+                    "medicines: {} added ({} in the demo catalog); pharmacies: {} added; stock rows: {} added",
+                    report.medicines_added,
+                    report.medicines_total,
+                    report.pharmacies_added,
+                    report.stock_rows_added
+                );
+                println!("a running server picks the new catalog up at its next start");
+                store.close().await;
                 Ok(())
             }
             Command::Migrate => {

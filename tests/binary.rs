@@ -326,3 +326,66 @@ fn sigterm_lets_an_in_flight_request_finish() {
     assert!(response.contains("invalid_credentials"), "{response}");
     assert_eq!(server.wait_exit(), Some(0), "log:\n{}", server.log_text());
 }
+
+#[test]
+fn seed_is_idempotent_and_fills_the_catalog() {
+    let dir = WorkDir::new();
+    let first = medify(dir.path(), &[])
+        .args(["seed", "--pharmacies", "12"])
+        .output()
+        .expect("run");
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let out = String::from_utf8_lossy(&first.stdout).into_owned();
+    assert!(out.contains("pharmacies: 12 added"), "{out}");
+    let second = medify(dir.path(), &[])
+        .args(["seed", "--pharmacies", "12"])
+        .output()
+        .expect("run");
+    assert!(second.status.success());
+    let out = String::from_utf8_lossy(&second.stdout).into_owned();
+    assert!(
+        out.contains("medicines: 0 added")
+            && out.contains("pharmacies: 0 added")
+            && out.contains("stock rows: 0 added"),
+        "{out}"
+    );
+
+    let bad = medify(dir.path(), &[])
+        .args(["seed", "--lat", "95"])
+        .output()
+        .expect("run");
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--lat"));
+
+    let mut server = Server::start(dir.path(), &[]);
+    let (status, body) = http(
+        &server.address,
+        "GET /api/v1/medicines?q=paracetmol HTTP/1.1",
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
+    let page: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert!(page["total"].as_i64().unwrap_or(0) >= 2, "{page}");
+    assert!(
+        page["items"][0]["name"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("Paracetamol"),
+        "{page}"
+    );
+    let (_, body) = http(&server.address, "GET /api/v1/medicines?q=calp HTTP/1.1", "");
+    assert!(body.contains("Calpol"), "{body}");
+    let (_, body) = http(
+        &server.address,
+        "GET /api/v1/pharmacies?lat=12.9716&lng=77.5946&radius_m=50000 HTTP/1.1",
+        "",
+    );
+    let page: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(page["total"], 12, "{page}");
+    server.signal(libc::SIGTERM);
+    assert_eq!(server.wait_exit(), Some(0));
+}

@@ -266,3 +266,85 @@ impl Store {
         })
     }
 }
+
+/// Bulk inserts for `medify seed`: one transaction each, existing rows left alone.
+impl Store {
+    pub async fn seed_medicines(&self, medicines: &[Medicine]) -> Result<usize, sqlx::Error> {
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            let mut added = 0;
+            for m in medicines {
+                added += sqlx::query(
+                    "INSERT INTO medicines (id, name, generic_name, brand, sku, price_cents, rx_required, \
+                     created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) ON CONFLICT DO NOTHING",
+                )
+                .bind(m.id)
+                .bind(&m.name)
+                .bind(&m.generic_name)
+                .bind(&m.brand)
+                .bind(&m.sku)
+                .bind(m.price_cents)
+                .bind(m.rx_required)
+                .bind(m.created_at)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected() as usize;
+            }
+            tx.commit().await?;
+            Ok(added)
+        })
+    }
+
+    pub async fn seed_pharmacies(&self, pharmacies: &[PharmacyRow]) -> Result<usize, sqlx::Error> {
+        let at = now();
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            let mut added = 0;
+            for p in pharmacies {
+                added += sqlx::query(
+                    "INSERT INTO pharmacies (id, name, lat, lng, address, h3_cell, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT DO NOTHING",
+                )
+                .bind(p.id)
+                .bind(&p.name)
+                .bind(p.lat)
+                .bind(p.lng)
+                .bind(&p.address)
+                .bind(p.h3_cell)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected() as usize;
+            }
+            tx.commit().await?;
+            Ok(added)
+        })
+    }
+
+    pub async fn seed_stock(
+        &self,
+        pharmacy_id: Uuid,
+        lines: &[(Uuid, i64)],
+    ) -> Result<usize, sqlx::Error> {
+        let at = now();
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            let mut added = 0;
+            for (medicine_id, quantity) in lines {
+                added += sqlx::query(
+                    "INSERT INTO pharmacy_stock (pharmacy_id, medicine_id, quantity, reserved, updated_at) \
+                     VALUES ($1, $2, $3, 0, $4) ON CONFLICT DO NOTHING",
+                )
+                .bind(pharmacy_id)
+                .bind(medicine_id)
+                .bind(quantity)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected() as usize;
+            }
+            tx.commit().await?;
+            Ok(added)
+        })
+    }
+}
