@@ -157,6 +157,15 @@ pub struct Settings {
     pub auth_limits: AuthLimits,
     /// Inventory shard actors (pharmacies are hashed onto them).
     pub inventory_shards: usize,
+    /// How far from the delivery point a pharmacy may be chosen, in metres.
+    pub service_radius_m: f64,
+    /// How long an order may wait for a rider before it fails.
+    pub dispatch_timeout_s: u64,
+    /// This node's name (Redis consumer name); defaults to host name and process id.
+    pub node_id: String,
+    /// How long a Redis Stream entry may stay unacknowledged before another consumer
+    /// takes it over, in milliseconds.
+    pub bus_claim_idle_ms: u64,
 }
 
 /// All configuration problems found, one per variable.
@@ -402,6 +411,22 @@ impl Settings {
             parse_number(raw, 1, 256)
         });
 
+        let service_radius_m = r.parse("SERVICE_RADIUS_M", 10_000u32, |raw| {
+            parse_number(raw, 100, 100_000)
+        });
+        let dispatch_timeout_s = r.parse("DISPATCH_TIMEOUT_S", 600, |raw| {
+            parse_number(raw, 1, 86_400)
+        });
+        let node_id = r.get("MEDIFY_NODE_ID").unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/etc/hostname")
+                .map(|h| h.trim().to_owned())
+                .unwrap_or_else(|_| "medify".to_owned());
+            format!("{host}-{}", std::process::id())
+        });
+        let bus_claim_idle_ms = r.parse("BUS_CLAIM_IDLE_MS", 30_000, |raw| {
+            parse_number(raw, 0, 3_600_000)
+        });
+
         if !r.problems.is_empty() {
             return Err(ConfigError {
                 problems: r.problems,
@@ -425,6 +450,10 @@ impl Settings {
             otp_delivery,
             auth_limits,
             inventory_shards,
+            service_radius_m: f64::from(service_radius_m),
+            dispatch_timeout_s,
+            node_id,
+            bus_claim_idle_ms,
         })
     }
 }

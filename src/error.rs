@@ -78,6 +78,9 @@ pub enum ApiError {
     Conflict { code: &'static str, detail: String },
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// 409 `insufficient_stock`, naming the short items.
+    #[error("insufficient stock")]
+    InsufficientStock(Vec<FieldError>),
     #[error("payload too large")]
     PayloadTooLarge,
     #[error("unsupported media type")]
@@ -117,6 +120,7 @@ impl ApiError {
             Self::Forbidden => "forbidden",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
+            Self::InsufficientStock(_) => "insufficient_stock",
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::RateLimited { .. } => "rate_limited",
@@ -136,6 +140,7 @@ impl ApiError {
             Self::NotFound => "Not found",
             Self::Conflict { .. } => "Conflict",
             Self::MethodNotAllowed => "Method not allowed",
+            Self::InsufficientStock(_) => "Insufficient stock",
             Self::PayloadTooLarge => "Payload too large",
             Self::UnsupportedMediaType => "Unsupported media type",
             Self::RateLimited { .. } => "Too many requests",
@@ -153,6 +158,9 @@ impl ApiError {
             | Self::Unauthenticated { detail: d, .. }
             | Self::Unavailable(d) => Some(d.clone()),
             Self::Validation(errors) => Some(format!("{} field(s) are invalid", errors.len())),
+            Self::InsufficientStock(_) => {
+                Some("no pharmacy that could serve this order has every item in stock".into())
+            }
             Self::Unauthorized => {
                 Some("a valid access token is required (Authorization: Bearer <token>)".into())
             }
@@ -170,7 +178,7 @@ impl ApiError {
             title: self.title().to_owned(),
             detail: self.detail(),
             errors: match self {
-                Self::Validation(errors) => Some(errors.clone()),
+                Self::Validation(errors) | Self::InsufficientStock(errors) => Some(errors.clone()),
                 _ => None,
             },
         }
@@ -187,6 +195,7 @@ impl ResponseError for ApiError {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::InsufficientStock(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,

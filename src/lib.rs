@@ -7,11 +7,13 @@
 //! The entry point for both the binary and the tests is [`startup::Application::build`].
 
 pub mod auth;
+pub mod bus;
 pub mod catalog;
 pub mod config;
 pub mod domain;
 pub mod error;
 pub mod extract;
+pub mod notify;
 pub mod pagination;
 pub mod redis;
 pub mod routes;

@@ -50,6 +50,14 @@ impl Redis {
             .cloned()
     }
 
+    /// A connection of its own (for blocking reads, which would stall the shared one).
+    pub async fn dedicated_connection(&self) -> redis::RedisResult<ConnectionManager> {
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(5)));
+        ConnectionManager::new_with_config(self.client.clone(), config).await
+    }
+
     /// Round-trips a PING.
     pub async fn ping(&self) -> redis::RedisResult<()> {
         let mut conn = self.connection().await?;

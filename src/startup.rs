@@ -23,17 +23,22 @@ use crate::auth::jwt::JwtKeys;
 use crate::auth::otp::{LogSender, SmsSender};
 use crate::auth::password::Passwords;
 use crate::auth::rate_limit::RateLimiter;
+use crate::bus::redis::RedisBus;
+use crate::bus::{EventHandler, InProcessBus};
 use crate::catalog::Catalog;
 use crate::config::{AdminBootstrap, Settings};
 use crate::domain::Role;
 use crate::error::{problem_for_framework_errors, ApiError};
 use crate::extract;
+use crate::notify::{LogNotifier, NotificationWriter, OrderGauge};
 use crate::redis::Redis;
 use crate::routes::{self, openapi::OpenApiJson};
 use crate::store::users::NewUser;
 use crate::store::Store;
 use crate::telemetry::{self, Metrics};
 use medify_actors::inventory::Inventory;
+use medify_actors::order::{OrderDeps, OrderRegistry};
+use medify_actors::ports::EventBus;
 
 /// What every handler can reach, shared behind `web::Data`.
 pub struct AppState {
@@ -47,6 +52,8 @@ pub struct AppState {
     pub sms: Arc<dyn SmsSender>,
     pub catalog: Catalog,
     pub inventory: Inventory,
+    pub bus: Arc<dyn EventBus>,
+    pub orders: OrderRegistry,
 }
 
 /// A server bound to its port, ready to run.
@@ -54,6 +61,7 @@ pub struct Application {
     port: u16,
     server: Server,
     store: Store,
+    state: web::Data<AppState>,
 }
 
 impl Application {
@@ -90,6 +98,58 @@ impl Application {
             "catalog loaded"
         );
 
+        // Stock held for orders that a crash left half-done goes back to the shelf (or off
+        // it) before anything else can touch stock.
+        let (released, committed) = store
+            .reconcile_reservations()
+            .await
+            .context("could not reconcile stock reservations")?;
+        if released + committed > 0 {
+            tracing::warn!(
+                released,
+                committed,
+                "reconciled stock reservations left by a crash"
+            );
+        }
+
+        let metrics = Metrics::new().context("could not register metrics")?;
+        for (status, count) in store.order_counts().await? {
+            metrics
+                .orders
+                .with_label_values(&[status.as_str()])
+                .set(count);
+        }
+        let local: Vec<Arc<dyn EventHandler>> =
+            vec![Arc::new(OrderGauge::new(metrics.orders.clone()))];
+        let durable: Vec<Arc<dyn EventHandler>> = vec![Arc::new(NotificationWriter::new(
+            store.clone(),
+            Arc::new(LogNotifier),
+        ))];
+        let bus: Arc<dyn EventBus> = match &redis {
+            Some(redis) => Arc::new(RedisBus::start(
+                redis.clone(),
+                &settings.node_id,
+                local,
+                durable,
+                Duration::from_millis(settings.bus_claim_idle_ms),
+            )),
+            None => Arc::new(InProcessBus::start(local, durable)),
+        };
+        let orders = OrderRegistry::new(
+            OrderDeps {
+                journal: Arc::new(store.clone()),
+                bus: bus.clone(),
+                inventory: inventory.clone(),
+                dispatch_timeout: Duration::from_secs(settings.dispatch_timeout_s),
+            },
+            settings.workers,
+        );
+        let active = orders
+            .rehydrate()
+            .await
+            .map_err(|e| anyhow::anyhow!("could not rehydrate active orders: {e}"))?;
+        tracing::info!(active, "active orders rehydrated");
+
         let listener = TcpListener::bind(settings.bind)
             .with_context(|| format!("could not listen on {}", settings.bind))?;
         let address = listener.local_addr()?;
@@ -100,15 +160,18 @@ impl Application {
             store: store.clone(),
             limiter: RateLimiter::new(redis.clone()),
             redis,
-            metrics: Metrics::new().context("could not register metrics")?,
+            metrics,
             jwt: JwtKeys::new(settings.jwt_secret.expose()),
             passwords,
             sms: Arc::new(LogSender),
             catalog,
             inventory,
+            bus,
+            orders,
         });
         let openapi = web::Data::new(OpenApiJson::render());
 
+        let app_state = state.clone();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -133,7 +196,13 @@ impl Application {
             port,
             server,
             store,
+            state: app_state,
         })
+    }
+
+    /// The shared state (tests drive actors through it).
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
     }
 
     /// The port the server is bound to.

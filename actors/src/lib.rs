@@ -8,5 +8,6 @@
 
 pub mod geo;
 pub mod inventory;
+pub mod order;
 pub mod places;
 pub mod ports;

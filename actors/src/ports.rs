@@ -107,3 +107,103 @@ pub trait StockLedger: Send + Sync + 'static {
         lines: Vec<Line>,
     ) -> BoxFuture<'_, Result<SetStock, LedgerError>>;
 }
+
+/// A journal failure; the message is for logs.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("journal: {0}")]
+pub struct JournalError(pub String);
+
+/// What an order actor knows about its order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderRecord {
+    pub id: Uuid,
+    pub status: crate::order::OrderStatus,
+    pub customer_id: Uuid,
+    pub pharmacy_id: Uuid,
+    pub rider_id: Option<Uuid>,
+    pub delivery_code: String,
+    pub code_failures: i32,
+    /// The `seq` of the last journal entry; every change must name it.
+    pub version: i32,
+    /// Epoch milliseconds after which an unassigned order fails.
+    pub dispatch_deadline_ms: Option<i64>,
+    pub pickup: crate::geo::Point,
+    pub dropoff: crate::geo::Point,
+}
+
+/// One transition to write: the order row and an `order_events` row, in one transaction.
+#[derive(Debug, Clone)]
+pub struct JournalEntry {
+    pub order_id: Uuid,
+    /// The version the change was decided on; a different stored version refuses it.
+    pub expected_version: i32,
+    pub from: crate::order::OrderStatus,
+    pub to: crate::order::OrderStatus,
+    pub event: &'static str,
+    pub actor_id: Option<Uuid>,
+    pub rider_id: Option<Uuid>,
+    pub at_ms: i64,
+}
+
+/// Durable orders: the source of truth every order actor loads from and writes through.
+pub trait OrderJournal: Send + Sync + 'static {
+    fn load(&self, id: Uuid) -> BoxFuture<'_, Result<Option<OrderRecord>, JournalError>>;
+
+    /// Writes the transition; `Ok(None)` if the stored version is not the expected one
+    /// (someone else changed the order), else the new version.
+    fn append(&self, entry: JournalEntry) -> BoxFuture<'_, Result<Option<i32>, JournalError>>;
+
+    fn set_code_failures(&self, id: Uuid, failures: i32)
+        -> BoxFuture<'_, Result<(), JournalError>>;
+
+    /// Ids of every order that is not final.
+    fn active_orders(&self) -> BoxFuture<'_, Result<Vec<Uuid>, JournalError>>;
+}
+
+/// What happened, for whoever listens (notifications, metrics, other nodes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum EventKind {
+    #[serde(rename = "order.confirmed")]
+    OrderConfirmed,
+    #[serde(rename = "order.dispatching")]
+    OrderDispatching,
+    #[serde(rename = "order.assigned")]
+    OrderAssigned,
+    #[serde(rename = "order.picked_up")]
+    OrderPickedUp,
+    #[serde(rename = "order.delivered")]
+    OrderDelivered,
+    #[serde(rename = "order.cancelled")]
+    OrderCancelled,
+    #[serde(rename = "order.failed")]
+    OrderFailed,
+    #[serde(rename = "rider.online")]
+    RiderOnline,
+    #[serde(rename = "rider.offline")]
+    RiderOffline,
+}
+
+/// One event on the bus. `id` is unique: handlers use it to do their work once.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Event {
+    pub id: Uuid,
+    pub kind: EventKind,
+    pub order_id: Option<Uuid>,
+    pub customer_id: Option<Uuid>,
+    pub rider_id: Option<Uuid>,
+    pub pharmacy_id: Option<Uuid>,
+    pub from_status: Option<crate::order::OrderStatus>,
+    pub to_status: Option<crate::order::OrderStatus>,
+    /// Epoch milliseconds.
+    pub at_ms: i64,
+}
+
+/// A bus failure.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("bus: {0}")]
+pub struct BusError(pub String);
+
+/// Where events are published.
+pub trait EventBus: Send + Sync + 'static {
+    fn publish(&self, event: Event) -> BoxFuture<'_, Result<(), BusError>>;
+}

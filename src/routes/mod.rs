@@ -7,7 +7,9 @@
 pub mod auth;
 pub mod health;
 pub mod medicines;
+pub mod notifications;
 pub mod openapi;
+pub mod orders;
 pub mod pharmacies;
 pub mod users;
 
@@ -38,5 +40,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(pharmacies::list_pharmacies)
         .service(pharmacies::get_pharmacy)
         .service(pharmacies::get_stock)
-        .service(pharmacies::put_stock);
+        .service(pharmacies::put_stock)
+        .service(orders::place_order)
+        .service(orders::list_orders)
+        .service(orders::get_order)
+        .service(orders::cancel_order)
+        .service(orders::assign_order)
+        .service(orders::order_trail)
+        .service(notifications::list_notifications);
 }

@@ -7,8 +7,10 @@ use utoipa::{Modify, OpenApi};
 use crate::catalog::Pharmacy;
 use crate::domain::Role;
 use crate::error::{FieldError, Problem};
-use crate::routes::{auth, health, medicines, pharmacies, users};
+use crate::routes::{auth, health, medicines, notifications, orders, pharmacies, users};
 use crate::store::catalog::{Medicine, StockRow};
+use crate::store::notifications::Notification;
+use crate::store::orders::{Delivery, OrderItem, OrderPharmacy, OrderRider, OrderView};
 use crate::store::users::User;
 
 /// Every REST endpoint, collected from the handlers' annotations.
@@ -27,6 +29,8 @@ use crate::store::users::User;
         medicines::update_medicine, medicines::delete_medicine,
         pharmacies::create_pharmacy, pharmacies::list_pharmacies, pharmacies::get_pharmacy,
         pharmacies::get_stock, pharmacies::put_stock,
+        orders::place_order, orders::list_orders, orders::get_order, orders::cancel_order,
+        orders::assign_order, orders::order_trail, notifications::list_notifications,
     ),
     components(schemas(
         Problem, FieldError, health::Health, health::Readiness, Role, User,
@@ -34,7 +38,9 @@ use crate::store::users::User;
         auth::RefreshRequest, auth::OtpRequest, auth::OtpSent, auth::OtpVerify,
         users::AdminNewUser, Medicine, medicines::NewMedicine, medicines::MedicinePatch,
         Pharmacy, pharmacies::NewPharmacy, pharmacies::NearbyPharmacy, pharmacies::StockUpdate,
-        pharmacies::StockLineIn, StockRow,
+        pharmacies::StockLineIn, StockRow, OrderView, OrderItem, OrderPharmacy, OrderRider,
+        Delivery, orders::NewOrderRequest, orders::NewItem, orders::DeliveryIn,
+        orders::AssignRequest, orders::Trail, Notification,
     )),
     modifiers(&BearerAuth),
     tags(
@@ -42,6 +48,7 @@ use crate::store::users::User;
         (name = "auth", description = "Accounts, tokens and phone sign-in"),
         (name = "catalog", description = "Medicines: search and administration"),
         (name = "pharmacies", description = "Pharmacies, nearby search and stock"),
+        (name = "orders", description = "Orders, their trail, and notifications"),
     )
 )]
 pub struct ApiDoc;

@@ -13,6 +13,8 @@
 
 pub mod auth;
 pub mod catalog;
+pub mod notifications;
+pub mod orders;
 pub mod stock;
 pub mod users;
 

@@ -124,7 +124,11 @@ impl Store {
     }
 
     /// Moves a held reservation to `status`; `commit` also takes the units off the shelf.
-    async fn settle_reservation(&self, id: Uuid, commit: bool) -> Result<Settle, sqlx::Error> {
+    pub(crate) async fn settle_reservation(
+        &self,
+        id: Uuid,
+        commit: bool,
+    ) -> Result<Settle, sqlx::Error> {
         let at = now();
         let status = if commit { "committed" } else { "released" };
         let stock_sql = if commit {

@@ -48,6 +48,8 @@ pub struct Options {
 /// [`Http`] for requests.
 pub struct TestApp {
     pub http: Http,
+    /// The server's shared state: tests drive its actors directly.
+    pub state: actix_web::web::Data<medify::startup::AppState>,
     pub port: u16,
     pub backend: Backend,
     /// The environment the server's settings were read from.
@@ -304,6 +306,26 @@ impl Http {
         )
     }
 
+    /// Places an order as `customer`; returns the answer.
+    pub async fn place_order(
+        &self,
+        customer: &str,
+        items: &[(Uuid, i64)],
+        lat: f64,
+        lng: f64,
+    ) -> Reply {
+        let items: Vec<Value> = items
+            .iter()
+            .map(|(m, q)| serde_json::json!({"medicine_id": m, "qty": q}))
+            .collect();
+        self.post_auth(
+            "/api/v1/orders",
+            customer,
+            &serde_json::json!({"items": items, "delivery": {"lat": lat, "lng": lng, "address": "12 Test Road"}}),
+        )
+        .await
+    }
+
     /// The bootstrapped admin's access token.
     pub async fn admin_token(&self) -> String {
         let tokens = self.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
@@ -338,6 +360,7 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> Option<TestAp
     env.insert("MEDIFY_ADMIN_EMAIL".into(), ADMIN_EMAIL.into());
     env.insert("MEDIFY_ADMIN_PASSWORD".into(), ADMIN_PASSWORD.into());
     env.insert("OTP_DELIVERY".into(), "response".into());
+    env.insert("INVENTORY_SHARDS".into(), "2".into());
     if let Some(redis) = &redis {
         env.insert("REDIS_URL".into(), redis.url.clone());
         env.insert("REDIS_KEY_PREFIX".into(), redis.prefix.clone());
@@ -345,9 +368,10 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> Option<TestAp
     for (k, v) in options.env {
         env.insert(k.to_owned(), v);
     }
-    let port = start_server(&env).await;
+    let (port, state) = start_server(&env).await;
     Some(TestApp {
         http: Http::new(port),
+        state,
         port,
         backend,
         env,
@@ -356,14 +380,17 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> Option<TestAp
     })
 }
 
-async fn start_server(env: &HashMap<String, String>) -> u16 {
+async fn start_server(
+    env: &HashMap<String, String>,
+) -> (u16, actix_web::web::Data<medify::startup::AppState>) {
     let settings = Settings::from_lookup(|k| env.get(k).cloned()).expect("test settings");
     let app = Application::build(settings)
         .await
         .expect("the application failed to start");
     let port = app.port();
+    let state = app.state();
     actix_web::rt::spawn(app.run_until_stopped());
-    port
+    (port, state)
 }
 
 /// A store connected to the test server's database (for driving actors directly).
@@ -377,7 +404,7 @@ pub async fn connect_store(app: &TestApp) -> medify::store::Store {
 /// Another server on the same database, secret and Redis prefix as `app`: a second node,
 /// or the same deployment after a restart. `app` keeps ownership of the cleanup.
 pub async fn spawn_sibling(app: &TestApp) -> Http {
-    Http::new(start_server(&app.env).await)
+    Http::new(start_server(&app.env).await.0)
 }
 
 fn init_test_logging() {

@@ -8,4 +8,5 @@ mod catalog;
 mod errors;
 mod health;
 mod inventory;
+mod orders;
 mod redis;

@@ -1,0 +1,744 @@
+//! Orders: the pure state machine and the [`OrderActor`] that runs one order.
+//!
+//! [`transition`] is the whole lifecycle as a function of (status, event); everything else
+//! is plumbing around it. The actor owns an order while it is active: every change is
+//! checked by [`transition`], written to the journal (order row + `order_events` row, one
+//! transaction, guarded by the order's version) and only then announced on the bus and
+//! applied to stock. The actor keeps a copy of the record, never the only one: it loads
+//! from the journal when it starts and again after every restart, so a crash, a deploy or
+//! a supervisor restart loses nothing.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use actix::prelude::*;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::inventory::Inventory;
+use crate::ports::{
+    BoxFuture, Event, EventBus, EventKind, JournalEntry, JournalError, OrderJournal, OrderRecord,
+};
+
+/// Where an order is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    /// Stock reserved.
+    Confirmed,
+    /// Looking for a rider.
+    Dispatching,
+    /// A rider accepted.
+    Assigned,
+    /// The rider has the medicine.
+    PickedUp,
+    Delivered,
+    Cancelled,
+    /// No rider accepted within the dispatch timeout.
+    Failed,
+}
+
+impl OrderStatus {
+    pub const ALL: [OrderStatus; 7] = [
+        Self::Confirmed,
+        Self::Dispatching,
+        Self::Assigned,
+        Self::PickedUp,
+        Self::Delivered,
+        Self::Cancelled,
+        Self::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Confirmed => "confirmed",
+            Self::Dispatching => "dispatching",
+            Self::Assigned => "assigned",
+            Self::PickedUp => "picked_up",
+            Self::Delivered => "delivered",
+            Self::Cancelled => "cancelled",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == raw)
+    }
+
+    /// Delivered, cancelled and failed orders never change again.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Delivered | Self::Cancelled | Self::Failed)
+    }
+}
+
+impl fmt::Display for OrderStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What can happen to an order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderEvent {
+    /// Start looking for a rider.
+    Dispatch,
+    /// A rider accepted an offer.
+    Assign {
+        rider_id: Uuid,
+    },
+    PickUp,
+    Deliver,
+    Cancel,
+    /// The dispatch timeout passed with no rider.
+    Fail,
+}
+
+impl OrderEvent {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Dispatch => "dispatch",
+            Self::Assign { .. } => "assign",
+            Self::PickUp => "pick_up",
+            Self::Deliver => "deliver",
+            Self::Cancel => "cancel",
+            Self::Fail => "fail",
+        }
+    }
+}
+
+/// An event that the current status does not allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("cannot {} an order that is {from}", event.name())]
+pub struct IllegalTransition {
+    pub from: OrderStatus,
+    pub event: OrderEvent,
+}
+
+/// The order lifecycle: the new status, or why the event is not allowed now.
+pub fn transition(from: OrderStatus, event: OrderEvent) -> Result<OrderStatus, IllegalTransition> {
+    use OrderEvent as E;
+    use OrderStatus as S;
+    let to = match (from, event) {
+        (S::Confirmed, E::Dispatch) => S::Dispatching,
+        (S::Dispatching, E::Assign { .. }) => S::Assigned,
+        (S::Assigned, E::PickUp) => S::PickedUp,
+        (S::PickedUp, E::Deliver) => S::Delivered,
+        (S::Confirmed | S::Dispatching | S::Assigned, E::Cancel) => S::Cancelled,
+        (S::Confirmed | S::Dispatching, E::Fail) => S::Failed,
+        _ => return Err(IllegalTransition { from, event }),
+    };
+    Ok(to)
+}
+
+/// The bus event announcing a move into `to`.
+fn event_kind(to: OrderStatus) -> EventKind {
+    match to {
+        OrderStatus::Confirmed => EventKind::OrderConfirmed,
+        OrderStatus::Dispatching => EventKind::OrderDispatching,
+        OrderStatus::Assigned => EventKind::OrderAssigned,
+        OrderStatus::PickedUp => EventKind::OrderPickedUp,
+        OrderStatus::Delivered => EventKind::OrderDelivered,
+        OrderStatus::Cancelled => EventKind::OrderCancelled,
+        OrderStatus::Failed => EventKind::OrderFailed,
+    }
+}
+
+/// Wrong delivery codes allowed before further tries are refused for a while.
+pub const MAX_CODE_FAILURES: i32 = 5;
+/// How long further tries are refused after [`MAX_CODE_FAILURES`].
+pub const CODE_LOCKOUT: Duration = Duration::from_secs(60);
+
+/// Why an order refused a request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OrderError {
+    #[error("no such order")]
+    NotFound,
+    #[error("this order is not assigned to you")]
+    Forbidden,
+    #[error("{0}")]
+    Conflict(String),
+    /// The order changed under this actor (another node); it reloads.
+    #[error("the order changed meanwhile; try again")]
+    Stale,
+    #[error("wrong delivery code")]
+    InvalidCode,
+    #[error("too many wrong delivery codes; try again in {0} s")]
+    RateLimited(u64),
+    #[error("storage: {0}")]
+    Storage(String),
+}
+
+impl From<IllegalTransition> for OrderError {
+    fn from(e: IllegalTransition) -> Self {
+        Self::Conflict(e.to_string())
+    }
+}
+
+impl From<JournalError> for OrderError {
+    fn from(e: JournalError) -> Self {
+        Self::Storage(e.0)
+    }
+}
+
+/// A request to an order actor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Dispatch,
+    /// A rider accepted (from the matcher, or an admin's manual dispatch).
+    Assign {
+        rider_id: Uuid,
+        by: Option<Uuid>,
+    },
+    PickUp {
+        rider_id: Uuid,
+    },
+    Deliver {
+        rider_id: Uuid,
+        code: String,
+    },
+    /// By the customer or an admin; the HTTP layer has checked who may.
+    Cancel {
+        by: Uuid,
+    },
+    /// The dispatch timeout.
+    Fail,
+}
+
+/// Sends a [`Command`]; answers with the order as it is afterwards.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<OrderRecord, OrderError>")]
+pub struct Apply(pub Command);
+
+/// The actor's current copy of the order.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "Option<OrderRecord>")]
+pub struct Get;
+
+/// Makes the actor fail as a crash would (tests, drills): its supervisor restarts it and
+/// it reloads the order from the journal.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct InjectFault;
+
+/// What every order actor needs.
+pub struct OrderDeps {
+    pub journal: Arc<dyn OrderJournal>,
+    pub bus: Arc<dyn EventBus>,
+    pub inventory: Inventory,
+    pub dispatch_timeout: Duration,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// One active order. See the module documentation.
+pub struct OrderActor {
+    id: Uuid,
+    deps: Arc<OrderDeps>,
+    registry: OrderRegistry,
+    record: Option<OrderRecord>,
+    timeout: Option<SpawnHandle>,
+    locked_until: Option<Instant>,
+}
+
+impl OrderActor {
+    fn schedule_timeout(&mut self, ctx: &mut Context<Self>) {
+        if let Some(handle) = self.timeout.take() {
+            ctx.cancel_future(handle);
+        }
+        let Some(record) = &self.record else { return };
+        if !matches!(
+            record.status,
+            OrderStatus::Confirmed | OrderStatus::Dispatching
+        ) {
+            return;
+        }
+        let deadline = record.dispatch_deadline_ms.unwrap_or_else(|| {
+            now_ms() + i64::try_from(self.deps.dispatch_timeout.as_millis()).unwrap_or(i64::MAX)
+        });
+        let wait = Duration::from_millis(u64::try_from(deadline - now_ms()).unwrap_or(0));
+        self.timeout = Some(ctx.run_later(wait, |_, ctx| ctx.notify(Apply(Command::Fail))));
+    }
+
+    /// After a change: drop out of the registry when final, re-arm the timeout otherwise.
+    fn settle(&mut self, ctx: &mut Context<Self>) {
+        match &self.record {
+            Some(r) if r.status.is_final() => {
+                if let Some(handle) = self.timeout.take() {
+                    ctx.cancel_future(handle);
+                }
+                // Once no one holds its address, the actor stops for good.
+                self.registry.forget(self.id);
+            }
+            Some(_) => self.schedule_timeout(ctx),
+            None => self.registry.forget(self.id),
+        }
+    }
+}
+
+impl Actor for OrderActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let journal = self.deps.journal.clone();
+        let id = self.id;
+        // Nothing else is handled until the order is loaded.
+        ctx.wait(
+            actix::fut::wrap_future::<_, Self>(async move { journal.load(id).await }).map(
+                |loaded, act, ctx| {
+                    match loaded {
+                        Ok(record) => act.record = record,
+                        Err(e) => {
+                            tracing::error!(order_id = %act.id, error = %e, "order actor: load failed");
+                            act.record = None;
+                        }
+                    }
+                    act.settle(ctx);
+                },
+            ),
+        );
+    }
+}
+
+impl Supervised for OrderActor {
+    fn restarting(&mut self, _ctx: &mut Self::Context) {
+        tracing::warn!(order_id = %self.id, "order actor restarting");
+        self.record = None;
+        self.timeout = None;
+    }
+}
+
+/// Checks who may do what, then the state machine; returns the event to journal.
+fn plan(
+    record: &OrderRecord,
+    command: &Command,
+    locked_until: Option<Instant>,
+) -> Result<(OrderEvent, Option<Uuid>), OrderError> {
+    let rider_only = |rider_id: Uuid| {
+        if record.rider_id == Some(rider_id) {
+            Ok(())
+        } else {
+            Err(OrderError::Forbidden)
+        }
+    };
+    let (event, actor) = match command {
+        Command::Dispatch => (OrderEvent::Dispatch, None),
+        Command::Assign { rider_id, by } => (
+            OrderEvent::Assign {
+                rider_id: *rider_id,
+            },
+            by.or(Some(*rider_id)),
+        ),
+        Command::PickUp { rider_id } => {
+            rider_only(*rider_id)?;
+            (OrderEvent::PickUp, Some(*rider_id))
+        }
+        Command::Deliver { rider_id, code } => {
+            rider_only(*rider_id)?;
+            transition(record.status, OrderEvent::Deliver)?;
+            if let Some(until) = locked_until.filter(|u| *u > Instant::now()) {
+                return Err(OrderError::RateLimited(
+                    until.duration_since(Instant::now()).as_secs().max(1),
+                ));
+            }
+            if !constant_time_eq(code.trim().as_bytes(), record.delivery_code.as_bytes()) {
+                return Err(OrderError::InvalidCode);
+            }
+            (OrderEvent::Deliver, Some(*rider_id))
+        }
+        Command::Cancel { by } => (OrderEvent::Cancel, Some(*by)),
+        Command::Fail => (OrderEvent::Fail, None),
+    };
+    transition(record.status, event)?;
+    Ok((event, actor))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Journals the change, then announces it and settles stock.
+async fn execute(
+    deps: Arc<OrderDeps>,
+    record: OrderRecord,
+    event: OrderEvent,
+    actor: Option<Uuid>,
+) -> Result<OrderRecord, OrderError> {
+    let to = transition(record.status, event)?;
+    let rider_id = match event {
+        OrderEvent::Assign { rider_id } => Some(rider_id),
+        _ => record.rider_id,
+    };
+    let at_ms = now_ms();
+    let version = deps
+        .journal
+        .append(JournalEntry {
+            order_id: record.id,
+            expected_version: record.version,
+            from: record.status,
+            to,
+            event: event.name(),
+            actor_id: actor,
+            rider_id,
+            at_ms,
+        })
+        .await?
+        .ok_or(OrderError::Stale)?;
+    let next = OrderRecord {
+        status: to,
+        version,
+        rider_id,
+        ..record.clone()
+    };
+    // Stock follows the journal: pick-up takes the units off the shelf, cancel and failure
+    // put them back. A failure here is repaired by start-up reconciliation.
+    let stock = match to {
+        OrderStatus::PickedUp => Some(deps.inventory.commit(record.id, record.pharmacy_id).await),
+        OrderStatus::Cancelled | OrderStatus::Failed => {
+            Some(deps.inventory.release(record.id, record.pharmacy_id).await)
+        }
+        _ => None,
+    };
+    if let Some(Err(e)) = stock {
+        tracing::error!(order_id = %record.id, error = %e, "stock settlement failed; start-up reconciliation will repair it");
+    }
+    let announced = deps
+        .bus
+        .publish(Event {
+            id: Uuid::now_v7(),
+            kind: event_kind(to),
+            order_id: Some(record.id),
+            customer_id: Some(record.customer_id),
+            rider_id,
+            pharmacy_id: Some(record.pharmacy_id),
+            from_status: Some(record.status),
+            to_status: Some(to),
+            at_ms,
+        })
+        .await;
+    if let Err(e) = announced {
+        tracing::error!(order_id = %record.id, error = %e, "event not published");
+    }
+    Ok(next)
+}
+
+impl Handler<Apply> for OrderActor {
+    type Result = AtomicResponse<Self, Result<OrderRecord, OrderError>>;
+
+    fn handle(&mut self, Apply(command): Apply, _ctx: &mut Context<Self>) -> Self::Result {
+        let Some(record) = self.record.clone() else {
+            return AtomicResponse::new(Box::pin(actix::fut::ready(Err(OrderError::NotFound))));
+        };
+        if command == Command::Fail
+            && !matches!(
+                record.status,
+                OrderStatus::Confirmed | OrderStatus::Dispatching
+            )
+        {
+            // A stale timer: the order moved on.
+            return AtomicResponse::new(Box::pin(actix::fut::ready(Ok(record))));
+        }
+        let planned = plan(&record, &command, self.locked_until);
+        let deps = self.deps.clone();
+        let journal = deps.journal.clone();
+        let fut: BoxFuture<'static, (Result<OrderRecord, OrderError>, Option<i32>)> = match planned
+        {
+            Err(OrderError::InvalidCode) => {
+                // Count the wrong code durably, then refuse.
+                let failures = record.code_failures + 1;
+                let id = record.id;
+                Box::pin(async move {
+                    if let Err(e) = journal.set_code_failures(id, failures).await {
+                        tracing::error!(order_id = %id, error = %e, "could not count a wrong code");
+                    }
+                    (Err(OrderError::InvalidCode), Some(failures))
+                })
+            }
+            Err(e) => Box::pin(async move { (Err(e), None) }),
+            Ok((event, actor)) => {
+                Box::pin(async move { (execute(deps, record, event, actor).await, None) })
+            }
+        };
+        AtomicResponse::new(Box::pin(actix::fut::wrap_future::<_, Self>(fut).map(
+            |(result, failures), act, ctx| {
+                if let (Some(failures), Some(record)) = (failures, act.record.as_mut()) {
+                    record.code_failures = failures;
+                    if failures >= MAX_CODE_FAILURES {
+                        act.locked_until = Some(Instant::now() + CODE_LOCKOUT);
+                    }
+                }
+                match &result {
+                    Ok(next) => {
+                        act.record = Some(next.clone());
+                        act.settle(ctx);
+                    }
+                    Err(OrderError::Stale) | Err(OrderError::Storage(_)) => {
+                        // Our copy may be behind storage: restart and reload.
+                        ctx.stop();
+                    }
+                    Err(_) => {}
+                }
+                result
+            },
+        )))
+    }
+}
+
+impl Handler<Get> for OrderActor {
+    type Result = Option<OrderRecord>;
+    fn handle(&mut self, _: Get, _: &mut Context<Self>) -> Option<OrderRecord> {
+        self.record.clone()
+    }
+}
+
+impl Handler<InjectFault> for OrderActor {
+    type Result = ();
+    fn handle(&mut self, _: InjectFault, ctx: &mut Context<Self>) {
+        tracing::warn!(order_id = %self.id, "order actor: fault injected");
+        ctx.stop();
+    }
+}
+
+struct RegistryInner {
+    actors: Mutex<HashMap<Uuid, Addr<OrderActor>>>,
+    arbiters: Vec<ArbiterHandle>,
+    next: std::sync::atomic::AtomicUsize,
+    deps: Arc<OrderDeps>,
+}
+
+impl Drop for RegistryInner {
+    fn drop(&mut self) {
+        for arbiter in &self.arbiters {
+            arbiter.stop();
+        }
+    }
+}
+
+/// Active orders by id; starts their supervised actors. Cheap to clone.
+#[derive(Clone)]
+pub struct OrderRegistry {
+    inner: Arc<RegistryInner>,
+}
+
+impl OrderRegistry {
+    /// Starts `arbiters` threads to run order actors on. Must be called inside a running
+    /// actix `System`.
+    pub fn new(deps: OrderDeps, arbiters: usize) -> Self {
+        let arbiters = (0..arbiters.max(1))
+            .map(|_| Arbiter::new().handle())
+            .collect();
+        Self {
+            inner: Arc::new(RegistryInner {
+                actors: Mutex::new(HashMap::new()),
+                arbiters,
+                next: std::sync::atomic::AtomicUsize::new(0),
+                deps: Arc::new(deps),
+            }),
+        }
+    }
+
+    fn actors(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Addr<OrderActor>>> {
+        self.inner
+            .actors
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The actor of an active order, started (from the journal) if it is not running.
+    pub fn get_or_start(&self, id: Uuid) -> Addr<OrderActor> {
+        let mut actors = self.actors();
+        if let Some(addr) = actors.get(&id) {
+            return addr.clone();
+        }
+        let n = self
+            .inner
+            .next
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let arbiter = &self.inner.arbiters[n % self.inner.arbiters.len()];
+        let deps = self.inner.deps.clone();
+        let registry = self.clone();
+        let addr = Supervisor::start_in_arbiter(arbiter, move |_| OrderActor {
+            id,
+            deps,
+            registry,
+            record: None,
+            timeout: None,
+            locked_until: None,
+        });
+        actors.insert(id, addr.clone());
+        addr
+    }
+
+    /// The actor of an order if it is running (active orders only).
+    pub fn get(&self, id: Uuid) -> Option<Addr<OrderActor>> {
+        self.actors().get(&id).cloned()
+    }
+
+    /// How many order actors are running.
+    pub fn len(&self) -> usize {
+        self.actors().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.actors().is_empty()
+    }
+
+    fn forget(&self, id: Uuid) {
+        self.actors().remove(&id);
+    }
+
+    /// Sends a command to an order's actor (starting it if needed).
+    pub async fn apply(&self, id: Uuid, command: Command) -> Result<OrderRecord, OrderError> {
+        let addr = self.get_or_start(id);
+        addr.send(Apply(command))
+            .await
+            .map_err(|e| OrderError::Storage(format!("order actor unavailable: {e}")))?
+    }
+
+    /// Starts an actor for every active order in the journal; returns how many.
+    pub async fn rehydrate(&self) -> Result<usize, JournalError> {
+        let ids = self.inner.deps.journal.active_orders().await?;
+        for id in &ids {
+            self.get_or_start(*id);
+        }
+        Ok(ids.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn events() -> Vec<OrderEvent> {
+        vec![
+            OrderEvent::Dispatch,
+            OrderEvent::Assign {
+                rider_id: Uuid::nil(),
+            },
+            OrderEvent::PickUp,
+            OrderEvent::Deliver,
+            OrderEvent::Cancel,
+            OrderEvent::Fail,
+        ]
+    }
+
+    #[test]
+    fn every_pair_of_status_and_event() {
+        use OrderStatus as S;
+        let allowed = |from: S, event: OrderEvent| -> Option<S> {
+            match (from, event) {
+                (S::Confirmed, OrderEvent::Dispatch) => Some(S::Dispatching),
+                (S::Dispatching, OrderEvent::Assign { .. }) => Some(S::Assigned),
+                (S::Assigned, OrderEvent::PickUp) => Some(S::PickedUp),
+                (S::PickedUp, OrderEvent::Deliver) => Some(S::Delivered),
+                (S::Confirmed | S::Dispatching | S::Assigned, OrderEvent::Cancel) => {
+                    Some(S::Cancelled)
+                }
+                (S::Confirmed | S::Dispatching, OrderEvent::Fail) => Some(S::Failed),
+                _ => None,
+            }
+        };
+        let mut legal = 0;
+        for from in S::ALL {
+            for event in events() {
+                let got = transition(from, event);
+                match allowed(from, event) {
+                    Some(to) => {
+                        assert_eq!(got, Ok(to), "{from} + {event:?}");
+                        legal += 1;
+                    }
+                    None => assert_eq!(
+                        got,
+                        Err(IllegalTransition { from, event }),
+                        "{from} + {event:?}"
+                    ),
+                }
+            }
+        }
+        assert_eq!(legal, 9);
+    }
+
+    #[test]
+    fn final_states_accept_nothing() {
+        for from in OrderStatus::ALL.into_iter().filter(|s| s.is_final()) {
+            for event in events() {
+                assert!(transition(from, event).is_err());
+            }
+        }
+    }
+
+    #[test]
+    fn delivered_before_picked_up_is_illegal() {
+        let err = transition(OrderStatus::Assigned, OrderEvent::Deliver).expect_err("illegal");
+        assert_eq!(err.to_string(), "cannot deliver an order that is assigned");
+    }
+
+    #[test]
+    fn statuses_round_trip() {
+        for s in OrderStatus::ALL {
+            assert_eq!(OrderStatus::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(OrderStatus::parse("lost"), None);
+    }
+
+    fn record(status: OrderStatus, rider: Option<Uuid>) -> OrderRecord {
+        let p = crate::geo::Point::new(0.0, 0.0).expect("point");
+        OrderRecord {
+            id: Uuid::now_v7(),
+            status,
+            customer_id: Uuid::now_v7(),
+            pharmacy_id: Uuid::now_v7(),
+            rider_id: rider,
+            delivery_code: "4821".into(),
+            code_failures: 0,
+            version: 3,
+            dispatch_deadline_ms: None,
+            pickup: p,
+            dropoff: p,
+        }
+    }
+
+    #[test]
+    fn only_the_assigned_rider_moves_the_order_and_codes_are_checked() {
+        let rider = Uuid::now_v7();
+        let r = record(OrderStatus::Assigned, Some(rider));
+        assert_eq!(
+            plan(
+                &r,
+                &Command::PickUp {
+                    rider_id: Uuid::now_v7()
+                },
+                None
+            ),
+            Err(OrderError::Forbidden)
+        );
+        assert!(plan(&r, &Command::PickUp { rider_id: rider }, None).is_ok());
+        let r = record(OrderStatus::PickedUp, Some(rider));
+        let wrong = Command::Deliver {
+            rider_id: rider,
+            code: "0000".into(),
+        };
+        assert_eq!(plan(&r, &wrong, None), Err(OrderError::InvalidCode));
+        let right = Command::Deliver {
+            rider_id: rider,
+            code: "4821".into(),
+        };
+        assert!(plan(&r, &right, None).is_ok());
+        let locked = Some(Instant::now() + Duration::from_secs(30));
+        assert!(matches!(
+            plan(&r, &right, locked),
+            Err(OrderError::RateLimited(_))
+        ));
+        // A code for an order not yet picked up is a conflict, not a code check.
+        let r = record(OrderStatus::Assigned, Some(rider));
+        assert!(matches!(
+            plan(&r, &right, None),
+            Err(OrderError::Conflict(_))
+        ));
+    }
+}

@@ -1,0 +1,542 @@
+//! Orders: creation, the journal the order actors write through, views for the API,
+//! idempotency keys, and start-up reconciliation of stock reservations.
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use medify_actors::geo::Point;
+use medify_actors::order::OrderStatus;
+use medify_actors::ports::{BoxFuture, JournalEntry, JournalError, OrderJournal, OrderRecord};
+use serde::Serialize;
+use sqlx::FromRow;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::{now, Store};
+use crate::on_pool;
+
+/// A priced line of a new order.
+#[derive(Debug, Clone)]
+pub struct NewOrderLine {
+    pub medicine_id: Uuid,
+    pub qty: i64,
+    pub price_cents: i64,
+}
+
+/// An order to store, already reserved.
+#[derive(Debug, Clone)]
+pub struct NewOrder {
+    pub id: Uuid,
+    pub customer_id: Uuid,
+    pub pharmacy_id: Uuid,
+    pub lines: Vec<NewOrderLine>,
+    pub total_cents: i64,
+    pub delivery: Point,
+    pub address: String,
+    pub delivery_code: String,
+    pub dispatch_deadline: DateTime<Utc>,
+}
+
+#[derive(FromRow)]
+struct OrderRow {
+    id: Uuid,
+    status: String,
+    customer_id: Uuid,
+    pharmacy_id: Uuid,
+    rider_id: Option<Uuid>,
+    total_cents: i64,
+    delivery_lat: f64,
+    delivery_lng: f64,
+    delivery_address: String,
+    delivery_code: String,
+    code_failures: i32,
+    version: i32,
+    dispatch_deadline: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    pharmacy_name: String,
+    pharmacy_lat: f64,
+    pharmacy_lng: f64,
+    rider_name: Option<String>,
+}
+
+const ORDER_SELECT: &str = "SELECT o.id, o.status, o.customer_id, o.pharmacy_id, o.rider_id, o.total_cents, \
+     o.delivery_lat, o.delivery_lng, o.delivery_address, o.delivery_code, o.code_failures, o.version, \
+     o.dispatch_deadline, o.created_at, o.updated_at, p.name AS pharmacy_name, p.lat AS pharmacy_lat, \
+     p.lng AS pharmacy_lng, u.name AS rider_name \
+     FROM orders o JOIN pharmacies p ON p.id = o.pharmacy_id LEFT JOIN users u ON u.id = o.rider_id";
+
+/// The pharmacy as an order shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct OrderPharmacy {
+    pub id: Uuid,
+    pub name: String,
+    pub lat: f64,
+    pub lng: f64,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema, FromRow)]
+pub struct OrderItem {
+    pub medicine_id: Uuid,
+    pub qty: i64,
+    /// Unit price when the order was placed.
+    pub price_cents: i64,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Delivery {
+    pub lat: f64,
+    pub lng: f64,
+    pub address: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct OrderRider {
+    pub id: Uuid,
+    pub name: String,
+}
+
+/// An order as the API shows it. `delivery_code` is filled for the customer and admins
+/// only (see `routes::orders`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct OrderView {
+    pub id: Uuid,
+    #[schema(value_type = String, example = "dispatching")]
+    pub status: OrderStatus,
+    pub customer_id: Uuid,
+    pub pharmacy: OrderPharmacy,
+    pub items: Vec<OrderItem>,
+    pub total_cents: i64,
+    pub delivery: Delivery,
+    pub rider: Option<OrderRider>,
+    pub delivery_code: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Whose orders a list shows.
+#[derive(Debug, Clone, Copy)]
+pub enum OrderScope {
+    Customer(Uuid),
+    Rider(Uuid),
+    Pharmacy(Uuid),
+    All,
+}
+
+/// What an Idempotency-Key already stands for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum KeyClaim {
+    /// The key is new and now ours: go ahead.
+    Claimed,
+    /// The key was used before: for this request hash, and this order (`None` while the
+    /// first request is still being processed).
+    Existing {
+        request_hash: Vec<u8>,
+        order_id: Option<Uuid>,
+    },
+}
+
+fn journal(e: sqlx::Error) -> JournalError {
+    JournalError(e.to_string())
+}
+
+fn status_of(raw: &str) -> Result<OrderStatus, sqlx::Error> {
+    OrderStatus::parse(raw)
+        .ok_or_else(|| sqlx::Error::Decode(format!("unknown order status {raw:?}").into()))
+}
+
+impl OrderRow {
+    fn record(self) -> Result<OrderRecord, sqlx::Error> {
+        let point = |lat, lng| {
+            Point::new(lat, lng)
+                .map_err(|e| sqlx::Error::Decode(format!("stored coordinate: {e}").into()))
+        };
+        Ok(OrderRecord {
+            id: self.id,
+            status: status_of(&self.status)?,
+            customer_id: self.customer_id,
+            pharmacy_id: self.pharmacy_id,
+            rider_id: self.rider_id,
+            delivery_code: self.delivery_code,
+            code_failures: self.code_failures,
+            version: self.version,
+            dispatch_deadline_ms: self.dispatch_deadline.map(|d| d.timestamp_millis()),
+            pickup: point(self.pharmacy_lat, self.pharmacy_lng)?,
+            dropoff: point(self.delivery_lat, self.delivery_lng)?,
+        })
+    }
+
+    fn view(self, items: Vec<OrderItem>) -> Result<OrderView, sqlx::Error> {
+        Ok(OrderView {
+            id: self.id,
+            status: status_of(&self.status)?,
+            customer_id: self.customer_id,
+            pharmacy: OrderPharmacy {
+                id: self.pharmacy_id,
+                name: self.pharmacy_name,
+                lat: self.pharmacy_lat,
+                lng: self.pharmacy_lng,
+            },
+            items,
+            total_cents: self.total_cents,
+            delivery: Delivery {
+                lat: self.delivery_lat,
+                lng: self.delivery_lng,
+                address: self.delivery_address,
+            },
+            rider: match (self.rider_id, self.rider_name) {
+                (Some(id), Some(name)) => Some(OrderRider { id, name }),
+                _ => None,
+            },
+            delivery_code: Some(self.delivery_code),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+impl Store {
+    /// Stores a reserved order as `confirmed`, with its lines and first journal entry.
+    pub async fn insert_order(&self, o: &NewOrder) -> Result<(), sqlx::Error> {
+        let at = now();
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO orders (id, customer_id, pharmacy_id, status, total_cents, delivery_lat, \
+                 delivery_lng, delivery_address, delivery_code, code_failures, version, dispatch_deadline, \
+                 created_at, updated_at) VALUES ($1, $2, $3, 'confirmed', $4, $5, $6, $7, $8, 0, 1, $9, $10, $10)",
+            )
+            .bind(o.id)
+            .bind(o.customer_id)
+            .bind(o.pharmacy_id)
+            .bind(o.total_cents)
+            .bind(o.delivery.lat())
+            .bind(o.delivery.lng())
+            .bind(&o.address)
+            .bind(&o.delivery_code)
+            .bind(o.dispatch_deadline)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+            for (line, item) in o.lines.iter().enumerate() {
+                sqlx::query(
+                    "INSERT INTO order_items (order_id, line, medicine_id, qty, price_cents) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(o.id)
+                .bind(i32::try_from(line).unwrap_or(i32::MAX))
+                .bind(item.medicine_id)
+                .bind(item.qty)
+                .bind(item.price_cents)
+                .execute(&mut *tx)
+                .await?;
+            }
+            sqlx::query(
+                "INSERT INTO order_events (order_id, seq, event, from_status, to_status, actor_id, payload, created_at) \
+                 VALUES ($1, 1, 'create', NULL, 'confirmed', $2, $3, $4)",
+            )
+            .bind(o.id)
+            .bind(o.customer_id)
+            .bind(sqlx::types::Json(serde_json::json!({"total_cents": o.total_cents})))
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    async fn order_row(&self, id: Uuid) -> Result<Option<OrderRow>, sqlx::Error> {
+        let sql = format!("{ORDER_SELECT} WHERE o.id = $1");
+        on_pool!(self, |pool| {
+            sqlx::query_as(&sql).bind(id).fetch_optional(pool).await
+        })
+    }
+
+    async fn order_items(&self, id: Uuid) -> Result<Vec<OrderItem>, sqlx::Error> {
+        on_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT medicine_id, CAST(qty AS BIGINT) AS qty, price_cents FROM order_items \
+                 WHERE order_id = $1 ORDER BY line",
+            )
+            .bind(id)
+            .fetch_all(pool)
+            .await
+        })
+    }
+
+    /// An order with everything the API shows.
+    pub async fn order_view(&self, id: Uuid) -> Result<Option<OrderView>, sqlx::Error> {
+        let Some(row) = self.order_row(id).await? else {
+            return Ok(None);
+        };
+        let items = self.order_items(id).await?;
+        row.view(items).map(Some)
+    }
+
+    /// A page of orders in `scope`, newest first, and how many there are.
+    pub async fn orders_page(
+        &self,
+        scope: OrderScope,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(Vec<OrderView>, i64), sqlx::Error> {
+        let (filter, who) = match scope {
+            OrderScope::Customer(id) => ("o.customer_id = $3", Some(id)),
+            OrderScope::Rider(id) => ("o.rider_id = $3", Some(id)),
+            OrderScope::Pharmacy(id) => ("o.pharmacy_id = $3", Some(id)),
+            OrderScope::All => ("$3 IS NULL", None),
+        };
+        let sql = format!("{ORDER_SELECT} WHERE {filter} ORDER BY o.created_at DESC, o.id DESC LIMIT $1 OFFSET $2");
+        let count_sql = format!(
+            "SELECT COUNT(*) FROM orders o WHERE {}",
+            filter.replace("$3", "$1")
+        );
+        let (rows, total): (Vec<OrderRow>, i64) = on_pool!(self, |pool| {
+            let rows = sqlx::query_as(&sql)
+                .bind(limit)
+                .bind(offset)
+                .bind(who)
+                .fetch_all(pool)
+                .await?;
+            let total = sqlx::query_scalar(&count_sql)
+                .bind(who)
+                .fetch_one(pool)
+                .await?;
+            (rows, total)
+        });
+        let mut views = Vec::with_capacity(rows.len());
+        for row in rows {
+            let items = self.order_items(row.id).await?;
+            views.push(row.view(items)?);
+        }
+        Ok((views, total))
+    }
+
+    /// Orders by status (for the `medify_orders` gauge at start-up).
+    pub async fn order_counts(&self) -> Result<Vec<(String, i64)>, sqlx::Error> {
+        on_pool!(self, |pool| {
+            sqlx::query_as("SELECT status, COUNT(*) FROM orders GROUP BY status")
+                .fetch_all(pool)
+                .await
+        })
+    }
+
+    /// The GPS trail recorded for an order: `(lat, lng, ts)` oldest first.
+    pub async fn trail(&self, order_id: Uuid) -> Result<Vec<(f64, f64, i64)>, sqlx::Error> {
+        on_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT lat, lng, ts FROM rider_trail WHERE order_id = $1 ORDER BY ts, id",
+            )
+            .bind(order_id)
+            .fetch_all(pool)
+            .await
+        })
+    }
+
+    /// Claims `key` for `user`, or says what it already stands for. Expired keys are
+    /// forgotten first.
+    pub async fn claim_idempotency_key(
+        &self,
+        user_id: Uuid,
+        key: &str,
+        request_hash: &[u8],
+        ttl: Duration,
+    ) -> Result<KeyClaim, sqlx::Error> {
+        let at = now();
+        on_pool!(self, |pool| {
+            sqlx::query(
+                "DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2 AND expires_at <= $3",
+            )
+            .bind(user_id)
+            .bind(key)
+            .bind(at)
+            .execute(pool)
+            .await?;
+            let inserted = sqlx::query(
+                "INSERT INTO idempotency_keys (user_id, key, request_hash, order_id, created_at, expires_at) \
+                 VALUES ($1, $2, $3, NULL, $4, $5) ON CONFLICT (user_id, key) DO NOTHING",
+            )
+            .bind(user_id)
+            .bind(key)
+            .bind(request_hash)
+            .bind(at)
+            .bind(at + ttl)
+            .execute(pool)
+            .await?
+            .rows_affected();
+            if inserted == 1 {
+                return Ok(KeyClaim::Claimed);
+            }
+            let existing: Option<(Vec<u8>, Option<Uuid>)> = sqlx::query_as(
+                "SELECT request_hash, order_id FROM idempotency_keys WHERE user_id = $1 AND key = $2",
+            )
+            .bind(user_id)
+            .bind(key)
+            .fetch_optional(pool)
+            .await?;
+            Ok(match existing {
+                Some((request_hash, order_id)) => KeyClaim::Existing {
+                    request_hash,
+                    order_id,
+                },
+                // Deleted between our insert and select (the first request failed): retry.
+                None => KeyClaim::Existing {
+                    request_hash: Vec::new(),
+                    order_id: None,
+                },
+            })
+        })
+    }
+
+    pub async fn complete_idempotency_key(
+        &self,
+        user_id: Uuid,
+        key: &str,
+        order_id: Uuid,
+    ) -> Result<(), sqlx::Error> {
+        on_pool!(self, |pool| {
+            sqlx::query(
+                "UPDATE idempotency_keys SET order_id = $3 WHERE user_id = $1 AND key = $2",
+            )
+            .bind(user_id)
+            .bind(key)
+            .bind(order_id)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// Frees a key whose request failed, so the client may retry with it.
+    pub async fn release_idempotency_key(
+        &self,
+        user_id: Uuid,
+        key: &str,
+    ) -> Result<(), sqlx::Error> {
+        on_pool!(self, |pool| {
+            sqlx::query(
+                "DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2 AND order_id IS NULL",
+            )
+            .bind(user_id)
+            .bind(key)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// Held reservations that no open order accounts for, settled as their order's state
+    /// says: no order or cancelled / failed → released; picked up / delivered →
+    /// committed. Repairs a crash between a journal write and its stock settlement, or
+    /// between a reservation and its order row. Run at start-up, before serving.
+    pub async fn reconcile_reservations(&self) -> Result<(usize, usize), sqlx::Error> {
+        let rows: Vec<(Uuid, Option<String>)> = on_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT r.id, o.status FROM stock_reservations r LEFT JOIN orders o ON o.id = r.id \
+                 WHERE r.status = 'held' AND (o.id IS NULL OR o.status IN ('cancelled', 'failed', 'picked_up', 'delivered'))",
+            )
+            .fetch_all(pool)
+            .await?
+        });
+        let (mut released, mut committed) = (0, 0);
+        for (id, status) in rows {
+            let commit = matches!(status.as_deref(), Some("picked_up" | "delivered"));
+            self.settle_reservation(id, commit).await?;
+            if commit {
+                committed += 1;
+            } else {
+                released += 1;
+            }
+        }
+        Ok((released, committed))
+    }
+}
+
+impl OrderJournal for Store {
+    fn load(&self, id: Uuid) -> BoxFuture<'_, Result<Option<OrderRecord>, JournalError>> {
+        Box::pin(async move {
+            match self.order_row(id).await.map_err(journal)? {
+                None => Ok(None),
+                Some(row) => row.record().map(Some).map_err(journal),
+            }
+        })
+    }
+
+    fn append(&self, e: JournalEntry) -> BoxFuture<'_, Result<Option<i32>, JournalError>> {
+        Box::pin(async move {
+            let at = Utc
+                .timestamp_millis_opt(e.at_ms)
+                .single()
+                .unwrap_or_else(Utc::now);
+            let next = e.expected_version + 1;
+            let appended = on_pool!(self, |pool| {
+                let mut tx = pool.begin().await.map_err(journal)?;
+                let n = sqlx::query(
+                    "UPDATE orders SET status = $3, rider_id = $4, version = $5, updated_at = $6 \
+                     WHERE id = $1 AND version = $2",
+                )
+                .bind(e.order_id)
+                .bind(e.expected_version)
+                .bind(e.to.as_str())
+                .bind(e.rider_id)
+                .bind(next)
+                .bind(at)
+                .execute(&mut *tx)
+                .await
+                .map_err(journal)?
+                .rows_affected();
+                if n != 1 {
+                    return Ok(None);
+                }
+                sqlx::query(
+                    "INSERT INTO order_events (order_id, seq, event, from_status, to_status, actor_id, payload, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(e.order_id)
+                .bind(next)
+                .bind(e.event)
+                .bind(e.from.as_str())
+                .bind(e.to.as_str())
+                .bind(e.actor_id)
+                .bind(sqlx::types::Json(serde_json::json!({"rider_id": e.rider_id})))
+                .bind(at)
+                .execute(&mut *tx)
+                .await
+                .map_err(journal)?;
+                tx.commit().await.map_err(journal)?;
+                true
+            });
+            Ok(appended.then_some(next))
+        })
+    }
+
+    fn set_code_failures(
+        &self,
+        id: Uuid,
+        failures: i32,
+    ) -> BoxFuture<'_, Result<(), JournalError>> {
+        Box::pin(async move {
+            on_pool!(self, |pool| {
+                sqlx::query("UPDATE orders SET code_failures = $2 WHERE id = $1")
+                    .bind(id)
+                    .bind(failures)
+                    .execute(pool)
+                    .await
+                    .map_err(journal)?;
+            });
+            Ok(())
+        })
+    }
+
+    fn active_orders(&self) -> BoxFuture<'_, Result<Vec<Uuid>, JournalError>> {
+        Box::pin(async move {
+            on_pool!(self, |pool| {
+                sqlx::query_scalar(
+                    "SELECT id FROM orders WHERE status NOT IN ('delivered', 'cancelled', 'failed') ORDER BY created_at",
+                )
+                .fetch_all(pool)
+                .await
+                .map_err(journal)
+            })
+        })
+    }
+}

@@ -1,0 +1,684 @@
+//! Orders over HTTP, with assignment driven through the order actors' messages (the rider
+//! socket that sends them arrives with the riders issue).
+
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use medify_actors::order::{Command, InjectFault, OrderError};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::backend_tests;
+use crate::helpers::{spawn_app_with, Backend, Http, Options, Reply, TestApp};
+
+backend_tests!(
+    lifecycle_through_every_state,
+    authorisation_matrix,
+    concurrent_orders_never_oversell,
+    one_idempotency_key_makes_one_order,
+    cancel_releases_stock,
+    order_validation,
+    nearest_pharmacy_with_everything_is_chosen,
+    manual_dispatch_checks,
+    an_order_actor_restart_loses_nothing,
+);
+
+const CENTER: (f64, f64) = (12.9716, 77.5946);
+
+struct Shop {
+    admin: String,
+    pharmacy: Uuid,
+    medicine: Uuid,
+    customer: String,
+    customer_id: Uuid,
+}
+
+async fn shop(app: &TestApp, stock: i64) -> Shop {
+    let admin = app.admin_token().await;
+    let pharmacy = app
+        .create_pharmacy(&admin, "Corner", CENTER.0 + 0.002, CENTER.1)
+        .await;
+    let medicine = app
+        .create_medicine(&admin, "Paracetamol 500 mg", None, None, 250)
+        .await;
+    assert_eq!(
+        app.put_stock(&admin, pharmacy, &[(medicine, stock)])
+            .await
+            .status,
+        200
+    );
+    let (user, customer) = app.user_token("customer").await;
+    Shop {
+        admin,
+        pharmacy,
+        medicine,
+        customer,
+        customer_id: uuid(&user["id"]),
+    }
+}
+
+fn uuid(v: &Value) -> Uuid {
+    Uuid::parse_str(v.as_str().expect("a uuid string")).expect("uuid")
+}
+
+/// Polls until `done` says yes; the bus writes notifications and the timeout fires on
+/// their own schedule, and the API is how a client would find out.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !check().await {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "never happened: {what}"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+async fn notification_types(http: &Http, token: &str) -> Vec<String> {
+    let page = http.get_auth("/api/v1/notifications", token).await.json();
+    page["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|n| n["type"].as_str().unwrap_or("").to_owned())
+        .collect()
+}
+
+async fn lifecycle_through_every_state(app: TestApp) {
+    let s = shop(&app, 10).await;
+    let res = app
+        .place_order(&s.customer, &[(s.medicine, 2)], CENTER.0, CENTER.1)
+        .await;
+    assert_eq!(res.status, 201, "{}", res.text());
+    let order = res.json();
+    assert_eq!(order["status"], "dispatching");
+    assert_eq!(order["total_cents"], 500);
+    assert_eq!(order["items"][0]["price_cents"], 250);
+    assert_eq!(order["pharmacy"]["id"], s.pharmacy.to_string());
+    assert_eq!(order["customer_id"], s.customer_id.to_string());
+    assert_eq!(order["rider"], Value::Null);
+    let code = order["delivery_code"].as_str().expect("code").to_owned();
+    assert!(
+        code.len() == 4 && code.bytes().all(|b| b.is_ascii_digit()),
+        "{code}"
+    );
+    let id = uuid(&order["id"]);
+    assert_eq!(app.stock_of(s.pharmacy, s.medicine).await, (10, 2));
+
+    let (rider, rider_token) = app.user_token("rider").await;
+    let rider_id = uuid(&rider["id"]);
+    let (other, _) = app.user_token("rider").await;
+    let orders = &app.state.orders;
+
+    // Premature steps are refused by the state machine.
+    let early = orders.apply(id, Command::PickUp { rider_id }).await;
+    assert_eq!(early, Err(OrderError::Forbidden), "no rider yet");
+    let assigned = orders
+        .apply(id, Command::Assign { rider_id, by: None })
+        .await
+        .expect("assign");
+    assert_eq!(assigned.rider_id, Some(rider_id));
+    let seen = app
+        .get_auth(&format!("/api/v1/orders/{id}"), &rider_token)
+        .await;
+    assert_eq!(seen.status, 200);
+    let seen = seen.json();
+    assert_eq!(seen["status"], "assigned");
+    assert_eq!(seen["rider"]["id"], rider_id.to_string());
+    assert_eq!(
+        seen["delivery_code"],
+        Value::Null,
+        "riders never see the code"
+    );
+    let wrong = orders
+        .apply(
+            id,
+            Command::Deliver {
+                rider_id,
+                code: code.clone(),
+            },
+        )
+        .await;
+    assert!(
+        matches!(wrong, Err(OrderError::Conflict(_))),
+        "delivered before picked up: {wrong:?}"
+    );
+    let stranger = orders
+        .apply(
+            id,
+            Command::PickUp {
+                rider_id: uuid(&other["id"]),
+            },
+        )
+        .await;
+    assert_eq!(stranger, Err(OrderError::Forbidden));
+
+    orders
+        .apply(id, Command::PickUp { rider_id })
+        .await
+        .expect("pick up");
+    assert_eq!(
+        app.stock_of(s.pharmacy, s.medicine).await,
+        (8, 0),
+        "pick-up commits stock"
+    );
+    let bad = orders
+        .apply(
+            id,
+            Command::Deliver {
+                rider_id,
+                code: format!("{}", (code.parse::<u32>().expect("n") + 1) % 10_000),
+            },
+        )
+        .await;
+    assert_eq!(bad, Err(OrderError::InvalidCode));
+    let done = orders
+        .apply(id, Command::Deliver { rider_id, code })
+        .await
+        .expect("deliver");
+    assert_eq!(done.status.as_str(), "delivered");
+
+    let final_view = app
+        .get_auth(&format!("/api/v1/orders/{id}"), &s.customer)
+        .await
+        .json();
+    assert_eq!(final_view["status"], "delivered");
+    app.post_auth(
+        &format!("/api/v1/orders/{id}/cancel"),
+        &s.customer,
+        &json!({}),
+    )
+    .await
+    .assert_problem(409, "conflict");
+    let customer = s.customer.clone();
+    eventually("all notifications written", || {
+        let customer = customer.clone();
+        let http = &app.http;
+        async move {
+            let types = notification_types(http, &customer).await;
+            [
+                "order_confirmed",
+                "rider_assigned",
+                "order_picked_up",
+                "order_delivered",
+            ]
+            .iter()
+            .all(|t| types.iter().any(|x| x == t))
+        }
+    })
+    .await;
+    let page = app
+        .get_auth("/api/v1/notifications", &s.customer)
+        .await
+        .json();
+    assert_eq!(page["total"], 4, "one per customer-facing event: {page}");
+    assert!(page["items"][0]["payload"]["order_id"] == id.to_string());
+    let trail = app
+        .get_auth(&format!("/api/v1/orders/{id}/trail"), &s.customer)
+        .await
+        .json();
+    assert_eq!(trail["type"], "Feature");
+    assert_eq!(trail["geometry"]["type"], "LineString");
+    assert_eq!(trail["geometry"]["coordinates"], json!([]));
+    assert_eq!(trail["properties"]["ts"], json!([]));
+    let metrics = app.get("/metrics").await.text();
+    assert!(
+        metrics.contains("medify_orders{status=\"delivered\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("medify_orders{status=\"dispatching\"} 0"),
+        "{metrics}"
+    );
+}
+
+async fn authorisation_matrix(app: TestApp) {
+    let s = shop(&app, 10).await;
+    let order = app
+        .place_order(&s.customer, &[(s.medicine, 1)], CENTER.0, CENTER.1)
+        .await
+        .json();
+    let id = uuid(&order["id"]);
+    let (_, other_customer) = app.user_token("customer").await;
+    let (rider, rider_token) = app.user_token("rider").await;
+    let (_, other_rider) = app.user_token("rider").await;
+    let other_pharmacy = app
+        .create_pharmacy(&s.admin, "Elsewhere", CENTER.0 + 0.1, CENTER.1)
+        .await;
+    let mut staff = Vec::new();
+    for (n, pharmacy) in [(0, s.pharmacy), (1, other_pharmacy)] {
+        let email = format!("staff{n}@example.com");
+        let res = app
+            .post_auth(
+                "/api/v1/admin/users",
+                &s.admin,
+                &json!({"name": "Staff", "email": email, "password": "staff password", "role": "pharmacy", "pharmacy_id": pharmacy}),
+            )
+            .await;
+        assert_eq!(res.status, 201);
+        staff.push(
+            app.login(&email, "staff password").await["access_token"]
+                .as_str()
+                .expect("token")
+                .to_owned(),
+        );
+    }
+    app.state
+        .orders
+        .apply(
+            id,
+            Command::Assign {
+                rider_id: uuid(&rider["id"]),
+                by: None,
+            },
+        )
+        .await
+        .expect("assign");
+
+    let path = format!("/api/v1/orders/{id}");
+    let trail = format!("/api/v1/orders/{id}/trail");
+    // (who, sees it, sees the code)
+    for (token, sees, code) in [
+        (&s.customer, true, true),
+        (&s.admin, true, true),
+        (&rider_token, true, false),
+        (&staff[0], true, false),
+        (&other_customer, false, false),
+        (&other_rider, false, false),
+        (&staff[1], false, false),
+    ] {
+        let res = app.get_auth(&path, token).await;
+        let t = app.get_auth(&trail, token).await;
+        if sees {
+            assert_eq!(res.status, 200, "{}", res.text());
+            assert_eq!(t.status, 200);
+            assert_eq!(
+                res.json()["delivery_code"].is_string(),
+                code,
+                "{}",
+                res.text()
+            );
+        } else {
+            res.assert_problem(404, "not_found");
+            t.assert_problem(404, "not_found");
+        }
+    }
+    app.get(&path).await.assert_problem(401, "unauthorized");
+
+    // Lists follow the same lines.
+    let count = |r: Reply| {
+        r.json()["items"].as_array().map_or(0, |a| {
+            a.iter().filter(|o| o["id"] == id.to_string()).count()
+        })
+    };
+    assert_eq!(count(app.get_auth("/api/v1/orders", &s.customer).await), 1);
+    assert_eq!(count(app.get_auth("/api/v1/orders", &s.admin).await), 1);
+    assert_eq!(count(app.get_auth("/api/v1/orders", &rider_token).await), 1);
+    assert_eq!(count(app.get_auth("/api/v1/orders", &staff[0]).await), 1);
+    assert_eq!(
+        count(app.get_auth("/api/v1/orders", &other_customer).await),
+        0
+    );
+    assert_eq!(count(app.get_auth("/api/v1/orders", &other_rider).await), 0);
+    assert_eq!(count(app.get_auth("/api/v1/orders", &staff[1]).await), 0);
+    let listed = app.get_auth("/api/v1/orders", &rider_token).await.json();
+    assert_eq!(listed["items"][0]["delivery_code"], Value::Null);
+
+    // Cancelling: strangers 404, those who see it but may not cancel 403.
+    let cancel = format!("/api/v1/orders/{id}/cancel");
+    app.post_auth(&cancel, &other_customer, &json!({}))
+        .await
+        .assert_problem(404, "not_found");
+    app.post_auth(&cancel, &rider_token, &json!({}))
+        .await
+        .assert_problem(403, "forbidden");
+    app.post_auth(&cancel, &staff[0], &json!({}))
+        .await
+        .assert_problem(403, "forbidden");
+    // Only customers place orders.
+    app.place_order(&rider_token, &[(s.medicine, 1)], CENTER.0, CENTER.1)
+        .await
+        .assert_problem(403, "forbidden");
+    app.place_order(&s.admin, &[(s.medicine, 1)], CENTER.0, CENTER.1)
+        .await
+        .assert_problem(403, "forbidden");
+    let res = app.post_auth(&cancel, &s.admin, &json!({})).await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_eq!(res.json()["status"], "cancelled");
+}
+
+async fn concurrent_orders_never_oversell(app: TestApp) {
+    let s = shop(&app, 25).await;
+    let one = [(s.medicine, 1)];
+    let attempts = (0..80).map(|_| app.place_order(&s.customer, &one, CENTER.0, CENTER.1));
+    let replies = join_all(attempts).await;
+    let created = replies.iter().filter(|r| r.status == 201).count();
+    for r in replies.iter().filter(|r| r.status != 201) {
+        let body = r.assert_problem(409, "insufficient_stock");
+        assert_eq!(body["errors"][0]["field"], "items[0]", "{body}");
+    }
+    assert_eq!(created, 25);
+    assert_eq!(app.stock_of(s.pharmacy, s.medicine).await, (25, 25));
+    let list = app
+        .get_auth("/api/v1/orders?per_page=100", &s.customer)
+        .await
+        .json();
+    assert_eq!(list["total"], 25);
+}
+
+async fn one_idempotency_key_makes_one_order(app: TestApp) {
+    let s = shop(&app, 10).await;
+    let body = json!({"items": [{"medicine_id": s.medicine, "qty": 1}],
+                      "delivery": {"lat": CENTER.0, "lng": CENTER.1, "address": "1 Same Street"}});
+    let send = |body: Value| {
+        let req = app
+            .client
+            .post(app.url("/api/v1/orders"))
+            .insert_header(("authorization", format!("Bearer {}", s.customer)))
+            .insert_header(("idempotency-key", "order-abc-1"));
+        async move {
+            let mut res = req.send_json(&body).await.expect("send");
+            let bytes = res.body().await.expect("body");
+            (
+                res.status().as_u16(),
+                serde_json::from_slice::<Value>(&bytes).expect("json"),
+            )
+        }
+    };
+    let (a, b) = futures_util::join!(send(body.clone()), send(body.clone()));
+    let mut statuses = [a.0, b.0];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 201], "{a:?} {b:?}");
+    assert_eq!(a.1["id"], b.1["id"]);
+    let (again, same) = send(body.clone()).await;
+    assert_eq!((again, &same["id"]), (200, &a.1["id"]));
+    let list = app.get_auth("/api/v1/orders", &s.customer).await.json();
+    assert_eq!(list["total"], 1);
+    assert_eq!(app.stock_of(s.pharmacy, s.medicine).await, (10, 1));
+
+    let mut other = body.clone();
+    other["items"][0]["qty"] = json!(2);
+    let (status, problem) = send(other).await;
+    assert_eq!(status, 422);
+    assert_eq!(problem["code"], "idempotency_key_reused");
+    // Keys are per user: another customer's identical key is a new order.
+    let (_, stranger) = app.user_token("customer").await;
+    let res = app
+        .client
+        .post(app.url("/api/v1/orders"))
+        .insert_header(("authorization", format!("Bearer {stranger}")))
+        .insert_header(("idempotency-key", "order-abc-1"))
+        .send_json(&body)
+        .await
+        .expect("send");
+    assert_eq!(res.status().as_u16(), 201);
+}
+
+async fn cancel_releases_stock(app: TestApp) {
+    let s = shop(&app, 5).await;
+    let order = app
+        .place_order(&s.customer, &[(s.medicine, 3)], CENTER.0, CENTER.1)
+        .await
+        .json();
+    let id = order["id"].as_str().expect("id").to_owned();
+    assert_eq!(app.stock_of(s.pharmacy, s.medicine).await, (5, 3));
+    let res = app
+        .post_auth(
+            &format!("/api/v1/orders/{id}/cancel"),
+            &s.customer,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_eq!(res.json()["status"], "cancelled");
+    assert_eq!(app.stock_of(s.pharmacy, s.medicine).await, (5, 0));
+    app.post_auth(
+        &format!("/api/v1/orders/{id}/cancel"),
+        &s.customer,
+        &json!({}),
+    )
+    .await
+    .assert_problem(409, "conflict");
+    // The released units can be ordered again.
+    assert_eq!(
+        app.place_order(&s.customer, &[(s.medicine, 5)], CENTER.0, CENTER.1)
+            .await
+            .status,
+        201
+    );
+    app.post_auth(
+        &format!("/api/v1/orders/{}/cancel", Uuid::now_v7()),
+        &s.customer,
+        &json!({}),
+    )
+    .await
+    .assert_problem(404, "not_found");
+}
+
+async fn order_validation(app: TestApp) {
+    let s = shop(&app, 5).await;
+    let check = |body: Value, field: &'static str| {
+        let token = s.customer.clone();
+        let http = &app.http;
+        async move {
+            let res = http.post_auth("/api/v1/orders", &token, &body).await;
+            let problem = res.assert_problem(422, "validation_failed");
+            let fields: Vec<String> = problem["errors"]
+                .as_array()
+                .expect("errors")
+                .iter()
+                .map(|e| e["field"].as_str().unwrap_or("").to_owned())
+                .collect();
+            assert!(
+                fields.contains(&field.to_owned()),
+                "{field} not in {problem}"
+            );
+        }
+    };
+    let delivery = json!({"lat": CENTER.0, "lng": CENTER.1, "address": "x"});
+    check(json!({"items": [], "delivery": delivery}), "items").await;
+    check(
+        json!({"items": [{"medicine_id": s.medicine, "qty": 0}], "delivery": delivery}),
+        "items[0].qty",
+    )
+    .await;
+    check(
+        json!({"items": [{"medicine_id": s.medicine, "qty": 101}], "delivery": delivery}),
+        "items[0].qty",
+    )
+    .await;
+    check(
+        json!({"items": [{"medicine_id": s.medicine, "qty": "two"}], "delivery": delivery}),
+        "items[0].qty",
+    )
+    .await;
+    check(
+        json!({"items": [{"medicine_id": Uuid::now_v7(), "qty": 1}], "delivery": delivery}),
+        "items[0].medicine_id",
+    )
+    .await;
+    check(json!({"items": [{"medicine_id": s.medicine, "qty": 1}, {"medicine_id": s.medicine, "qty": 1}], "delivery": delivery}), "items[1].medicine_id").await;
+    check(json!({"items": [{"medicine_id": s.medicine, "qty": 1}], "delivery": {"lat": 91, "lng": 0, "address": "x"}}), "delivery.lat").await;
+    check(json!({"items": [{"medicine_id": s.medicine, "qty": 1}], "delivery": {"lat": 0, "lng": -181, "address": "x"}}), "delivery.lng").await;
+    check(json!({"items": [{"medicine_id": s.medicine, "qty": 1}], "delivery": {"lat": 0, "lng": 0, "address": " "}}), "delivery.address").await;
+    check(
+        json!({"items": [{"medicine_id": s.medicine, "qty": 1}]}),
+        "delivery",
+    )
+    .await;
+    check(json!({"items": [{"medicine_id": s.medicine, "qty": 1}], "delivery": delivery, "pharmacy_id": Uuid::now_v7()}), "pharmacy_id").await;
+    let many: Vec<Value> = (0..51)
+        .map(|_| json!({"medicine_id": Uuid::now_v7(), "qty": 1}))
+        .collect();
+    check(json!({"items": many, "delivery": delivery}), "items").await;
+
+    // Far from every pharmacy.
+    app.place_order(&s.customer, &[(s.medicine, 1)], 40.7, -74.0)
+        .await
+        .assert_problem(422, "out_of_service_area");
+    // A named pharmacy that lacks an item.
+    let other = app.create_medicine(&s.admin, "Rare", None, None, 100).await;
+    let res = app
+        .post_auth(
+            "/api/v1/orders",
+            &s.customer,
+            &json!({"items": [{"medicine_id": s.medicine, "qty": 1}, {"medicine_id": other, "qty": 1}],
+                    "delivery": delivery, "pharmacy_id": s.pharmacy}),
+        )
+        .await;
+    let problem = res.assert_problem(409, "insufficient_stock");
+    assert_eq!(
+        problem["errors"].as_array().map(Vec::len),
+        Some(1),
+        "{problem}"
+    );
+    assert_eq!(problem["errors"][0]["field"], "items[1]", "{problem}");
+    assert_eq!(
+        app.stock_of(s.pharmacy, s.medicine).await,
+        (5, 0),
+        "nothing reserved"
+    );
+}
+
+async fn nearest_pharmacy_with_everything_is_chosen(app: TestApp) {
+    let s = shop(&app, 5).await; // "Corner", ~220 m away, has only the first medicine
+    let b = app
+        .create_medicine(&s.admin, "Second", None, None, 100)
+        .await;
+    let farther = app
+        .create_pharmacy(&s.admin, "Farther", CENTER.0 + 0.02, CENTER.1)
+        .await;
+    assert_eq!(
+        app.put_stock(&s.admin, farther, &[(s.medicine, 5), (b, 5)])
+            .await
+            .status,
+        200
+    );
+    let order = app
+        .place_order(&s.customer, &[(s.medicine, 1), (b, 1)], CENTER.0, CENTER.1)
+        .await;
+    assert_eq!(order.status, 201, "{}", order.text());
+    assert_eq!(order.json()["pharmacy"]["id"], farther.to_string());
+    let near = app
+        .place_order(&s.customer, &[(s.medicine, 1)], CENTER.0, CENTER.1)
+        .await;
+    assert_eq!(near.json()["pharmacy"]["id"], s.pharmacy.to_string());
+    assert_eq!(near.json()["total_cents"], 250);
+}
+
+async fn manual_dispatch_checks(app: TestApp) {
+    let s = shop(&app, 5).await;
+    let order = app
+        .place_order(&s.customer, &[(s.medicine, 1)], CENTER.0, CENTER.1)
+        .await
+        .json();
+    let id = order["id"].as_str().expect("id").to_owned();
+    let (rider, _) = app.user_token("rider").await;
+    let path = format!("/api/v1/orders/{id}/assign");
+    app.post_auth(&path, &s.customer, &json!({"rider_id": rider["id"]}))
+        .await
+        .assert_problem(403, "forbidden");
+    app.post_auth(&path, &s.admin, &json!({"rider_id": Uuid::now_v7()}))
+        .await
+        .assert_problem(404, "not_found");
+    app.post_auth(&path, &s.admin, &json!({"rider_id": s.customer_id}))
+        .await
+        .assert_problem(404, "not_found");
+    let offline = app
+        .post_auth(&path, &s.admin, &json!({"rider_id": rider["id"]}))
+        .await
+        .assert_problem(409, "conflict");
+    assert!(
+        offline["detail"].as_str().unwrap_or("").contains("offline"),
+        "{offline}"
+    );
+    app.post_auth(
+        &format!("/api/v1/orders/{}/assign", Uuid::now_v7()),
+        &s.admin,
+        &json!({"rider_id": rider["id"]}),
+    )
+    .await
+    .assert_problem(404, "not_found");
+    app.post_auth(
+        &format!("/api/v1/orders/{id}/cancel"),
+        &s.customer,
+        &json!({}),
+    )
+    .await;
+    app.post_auth(&path, &s.admin, &json!({"rider_id": rider["id"]}))
+        .await
+        .assert_problem(409, "conflict");
+}
+
+async fn an_order_actor_restart_loses_nothing(app: TestApp) {
+    let s = shop(&app, 5).await;
+    let order = app
+        .place_order(&s.customer, &[(s.medicine, 1)], CENTER.0, CENTER.1)
+        .await
+        .json();
+    let id = uuid(&order["id"]);
+    let addr = app
+        .state
+        .orders
+        .get(id)
+        .expect("an active order has an actor");
+    addr.send(InjectFault).await.expect("delivered");
+    let (rider, _) = app.user_token("rider").await;
+    let assigned = app
+        .state
+        .orders
+        .apply(
+            id,
+            Command::Assign {
+                rider_id: uuid(&rider["id"]),
+                by: None,
+            },
+        )
+        .await
+        .expect("the restarted actor reloaded the order and goes on");
+    assert_eq!(assigned.status.as_str(), "assigned");
+    assert_eq!(
+        assigned.version, 3,
+        "create, dispatch, assign: no step lost or repeated"
+    );
+}
+
+/// The dispatch timeout fails an unassigned order and releases its stock.
+#[actix_web::test]
+async fn dispatch_timeout_fails_the_order_and_releases_stock() {
+    let app = spawn_app_with(
+        Backend::Sqlite,
+        Options {
+            env: vec![("DISPATCH_TIMEOUT_S", "1".to_owned())],
+            ..Options::default()
+        },
+    )
+    .await
+    .expect("sqlite");
+    let s = shop(&app, 4).await;
+    let order = app
+        .place_order(&s.customer, &[(s.medicine, 4)], CENTER.0, CENTER.1)
+        .await
+        .json();
+    let path = format!("/api/v1/orders/{}", order["id"].as_str().expect("id"));
+    let token = s.customer.clone();
+    eventually("the order fails", || {
+        let (http, path, token) = (&app.http, path.clone(), token.clone());
+        async move { http.get_auth(&path, &token).await.json()["status"] == "failed" }
+    })
+    .await;
+    assert_eq!(app.stock_of(s.pharmacy, s.medicine).await, (4, 0));
+    eventually("order_failed notification", || {
+        let (http, token) = (&app.http, token.clone());
+        async move {
+            notification_types(http, &token)
+                .await
+                .contains(&"order_failed".to_owned())
+        }
+    })
+    .await;
+}
