@@ -10,26 +10,15 @@
 //!
 //! Run: `cargo bench --bench auth_load` (optionally `-- <logins per client>`, default 8).
 
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::{ms, percentile};
 use futures_util::future::join_all;
-use medify::config::Settings;
-use medify::startup::Application;
 use serde_json::json;
 
 const CLIENTS: usize = 64;
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx.min(sorted.len() - 1)]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
-}
 
 async fn healthz_latencies(
     client: &awc::Client,
@@ -57,40 +46,11 @@ fn main() {
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(8);
-    let db = std::env::temp_dir().join(format!("medify-bench-{}.db", uuid::Uuid::now_v7()));
-    let env = [
-        ("MEDIFY_BIND", "127.0.0.1:0".to_owned()),
-        ("MEDIFY_WORKERS", "2".to_owned()),
-        (
-            "DATABASE_URL",
-            format!("sqlite://{}?mode=rwc", db.display()),
-        ),
-        ("RATE_LIMIT_AUTH_PER_IP", "1000000".to_owned()),
-        ("RATE_LIMIT_AUTH_PER_ACCOUNT", "1000000".to_owned()),
-        (
-            "JWT_SECRET",
-            "bench-secret-bench-secret-bench-secret".to_owned(),
-        ),
-    ];
-    let settings =
-        Settings::from_lookup(|k| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()))
-            .expect("settings");
-
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        actix_web::rt::System::new().block_on(async move {
-            let app = Application::build(settings).await.expect("server");
-            tx.send(app.port()).expect("port");
-            app.run_until_stopped().await.expect("run");
-        });
-    });
-    let port = rx.recv().expect("server started");
-    let base = format!("http://127.0.0.1:{port}");
+    let (url, db) = common::sqlite_url("auth");
+    let base = common::start_server(url, &[]);
 
     actix_web::rt::System::new().block_on(async move {
-        let client = awc::Client::builder()
-            .timeout(Duration::from_secs(120))
-            .finish();
+        let client = common::client();
         let email = "bench@example.com";
         let password = "bench password 123";
         let res = client
@@ -108,9 +68,7 @@ fn main() {
         let logins = async {
             let start = Instant::now();
             let clients = (0..CLIENTS).map(|_| {
-                let client = awc::Client::builder()
-                    .timeout(Duration::from_secs(120))
-                    .finish();
+                let client = common::client();
                 let base = base.clone();
                 async move {
                     for _ in 0..per_client {
@@ -152,9 +110,5 @@ fn main() {
             loaded.len()
         );
     });
-    for suffix in ["", "-wal", "-shm"] {
-        let mut p = db.clone().into_os_string();
-        p.push(suffix);
-        let _ = std::fs::remove_file(p);
-    }
+    common::remove_sqlite(&db);
 }

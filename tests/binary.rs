@@ -389,3 +389,198 @@ fn seed_is_idempotent_and_fills_the_catalog() {
     server.signal(libc::SIGTERM);
     assert_eq!(server.wait_exit(), Some(0));
 }
+
+/// JSON over the minimal HTTP client: (status, parsed body or Null).
+fn call(
+    address: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut head = format!("{method} {path} HTTP/1.1");
+    if let Some(token) = token {
+        head.push_str(&format!("\r\nAuthorization: Bearer {token}"));
+    }
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    if !body.is_empty() {
+        head.push_str("\r\nContent-Type: application/json");
+    }
+    let (status, text) = http(address, &head, &body);
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+#[test]
+fn orders_survive_sigkill_and_stock_matches_open_orders() {
+    use serde_json::json;
+    let dir = WorkDir::new();
+    let env = [
+        ("MEDIFY_ADMIN_EMAIL", "root@example.com"),
+        ("MEDIFY_ADMIN_PASSWORD", "root password 123"),
+        ("JWT_SECRET", "crash-test-secret-crash-test-secret-0123"),
+    ];
+    let mut server = Server::start(dir.path(), &env);
+    let a = server.address.clone();
+    let login = |a: &str, email: &str, pw: &str| {
+        let (s, body) = call(
+            a,
+            "POST",
+            "/api/v1/auth/login",
+            None,
+            Some(&json!({"email": email, "password": pw})),
+        );
+        assert_eq!(s, 200, "{body}");
+        body["access_token"].as_str().expect("token").to_owned()
+    };
+    let admin = login(&a, "root@example.com", "root password 123");
+    let (_, pharmacy) = call(
+        &a,
+        "POST",
+        "/api/v1/pharmacies",
+        Some(&admin),
+        Some(&json!({"name": "P", "lat": 12.97, "lng": 77.59, "address": "x"})),
+    );
+    let (_, medicine) = call(
+        &a,
+        "POST",
+        "/api/v1/medicines",
+        Some(&admin),
+        Some(&json!({"name": "M", "sku": "M-1", "price_cents": 100})),
+    );
+    let (pid, mid) = (
+        pharmacy["id"].as_str().expect("id").to_owned(),
+        medicine["id"].as_str().expect("id").to_owned(),
+    );
+    let (s, _) = call(
+        &a,
+        "PUT",
+        &format!("/api/v1/pharmacies/{pid}/stock"),
+        Some(&admin),
+        Some(&json!({"items": [{"medicine_id": mid, "quantity": 20}]})),
+    );
+    assert_eq!(s, 200);
+    let (s, _) = call(
+        &a,
+        "POST",
+        "/api/v1/auth/register",
+        None,
+        Some(&json!({"name": "C", "email": "c@example.com", "password": "customer pw 1"})),
+    );
+    assert_eq!(s, 201);
+    let customer = login(&a, "c@example.com", "customer pw 1");
+    let mut ids = Vec::new();
+    for qty in [1, 2, 3] {
+        let (s, order) = call(
+            &a,
+            "POST",
+            "/api/v1/orders",
+            Some(&customer),
+            Some(
+                &json!({"items": [{"medicine_id": mid, "qty": qty}], "delivery": {"lat": 12.97, "lng": 77.59, "address": "x"}}),
+            ),
+        );
+        assert_eq!(s, 201, "{order}");
+        ids.push(order["id"].as_str().expect("id").to_owned());
+    }
+    let (s, _) = call(
+        &a,
+        "POST",
+        &format!("/api/v1/orders/{}/cancel", ids[0]),
+        Some(&customer),
+        None,
+    );
+    assert_eq!(s, 200);
+
+    server.signal(libc::SIGKILL);
+    assert_eq!(server.wait_exit(), None, "killed by a signal");
+    drop(server);
+
+    // A crash between a reservation and its order row leaves an orphan hold: make one.
+    let db = dir.path().join("medify.db");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        use sqlx::Connection;
+        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await.expect("db");
+        let orphan = uuid::Uuid::now_v7();
+        let pid = uuid::Uuid::parse_str(&pid).expect("uuid");
+        let mid = uuid::Uuid::parse_str(&mid).expect("uuid");
+        let now = chrono::Utc::now();
+        sqlx::query("INSERT INTO stock_reservations (id, pharmacy_id, status, created_at, updated_at) VALUES ($1, $2, 'held', $3, $3)")
+            .bind(orphan).bind(pid).bind(now).execute(&mut conn).await.expect("orphan");
+        sqlx::query("INSERT INTO stock_reservation_items (reservation_id, medicine_id, qty) VALUES ($1, $2, 4)")
+            .bind(orphan).bind(mid).execute(&mut conn).await.expect("orphan line");
+        sqlx::query("UPDATE pharmacy_stock SET reserved = reserved + 4 WHERE pharmacy_id = $1 AND medicine_id = $2")
+            .bind(pid).bind(mid).execute(&mut conn).await.expect("orphan hold");
+    });
+
+    let mut server = Server::start(dir.path(), &env);
+    let a = server.address.clone();
+    let log = server.log_text();
+    assert!(
+        log.contains(r#""message":"active orders rehydrated","active":2"#),
+        "{log}"
+    );
+    assert!(
+        log.contains(r#""released":1"#),
+        "the orphan hold was reconciled: {log}"
+    );
+    let stock = |a: &str| {
+        let (_, page) = call(
+            a,
+            "GET",
+            &format!("/api/v1/pharmacies/{pid}/stock"),
+            None,
+            None,
+        );
+        (
+            page["items"][0]["quantity"].as_i64().expect("q"),
+            page["items"][0]["reserved"].as_i64().expect("r"),
+        )
+    };
+    assert_eq!(
+        stock(&a),
+        (20, 5),
+        "reserved = 2 + 3, the open orders; the orphan hold was released"
+    );
+    let status = |a: &str, id: &str| {
+        call(
+            a,
+            "GET",
+            &format!("/api/v1/orders/{id}"),
+            Some(&customer),
+            None,
+        )
+        .1["status"]
+            .clone()
+    };
+    assert_eq!(status(&a, &ids[0]), "cancelled");
+    assert_eq!(status(&a, &ids[1]), "dispatching");
+    assert_eq!(status(&a, &ids[2]), "dispatching");
+    let (_, metrics) = http(&a, "GET /metrics HTTP/1.1", "");
+    assert!(
+        metrics.contains("medify_orders{status=\"dispatching\"} 2"),
+        "{metrics}"
+    );
+    // The rehydrated actors keep working.
+    let (s, body) = call(
+        &a,
+        "POST",
+        &format!("/api/v1/orders/{}/cancel", ids[1]),
+        Some(&customer),
+        None,
+    );
+    assert_eq!(
+        (s, body["status"].as_str()),
+        (200, Some("cancelled")),
+        "{body}"
+    );
+    assert_eq!(stock(&a), (20, 3));
+    server.signal(libc::SIGTERM);
+    assert_eq!(server.wait_exit(), Some(0));
+}
