@@ -166,6 +166,24 @@ pub struct Settings {
     /// How long a Redis Stream entry may stay unacknowledged before another consumer
     /// takes it over, in milliseconds.
     pub bus_claim_idle_ms: u64,
+    /// Where e-mail notifications go (`smtp://host:port`); unset: notifications are logged.
+    pub smtp: Option<SmtpSettings>,
+}
+
+/// An SMTP relay for notifications.
+#[derive(Clone)]
+pub struct SmtpSettings {
+    pub url: String,
+    pub from: String,
+}
+
+impl fmt::Debug for SmtpSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SmtpSettings")
+            .field("url", &"<redacted>")
+            .field("from", &self.from)
+            .finish()
+    }
 }
 
 /// All configuration problems found, one per variable.
@@ -427,6 +445,30 @@ impl Settings {
             parse_number(raw, 0, 3_600_000)
         });
 
+        let smtp_from = r
+            .get("SMTP_FROM")
+            .unwrap_or_else(|| "Medify <no-reply@medify.local>".to_owned());
+        if smtp_from.parse::<lettre::message::Mailbox>().is_err() {
+            r.fail(
+                "SMTP_FROM",
+                "must be an address such as Medify <no-reply@example.com>",
+            );
+        }
+        let smtp = match r.get("SMTP_URL") {
+            None => None,
+            Some(url) if url.starts_with("smtp://") => Some(SmtpSettings {
+                url,
+                from: smtp_from,
+            }),
+            Some(_) => {
+                r.fail(
+                    "SMTP_URL",
+                    "must be smtp://[user:password@]host[:port] (TLS relays are not supported yet)",
+                );
+                None
+            }
+        };
+
         if !r.problems.is_empty() {
             return Err(ConfigError {
                 problems: r.problems,
@@ -454,6 +496,7 @@ impl Settings {
             dispatch_timeout_s,
             node_id,
             bus_claim_idle_ms,
+            smtp,
         })
     }
 }

@@ -45,6 +45,99 @@ impl Notifier for LogNotifier {
     }
 }
 
+/// Sends notifications by e-mail through an SMTP relay (to the user's account address).
+pub struct SmtpNotifier {
+    transport: lettre::AsyncSmtpTransport<lettre::Tokio1Executor>,
+    from: lettre::message::Mailbox,
+    store: Store,
+}
+
+impl SmtpNotifier {
+    /// `settings.url` is `smtp://[user[:password]@]host[:port]` (port 25 by default).
+    pub fn new(settings: &crate::config::SmtpSettings, store: Store) -> anyhow::Result<Self> {
+        let rest = settings
+            .url
+            .strip_prefix("smtp://")
+            .ok_or_else(|| anyhow::anyhow!("SMTP_URL must start with smtp://"))?
+            .trim_end_matches('/');
+        let (credentials, server) = match rest.rsplit_once('@') {
+            Some((c, s)) => (Some(c), s),
+            None => (None, rest),
+        };
+        let (host, port) = match server.rsplit_once(':') {
+            Some((h, p)) => (
+                h,
+                p.parse::<u16>()
+                    .map_err(|_| anyhow::anyhow!("SMTP_URL: bad port"))?,
+            ),
+            None => (server, 25),
+        };
+        // Plain SMTP to a relay the operator runs (no TLS stack is built in).
+        let mut builder =
+            lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::builder_dangerous(host)
+                .port(port)
+                .timeout(Some(Duration::from_secs(10)));
+        if let Some(c) = credentials {
+            let (user, password) = c.split_once(':').unwrap_or((c, ""));
+            builder =
+                builder.credentials(lettre::transport::smtp::authentication::Credentials::new(
+                    user.to_owned(),
+                    password.to_owned(),
+                ));
+        }
+        let transport = builder.build();
+        Ok(Self {
+            transport,
+            from: settings.from.parse()?,
+            store,
+        })
+    }
+}
+
+/// The subject and text of an e-mail for a notification.
+fn email_text(kind: &str, payload: &serde_json::Value) -> (String, String) {
+    let order = payload["order_id"].as_str().unwrap_or("your order");
+    let subject = match kind {
+        "order_confirmed" => "Your order is confirmed",
+        "rider_assigned" => "A rider is on the way to the pharmacy",
+        "order_picked_up" => "Your medicine has been picked up",
+        "rider_arriving" => "Your rider is arriving",
+        "order_delivered" => "Your order was delivered",
+        "order_cancelled" => "Your order was cancelled",
+        "order_failed" => "We could not find a rider for your order",
+        _ => "Update on your order",
+    };
+    (
+        subject.to_owned(),
+        format!("{subject}.\n\nOrder: {order}\n\n-- Medify"),
+    )
+}
+
+impl Notifier for SmtpNotifier {
+    fn send<'a>(
+        &'a self,
+        user_id: Uuid,
+        kind: &'a str,
+        payload: &'a serde_json::Value,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        use lettre::AsyncTransport;
+        Box::pin(async move {
+            let user = self.store.user_by_id(user_id).await?;
+            let Some(email) = user.and_then(|u| u.email) else {
+                anyhow::bail!("user {user_id} has no e-mail address");
+            };
+            let (subject, body) = email_text(kind, payload);
+            let message = lettre::Message::builder()
+                .from(self.from.clone())
+                .to(email.parse()?)
+                .subject(subject)
+                .body(body)?;
+            self.transport.send(message).await?;
+            Ok(())
+        })
+    }
+}
+
 /// The notification type of a customer-facing event.
 pub fn notification_type(kind: EventKind) -> Option<&'static str> {
     Some(match kind {

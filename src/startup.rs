@@ -30,7 +30,7 @@ use crate::config::{AdminBootstrap, Settings};
 use crate::domain::Role;
 use crate::error::{problem_for_framework_errors, ApiError};
 use crate::extract;
-use crate::notify::{LogNotifier, NotificationWriter, OrderGauge};
+use crate::notify::{LogNotifier, NotificationWriter, Notifier, OrderGauge, SmtpNotifier};
 use crate::redis::Redis;
 use crate::routes::{self, openapi::OpenApiJson};
 use crate::store::users::NewUser;
@@ -121,10 +121,12 @@ impl Application {
         }
         let local: Vec<Arc<dyn EventHandler>> =
             vec![Arc::new(OrderGauge::new(metrics.orders.clone()))];
-        let durable: Vec<Arc<dyn EventHandler>> = vec![Arc::new(NotificationWriter::new(
-            store.clone(),
-            Arc::new(LogNotifier),
-        ))];
+        let notifier: Arc<dyn Notifier> = match &settings.smtp {
+            Some(smtp) => Arc::new(SmtpNotifier::new(smtp, store.clone())?),
+            None => Arc::new(LogNotifier),
+        };
+        let durable: Vec<Arc<dyn EventHandler>> =
+            vec![Arc::new(NotificationWriter::new(store.clone(), notifier))];
         let bus: Arc<dyn EventBus> = match &redis {
             Some(redis) => Arc::new(RedisBus::start(
                 redis.clone(),

@@ -11,3 +11,4 @@ mod health;
 mod inventory;
 mod orders;
 mod redis;
+mod smtp;
