@@ -168,6 +168,18 @@ pub struct Settings {
     pub bus_claim_idle_ms: u64,
     /// Where e-mail notifications go (`smtp://host:port`); unset: notifications are logged.
     pub smtp: Option<SmtpSettings>,
+    pub dispatch: DispatchSettings,
+}
+
+/// The matcher and rider sessions.
+#[derive(Debug, Clone)]
+pub struct DispatchSettings {
+    pub strategy: medify_actors::matcher::assign::Strategy,
+    pub h3_resolution: h3o::Resolution,
+    pub search_radius_m: f64,
+    pub batch_window_ms: u64,
+    pub offer_timeout_s: u64,
+    pub rider_grace_s: u64,
 }
 
 /// An SMTP relay for notifications.
@@ -469,6 +481,27 @@ impl Settings {
             }
         };
 
+        use medify_actors::matcher::assign::Strategy;
+        let dispatch = DispatchSettings {
+            strategy: r.parse("MATCHING", Strategy::Batched, |raw| {
+                match raw.to_ascii_lowercase().as_str() {
+                    "batched" => Ok(Strategy::Batched),
+                    "greedy" => Ok(Strategy::Greedy),
+                    _ => Err("must be batched or greedy".to_owned()),
+                }
+            }),
+            h3_resolution: r.parse("H3_RESOLUTION", h3o::Resolution::Nine, |raw| {
+                let n: u8 = parse_number(raw, 5, 12)?;
+                h3o::Resolution::try_from(n).map_err(|e| e.to_string())
+            }),
+            search_radius_m: f64::from(r.parse("SEARCH_RADIUS_M", 5_000u32, |raw| {
+                parse_number(raw, 100, 50_000)
+            })),
+            batch_window_ms: r.parse("BATCH_WINDOW_MS", 500, |raw| parse_number(raw, 10, 60_000)),
+            offer_timeout_s: r.parse("OFFER_TIMEOUT_S", 20, |raw| parse_number(raw, 1, 600)),
+            rider_grace_s: r.parse("RIDER_GRACE_S", 120, |raw| parse_number(raw, 0, 3_600)),
+        };
+
         if !r.problems.is_empty() {
             return Err(ConfigError {
                 problems: r.problems,
@@ -497,6 +530,7 @@ impl Settings {
             node_id,
             bus_claim_idle_ms,
             smtp,
+            dispatch,
         })
     }
 }

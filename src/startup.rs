@@ -33,12 +33,17 @@ use crate::extract;
 use crate::notify::{LogNotifier, NotificationWriter, Notifier, OrderGauge, SmtpNotifier};
 use crate::redis::Redis;
 use crate::routes::{self, openapi::OpenApiJson};
+use crate::store::riders::TrailWriter;
 use crate::store::users::NewUser;
 use crate::store::Store;
 use crate::telemetry::{self, Metrics};
+use actix::{Actor, Arbiter};
+use medify_actors::fleet::Fleet;
 use medify_actors::inventory::Inventory;
+use medify_actors::matcher::{Matcher, MatcherConfig};
 use medify_actors::order::{OrderDeps, OrderRegistry};
 use medify_actors::ports::EventBus;
+use medify_actors::rider::{RiderDeps, Riders};
 
 /// What every handler can reach, shared behind `web::Data`.
 pub struct AppState {
@@ -54,6 +59,7 @@ pub struct AppState {
     pub inventory: Inventory,
     pub bus: Arc<dyn EventBus>,
     pub orders: OrderRegistry,
+    pub riders: Riders,
 }
 
 /// A server bound to its port, ready to run.
@@ -137,12 +143,29 @@ impl Application {
             )),
             None => Arc::new(InProcessBus::start(local, durable)),
         };
+        let fleet = Fleet::new();
+        let d = &settings.dispatch;
+        let latency = metrics.assignment_latency.clone();
+        let matcher_config = MatcherConfig {
+            resolution: d.h3_resolution,
+            search_radius_m: d.search_radius_m,
+            batch_window: Duration::from_millis(d.batch_window_ms),
+            offer_timeout: Duration::from_secs(d.offer_timeout_s),
+            strategy: d.strategy,
+            on_assigned: Arc::new(move |waited| latency.observe(waited.as_secs_f64())),
+            ..MatcherConfig::default()
+        };
+        let matcher_fleet = fleet.clone();
+        let matcher = Matcher::start_in_arbiter(&Arbiter::new().handle(), move |_| {
+            Matcher::new(matcher_config, matcher_fleet)
+        });
         let orders = OrderRegistry::new(
             OrderDeps {
                 journal: Arc::new(store.clone()),
                 bus: bus.clone(),
                 inventory: inventory.clone(),
                 dispatch_timeout: Duration::from_secs(settings.dispatch_timeout_s),
+                matcher: Some(matcher.clone()),
             },
             settings.workers,
         );
@@ -151,6 +174,15 @@ impl Application {
             .await
             .map_err(|e| anyhow::anyhow!("could not rehydrate active orders: {e}"))?;
         tracing::info!(active, "active orders rehydrated");
+
+        let riders = Riders::new(RiderDeps {
+            fleet,
+            matcher,
+            orders: orders.clone(),
+            directory: Arc::new(store.clone()),
+            trail: Arc::new(TrailWriter::start(store.clone())),
+            grace: Duration::from_secs(settings.dispatch.rider_grace_s),
+        });
 
         let listener = TcpListener::bind(settings.bind)
             .with_context(|| format!("could not listen on {}", settings.bind))?;
@@ -170,6 +202,7 @@ impl Application {
             inventory,
             bus,
             orders,
+            riders,
         });
         let openapi = web::Data::new(OpenApiJson::render());
 

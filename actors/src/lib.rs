@@ -6,8 +6,12 @@
 //! traits in [`ports`]. Pure logic (stock bookkeeping, distances, place lookup) is plain
 //! functions and structs with unit tests; actors are thin shells around them.
 
+pub mod fleet;
 pub mod geo;
 pub mod inventory;
+pub mod matcher;
 pub mod order;
 pub mod places;
 pub mod ports;
+pub mod protocol;
+pub mod rider;

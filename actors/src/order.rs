@@ -228,6 +228,21 @@ pub struct OrderDeps {
     pub bus: Arc<dyn EventBus>,
     pub inventory: Inventory,
     pub dispatch_timeout: Duration,
+    /// Where orders in `dispatching` go to find a rider.
+    pub matcher: Option<Addr<crate::matcher::Matcher>>,
+}
+
+/// Hands an order waiting for a rider to the matcher.
+fn dispatch(deps: &OrderDeps, record: &OrderRecord) {
+    if let Some(matcher) = &deps.matcher {
+        matcher.do_send(crate::matcher::DispatchOrder {
+            order_id: record.id,
+            pickup: record.pickup,
+            pickup_name: Some(record.pharmacy_name.clone()),
+            dropoff: record.dropoff,
+            since_ms: record.confirmed_at_ms,
+        });
+    }
 }
 
 fn now_ms() -> i64 {
@@ -292,7 +307,12 @@ impl Actor for OrderActor {
             actix::fut::wrap_future::<_, Self>(async move { journal.load(id).await }).map(
                 |loaded, act, ctx| {
                     match loaded {
-                        Ok(record) => act.record = record,
+                        Ok(record) => {
+                            if let Some(r) = record.as_ref().filter(|r| r.status == OrderStatus::Dispatching) {
+                                dispatch(&act.deps, r);
+                            }
+                            act.record = record;
+                        }
                         Err(e) => {
                             tracing::error!(order_id = %act.id, error = %e, "order actor: load failed");
                             act.record = None;
@@ -404,6 +424,18 @@ async fn execute(
         }
         _ => None,
     };
+    match to {
+        OrderStatus::Dispatching => dispatch(&deps, &next),
+        OrderStatus::Cancelled | OrderStatus::Failed => {
+            if let Some(matcher) = &deps.matcher {
+                matcher.do_send(crate::matcher::Withdraw {
+                    order_id: record.id,
+                    rider: rider_id,
+                });
+            }
+        }
+        _ => {}
+    }
     if let Some(Err(e)) = stock {
         tracing::error!(order_id = %record.id, error = %e, "stock settlement failed; start-up reconciliation will repair it");
     }
@@ -699,7 +731,9 @@ mod tests {
             version: 3,
             dispatch_deadline_ms: None,
             pickup: p,
+            pharmacy_name: "P".into(),
             dropoff: p,
+            confirmed_at_ms: 0,
         }
     }
 

@@ -128,7 +128,10 @@ pub struct OrderRecord {
     /// Epoch milliseconds after which an unassigned order fails.
     pub dispatch_deadline_ms: Option<i64>,
     pub pickup: crate::geo::Point,
+    pub pharmacy_name: String,
     pub dropoff: crate::geo::Point,
+    /// When the order was confirmed (epoch ms).
+    pub confirmed_at_ms: i64,
 }
 
 /// One transition to write: the order row and an `order_events` row, in one transaction.
@@ -206,4 +209,22 @@ pub struct BusError(pub String);
 /// Where events are published.
 pub trait EventBus: Send + Sync + 'static {
     fn publish(&self, event: Event) -> BoxFuture<'_, Result<(), BusError>>;
+}
+
+/// What a rider session needs to read from storage (once per connect, never per fix).
+pub trait RiderDirectory: Send + Sync + 'static {
+    /// The order assigned to or picked up by this rider, if any.
+    fn active_order(&self, rider: Uuid)
+        -> BoxFuture<'_, Result<Option<OrderRecord>, JournalError>>;
+
+    /// An order as a rider sees it (the API's order view without the delivery code).
+    fn order_for_rider(
+        &self,
+        order: Uuid,
+    ) -> BoxFuture<'_, Result<Option<serde_json::Value>, JournalError>>;
+}
+
+/// Where sampled GPS trail points go; must not block (points may be dropped under load).
+pub trait TrailSink: Send + Sync + 'static {
+    fn record(&self, order_id: Uuid, rider_id: Uuid, at: crate::geo::Point, ts_ms: i64);
 }

@@ -11,6 +11,7 @@ pub mod notifications;
 pub mod openapi;
 pub mod orders;
 pub mod pharmacies;
+pub mod riders;
 pub mod users;
 
 use actix_web::web;
@@ -47,5 +48,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(orders::cancel_order)
         .service(orders::assign_order)
         .service(orders::order_trail)
-        .service(notifications::list_notifications);
+        .service(notifications::list_notifications)
+        .service(riders::list_riders)
+        .service(crate::ws::rider::rider_socket);
 }

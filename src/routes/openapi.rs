@@ -7,7 +7,7 @@ use utoipa::{Modify, OpenApi};
 use crate::catalog::Pharmacy;
 use crate::domain::Role;
 use crate::error::{FieldError, Problem};
-use crate::routes::{auth, health, medicines, notifications, orders, pharmacies, users};
+use crate::routes::{auth, health, medicines, notifications, orders, pharmacies, riders, users};
 use crate::store::catalog::{Medicine, StockRow};
 use crate::store::notifications::Notification;
 use crate::store::orders::{Delivery, OrderItem, OrderPharmacy, OrderRider, OrderView};
@@ -31,6 +31,7 @@ use crate::store::users::User;
         pharmacies::get_stock, pharmacies::put_stock,
         orders::place_order, orders::list_orders, orders::get_order, orders::cancel_order,
         orders::assign_order, orders::order_trail, notifications::list_notifications,
+        riders::list_riders,
     ),
     components(schemas(
         Problem, FieldError, health::Health, health::Readiness, Role, User,
@@ -40,7 +41,8 @@ use crate::store::users::User;
         Pharmacy, pharmacies::NewPharmacy, pharmacies::NearbyPharmacy, pharmacies::StockUpdate,
         pharmacies::StockLineIn, StockRow, OrderView, OrderItem, OrderPharmacy, OrderRider,
         Delivery, orders::NewOrderRequest, orders::NewItem, orders::DeliveryIn,
-        orders::AssignRequest, orders::Trail, Notification,
+        orders::AssignRequest, orders::Trail, Notification, riders::RiderStatus,
+        riders::RiderLocation,
     )),
     modifiers(&BearerAuth),
     tags(
@@ -49,6 +51,7 @@ use crate::store::users::User;
         (name = "catalog", description = "Medicines: search and administration"),
         (name = "pharmacies", description = "Pharmacies, nearby search and stock"),
         (name = "orders", description = "Orders, their trail, and notifications"),
+        (name = "riders", description = "The live fleet (the rider WebSocket is /ws/rider, see PROTOCOL.md)"),
     )
 )]
 pub struct ApiDoc;

@@ -15,6 +15,7 @@ pub mod auth;
 pub mod catalog;
 pub mod notifications;
 pub mod orders;
+pub mod riders;
 pub mod stock;
 pub mod users;
 

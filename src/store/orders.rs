@@ -160,7 +160,9 @@ impl OrderRow {
             version: self.version,
             dispatch_deadline_ms: self.dispatch_deadline.map(|d| d.timestamp_millis()),
             pickup: point(self.pharmacy_lat, self.pharmacy_lng)?,
+            pharmacy_name: self.pharmacy_name,
             dropoff: point(self.delivery_lat, self.delivery_lng)?,
+            confirmed_at_ms: self.created_at.timestamp_millis(),
         })
     }
 

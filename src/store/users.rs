@@ -155,4 +155,23 @@ impl Store {
         });
         Ok(n > 0)
     }
+
+    /// A page of rider accounts `(id, name)` by name, and how many there are.
+    pub async fn riders_page(
+        &self,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(Vec<(Uuid, String)>, i64), sqlx::Error> {
+        on_pool!(self, |pool| {
+            let items = sqlx::query_as("SELECT id, name FROM users WHERE role = 'rider' ORDER BY name, id LIMIT $1 OFFSET $2")
+                .bind(limit)
+                .bind(offset)
+                .fetch_all(pool)
+                .await?;
+            let total = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE role = 'rider'")
+                .fetch_one(pool)
+                .await?;
+            Ok((items, total))
+        })
+    }
 }

@@ -1,0 +1,616 @@
+//! The matcher: which free rider is offered which waiting order.
+//!
+//! One actor owns the picture of supply (free riders in an H3 [`index::FreeIndex`]) and
+//! demand (orders in `dispatching` without an open offer). Every batch window it builds
+//! the cost matrix of estimated pickup times between waiting orders and the free riders
+//! near them and solves it with the configured [`assign::Strategy`]; each chosen rider gets
+//! an offer that expires after the offer timeout. A rider who refuses or lets an offer
+//! expire is never offered that order again; the order waits for the next window. One
+//! order per rider: a rider holding an offer or an order is not free.
+//!
+//! Accepting is two steps so the order actor stays the authority: the matcher closes the
+//! offer and hands back the order ([`Answer`]); the rider's session asks the order actor to
+//! assign; the session reports the outcome ([`AssignOutcome`]) and a failed assignment
+//! puts rider and order back.
+//!
+//! Left for later (see the closing note): sharding by coarse parent cell across arbiters.
+
+pub mod assign;
+pub mod index;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use actix::prelude::*;
+use h3o::Resolution;
+use uuid::Uuid;
+
+use crate::fleet::Fleet;
+use crate::geo::Point;
+use crate::protocol::{OfferInfo, Place};
+use crate::rider::{OfferExpiredMsg, OfferMsg, OrderCancelledMsg};
+use assign::Strategy;
+use index::{FreeIndex, Position};
+
+/// Estimated seconds from a rider to a pickup. A routing engine can implement this.
+pub trait Estimator: Send + Sync + 'static {
+    fn pickup_seconds(&self, from: Point, to: Point) -> f64;
+}
+
+/// Straight-line distance × a detour factor ÷ a city speed.
+#[derive(Debug, Clone, Copy)]
+pub struct Haversine {
+    pub detour: f64,
+    pub speed_mps: f64,
+}
+
+impl Default for Haversine {
+    fn default() -> Self {
+        Self {
+            detour: 1.3,
+            speed_mps: 5.0,
+        }
+    }
+}
+
+impl Estimator for Haversine {
+    fn pickup_seconds(&self, from: Point, to: Point) -> f64 {
+        from.distance_m(to) * self.detour / self.speed_mps
+    }
+}
+
+/// How the matcher behaves.
+#[derive(Clone)]
+pub struct MatcherConfig {
+    pub resolution: Resolution,
+    pub search_radius_m: f64,
+    pub batch_window: Duration,
+    pub offer_timeout: Duration,
+    /// A free rider whose last fix is older than this is not offered orders.
+    pub stale_fix: Duration,
+    pub strategy: Strategy,
+    pub estimator: Arc<dyn Estimator>,
+    /// Called with the time from order confirmed to rider accepted.
+    pub on_assigned: Arc<dyn Fn(Duration) + Send + Sync>,
+}
+
+impl Default for MatcherConfig {
+    fn default() -> Self {
+        Self {
+            resolution: Resolution::Nine,
+            search_radius_m: 5_000.0,
+            batch_window: Duration::from_millis(500),
+            offer_timeout: Duration::from_secs(20),
+            stale_fix: Duration::from_secs(60),
+            strategy: Strategy::Batched,
+            estimator: Arc::new(Haversine::default()),
+            on_assigned: Arc::new(|_| {}),
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[derive(Debug, Default, Clone)]
+struct RiderInfo {
+    available: bool,
+    busy: bool,
+    offered: Option<Uuid>,
+    pos: Option<Position>,
+}
+
+#[derive(Debug, Clone)]
+struct Pending {
+    pickup: Point,
+    pickup_name: Option<String>,
+    dropoff: Point,
+    since_ms: i64,
+    excluded: HashSet<Uuid>,
+    offered: Option<Uuid>,
+}
+
+struct OpenOffer {
+    order_id: Uuid,
+    rider_id: Uuid,
+    timer: SpawnHandle,
+}
+
+/// See the module documentation.
+pub struct Matcher {
+    cfg: MatcherConfig,
+    fleet: Fleet,
+    free: FreeIndex,
+    riders: HashMap<Uuid, RiderInfo>,
+    pending: HashMap<Uuid, Pending>,
+    offers: HashMap<Uuid, OpenOffer>,
+}
+
+impl Matcher {
+    pub fn new(cfg: MatcherConfig, fleet: Fleet) -> Self {
+        Self {
+            free: FreeIndex::new(cfg.resolution),
+            cfg,
+            fleet,
+            riders: HashMap::new(),
+            pending: HashMap::new(),
+            offers: HashMap::new(),
+        }
+    }
+
+    /// Puts the rider in or out of the free index as their state says.
+    fn refresh(&mut self, rider: Uuid) {
+        let Some(info) = self.riders.get(&rider) else {
+            self.free.remove(rider);
+            return;
+        };
+        match info.pos {
+            Some(pos) if info.available && !info.busy && info.offered.is_none() => {
+                self.free.upsert(rider, pos);
+            }
+            _ => self.free.remove(rider),
+        }
+    }
+
+    fn offer(&mut self, order_id: Uuid, rider_id: Uuid, ctx: &mut Context<Self>) {
+        let (Some(order), Some(pos)) = (
+            self.pending.get_mut(&order_id),
+            self.riders.get(&rider_id).and_then(|r| r.pos),
+        ) else {
+            return;
+        };
+        let offer_id = Uuid::now_v7();
+        let expires_ms =
+            now_ms() + i64::try_from(self.cfg.offer_timeout.as_millis()).unwrap_or(i64::MAX);
+        let info = OfferInfo {
+            offer_id,
+            order_id,
+            pickup: Place::at(order.pickup, order.pickup_name.clone()),
+            dropoff: Place::at(order.dropoff, None),
+            distance_m: pos.at.distance_m(order.pickup).round() as i64,
+            expires_at: rfc3339(expires_ms),
+        };
+        order.offered = Some(offer_id);
+        if let Some(r) = self.riders.get_mut(&rider_id) {
+            r.offered = Some(offer_id);
+        }
+        self.refresh(rider_id);
+        let timer = ctx.run_later(self.cfg.offer_timeout, move |_, ctx| {
+            ctx.notify(ExpireOffer { offer_id })
+        });
+        self.offers.insert(
+            offer_id,
+            OpenOffer {
+                order_id,
+                rider_id,
+                timer,
+            },
+        );
+        match self.fleet.session(rider_id) {
+            Some(session) => session.do_send(OfferMsg(info)),
+            None => ctx.notify(ExpireOffer { offer_id }),
+        }
+    }
+
+    /// Closes an open offer; the rider is excluded from that order if `exclude`.
+    fn close_offer(
+        &mut self,
+        offer_id: Uuid,
+        exclude: bool,
+        ctx: &mut Context<Self>,
+    ) -> Option<OpenOffer> {
+        let offer = self.offers.remove(&offer_id)?;
+        ctx.cancel_future(offer.timer);
+        if let Some(order) = self.pending.get_mut(&offer.order_id) {
+            order.offered = None;
+            if exclude {
+                order.excluded.insert(offer.rider_id);
+            }
+        }
+        if let Some(r) = self.riders.get_mut(&offer.rider_id) {
+            r.offered = None;
+        }
+        self.refresh(offer.rider_id);
+        Some(offer)
+    }
+
+    /// One batch: waiting orders × nearby free riders, solved by the strategy.
+    fn assign(&mut self, ctx: &mut Context<Self>) {
+        let mut waiting: Vec<(Uuid, Pending)> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.offered.is_none())
+            .map(|(id, p)| (*id, p.clone()))
+            .collect();
+        if waiting.is_empty() || self.free.is_empty() {
+            return;
+        }
+        waiting.sort_by_key(|(id, p)| (p.since_ms, *id));
+        let min_ts = now_ms() - i64::try_from(self.cfg.stale_fix.as_millis()).unwrap_or(i64::MAX);
+        let mut rider_ids: Vec<Uuid> = Vec::new();
+        let mut column: HashMap<Uuid, usize> = HashMap::new();
+        let mut near: Vec<Vec<(usize, f64)>> = Vec::with_capacity(waiting.len());
+        for (_, order) in &waiting {
+            let mut row = Vec::new();
+            for (rider, pos, _) in
+                self.free
+                    .candidates(order.pickup, self.cfg.search_radius_m, min_ts)
+            {
+                if order.excluded.contains(&rider) {
+                    continue;
+                }
+                let col = *column.entry(rider).or_insert_with(|| {
+                    rider_ids.push(rider);
+                    rider_ids.len() - 1
+                });
+                row.push((col, self.cfg.estimator.pickup_seconds(pos.at, order.pickup)));
+            }
+            near.push(row);
+        }
+        if rider_ids.is_empty() {
+            return;
+        }
+        let costs: Vec<Vec<Option<f64>>> = near
+            .into_iter()
+            .map(|row| {
+                let mut full = vec![None; rider_ids.len()];
+                for (col, cost) in row {
+                    full[col] = Some(cost);
+                }
+                full
+            })
+            .collect();
+        let pairs = match self.cfg.strategy {
+            Strategy::Greedy => assign::greedy(&costs),
+            Strategy::Batched => assign::batched(&costs),
+        };
+        for (o, r) in pairs {
+            self.offer(waiting[o].0, rider_ids[r], ctx);
+        }
+    }
+}
+
+impl Actor for Matcher {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(self.cfg.batch_window, |act, ctx| act.assign(ctx));
+    }
+}
+
+/// A rider's state as their session sees it.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct RiderState {
+    pub rider: Uuid,
+    pub available: bool,
+    /// Holding an order.
+    pub busy: bool,
+}
+
+/// A rider's new live position.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct RiderMoved {
+    pub rider: Uuid,
+    pub at: Point,
+    pub ts_ms: i64,
+}
+
+/// The rider's session ended (grace period over).
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct RiderGone {
+    pub rider: Uuid,
+}
+
+/// An order entered `dispatching` (or was rehydrated in it).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct DispatchOrder {
+    pub order_id: Uuid,
+    pub pickup: Point,
+    pub pickup_name: Option<String>,
+    pub dropoff: Point,
+    /// When the order was confirmed (epoch ms), for the latency metric.
+    pub since_ms: i64,
+}
+
+/// An order left dispatching without the matcher (cancelled, failed, delivered elsewhere);
+/// its assigned rider, if any, is told.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct Withdraw {
+    pub order_id: Uuid,
+    pub rider: Option<Uuid>,
+}
+
+/// A rider's answer to an offer.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "Result<Answered, AnswerError>")]
+pub struct Answer {
+    pub offer_id: Uuid,
+    pub rider: Uuid,
+    pub accept: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answered {
+    Rejected,
+    /// The order is this rider's to take to the order actor.
+    Accepted {
+        order_id: Uuid,
+        pickup: Place,
+        dropoff: Place,
+        since_ms: i64,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AnswerError {
+    #[error("no such offer")]
+    NotFound,
+    #[error("the offer is no longer open")]
+    Closed,
+}
+
+/// What the order actor said to an accepted offer.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct AssignOutcome {
+    pub order_id: Uuid,
+    pub rider: Uuid,
+    pub assigned: bool,
+    pub since_ms: i64,
+}
+
+/// Manual dispatch: offer `order_id` to `rider` now.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "Result<(), ManualOfferError>")]
+pub struct ManualOffer {
+    pub order_id: Uuid,
+    pub rider: Uuid,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManualOfferError {
+    #[error("the order is not waiting for a rider")]
+    NotDispatching,
+    #[error("the rider is offline")]
+    Offline,
+    #[error("the rider is not free")]
+    Busy,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct ExpireOffer {
+    offer_id: Uuid,
+}
+
+/// Counts for tests and metrics.
+#[derive(Message)]
+#[rtype(result = "MatcherStats")]
+pub struct Stats;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MatcherStats {
+    pub free_riders: usize,
+    pub waiting_orders: usize,
+    pub open_offers: usize,
+}
+
+impl Handler<RiderState> for Matcher {
+    type Result = ();
+    fn handle(&mut self, msg: RiderState, _: &mut Context<Self>) {
+        let info = self.riders.entry(msg.rider).or_default();
+        info.available = msg.available;
+        info.busy = msg.busy;
+        self.refresh(msg.rider);
+    }
+}
+
+impl Handler<RiderMoved> for Matcher {
+    type Result = ();
+    fn handle(&mut self, msg: RiderMoved, _: &mut Context<Self>) {
+        let info = self.riders.entry(msg.rider).or_default();
+        info.pos = Some(Position {
+            at: msg.at,
+            ts_ms: msg.ts_ms,
+        });
+        if self.free.contains(msg.rider) {
+            self.free.upsert(
+                msg.rider,
+                Position {
+                    at: msg.at,
+                    ts_ms: msg.ts_ms,
+                },
+            );
+        } else {
+            self.refresh(msg.rider);
+        }
+    }
+}
+
+impl Handler<RiderGone> for Matcher {
+    type Result = ();
+    fn handle(&mut self, msg: RiderGone, ctx: &mut Context<Self>) {
+        let open: Vec<Uuid> = self
+            .offers
+            .iter()
+            .filter(|(_, o)| o.rider_id == msg.rider)
+            .map(|(id, _)| *id)
+            .collect();
+        for offer_id in open {
+            self.close_offer(offer_id, true, ctx);
+        }
+        self.riders.remove(&msg.rider);
+        self.free.remove(msg.rider);
+    }
+}
+
+impl Handler<DispatchOrder> for Matcher {
+    type Result = ();
+    fn handle(&mut self, msg: DispatchOrder, _: &mut Context<Self>) {
+        self.pending.entry(msg.order_id).or_insert(Pending {
+            pickup: msg.pickup,
+            pickup_name: msg.pickup_name,
+            dropoff: msg.dropoff,
+            since_ms: msg.since_ms,
+            excluded: HashSet::new(),
+            offered: None,
+        });
+    }
+}
+
+impl Handler<Withdraw> for Matcher {
+    type Result = ();
+    fn handle(&mut self, msg: Withdraw, ctx: &mut Context<Self>) {
+        if let Some(order) = self.pending.get(&msg.order_id) {
+            if let Some(offer_id) = order.offered {
+                if let Some(offer) = self.close_offer(offer_id, false, ctx) {
+                    if let Some(s) = self.fleet.session(offer.rider_id) {
+                        s.do_send(OfferExpiredMsg { offer_id });
+                    }
+                }
+            }
+        }
+        self.pending.remove(&msg.order_id);
+        if let Some(rider) = msg.rider {
+            if let Some(s) = self.fleet.session(rider) {
+                s.do_send(OrderCancelledMsg {
+                    order_id: msg.order_id,
+                });
+            }
+        }
+    }
+}
+
+impl Handler<Answer> for Matcher {
+    type Result = Result<Answered, AnswerError>;
+    fn handle(&mut self, msg: Answer, ctx: &mut Context<Self>) -> Self::Result {
+        match self.offers.get(&msg.offer_id) {
+            None => return Err(AnswerError::Closed),
+            Some(o) if o.rider_id != msg.rider => return Err(AnswerError::NotFound),
+            Some(_) => {}
+        }
+        if !msg.accept {
+            self.close_offer(msg.offer_id, true, ctx);
+            return Ok(Answered::Rejected);
+        }
+        let offer = self
+            .close_offer(msg.offer_id, false, ctx)
+            .ok_or(AnswerError::Closed)?;
+        let order = self
+            .pending
+            .remove(&offer.order_id)
+            .ok_or(AnswerError::Closed)?;
+        if let Some(r) = self.riders.get_mut(&msg.rider) {
+            r.busy = true;
+        }
+        self.refresh(msg.rider);
+        Ok(Answered::Accepted {
+            order_id: offer.order_id,
+            pickup: Place::at(order.pickup, order.pickup_name.clone()),
+            dropoff: Place::at(order.dropoff, None),
+            since_ms: order.since_ms,
+        })
+    }
+}
+
+impl Handler<AssignOutcome> for Matcher {
+    type Result = ();
+    fn handle(&mut self, msg: AssignOutcome, _: &mut Context<Self>) {
+        if msg.assigned {
+            let waited = u64::try_from(now_ms() - msg.since_ms).unwrap_or(0);
+            (self.cfg.on_assigned)(Duration::from_millis(waited));
+        } else if let Some(r) = self.riders.get_mut(&msg.rider) {
+            r.busy = false;
+            self.refresh(msg.rider);
+        }
+    }
+}
+
+impl Handler<ManualOffer> for Matcher {
+    type Result = Result<(), ManualOfferError>;
+    fn handle(&mut self, msg: ManualOffer, ctx: &mut Context<Self>) -> Self::Result {
+        let order = self
+            .pending
+            .get(&msg.order_id)
+            .ok_or(ManualOfferError::NotDispatching)?;
+        if order.offered.is_some() {
+            // An admin overrides the matcher's pending offer.
+            if let Some(offer_id) = order.offered {
+                if let Some(offer) = self.close_offer(offer_id, false, ctx) {
+                    if let Some(s) = self.fleet.session(offer.rider_id) {
+                        s.do_send(OfferExpiredMsg { offer_id });
+                    }
+                }
+            }
+        }
+        if self.fleet.session(msg.rider).is_none()
+            || !self.fleet.view(msg.rider).is_some_and(|v| v.online)
+        {
+            return Err(ManualOfferError::Offline);
+        }
+        let info = self
+            .riders
+            .get(&msg.rider)
+            .ok_or(ManualOfferError::Offline)?;
+        if info.busy || info.offered.is_some() || !info.available || info.pos.is_none() {
+            return Err(ManualOfferError::Busy);
+        }
+        self.offer(msg.order_id, msg.rider, ctx);
+        Ok(())
+    }
+}
+
+impl Handler<ExpireOffer> for Matcher {
+    type Result = ();
+    fn handle(&mut self, msg: ExpireOffer, ctx: &mut Context<Self>) {
+        if let Some(offer) = self.close_offer(msg.offer_id, true, ctx) {
+            if let Some(s) = self.fleet.session(offer.rider_id) {
+                s.do_send(OfferExpiredMsg {
+                    offer_id: msg.offer_id,
+                });
+            }
+        }
+    }
+}
+
+impl Handler<Stats> for Matcher {
+    type Result = MessageResult<Stats>;
+    fn handle(&mut self, _: Stats, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(MatcherStats {
+            free_riders: self.free.len(),
+            waiting_orders: self
+                .pending
+                .values()
+                .filter(|p| p.offered.is_none())
+                .count(),
+            open_offers: self.offers.len(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_formats_epoch_millis() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(1_764_000_000_123), "2025-11-24T16:00:00.123Z");
+        assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
+    }
+}

@@ -1,0 +1,672 @@
+//! Rider sessions: one actor per online rider, outliving its socket.
+//!
+//! The socket (transport, in the server) decodes, rate-limits and heartbeats; the session
+//! holds what the rider is doing: availability, last accepted fix, pending offer, active
+//! order. When the socket drops, the session waits out a grace period; a reconnect in that
+//! time gets everything back in its `welcome`. After the grace period the rider is offline:
+//! a pending offer is given up, an active order keeps its rider (and comes back from
+//! storage on the next connect).
+//!
+//! [`check_fix`] is the location rulebook as a pure function.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use uuid::Uuid;
+
+use crate::fleet::{Fleet, LastLocation};
+use crate::geo::Point;
+use crate::matcher::{
+    Answer, AnswerError, Answered, AssignOutcome, Matcher, RiderGone, RiderMoved, RiderState,
+};
+use crate::order::{Command, OrderError, OrderRegistry, OrderStatus};
+use crate::ports::{RiderDirectory, TrailSink};
+use crate::protocol::{OfferInfo, Outbound, Place};
+
+/// Fixes further ahead of the server clock than this are refused.
+pub const MAX_FUTURE_MS: i64 = 60_000;
+/// A move faster than this between two fixes is refused.
+pub const MAX_SPEED_MPS: f64 = 70.0;
+/// A fix vaguer than this does not move the live position.
+pub const MAX_ACCURACY_M: f64 = 100.0;
+/// Trail points are kept at most this often, or after this many metres.
+pub const TRAIL_EVERY_MS: i64 = 10_000;
+pub const TRAIL_EVERY_M: f64 = 50.0;
+
+/// One GPS fix, already checked for finite, in-range coordinates.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Fix {
+    pub at: Point,
+    pub ts_ms: i64,
+    pub accuracy_m: Option<f64>,
+    pub speed_mps: Option<f64>,
+    pub heading: Option<f64>,
+}
+
+/// What a valid fix does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FixEffect {
+    /// It becomes the live position.
+    Moves,
+    /// Kept out of the live position: older than the last fix, or too vague.
+    Ignored,
+}
+
+/// The location rules: `Err` with the reason for a fix that must be refused.
+pub fn check_fix(last: Option<&Fix>, fix: &Fix, now_ms: i64) -> Result<FixEffect, String> {
+    if fix.ts_ms > now_ms + MAX_FUTURE_MS {
+        return Err("ts is more than 60 s in the future".into());
+    }
+    if let Some(last) = last {
+        if fix.ts_ms <= last.ts_ms {
+            return Ok(FixEffect::Ignored);
+        }
+        let dt = (fix.ts_ms - last.ts_ms) as f64 / 1000.0;
+        let speed = last.at.distance_m(fix.at) / dt;
+        if speed > MAX_SPEED_MPS {
+            return Err(format!(
+                "impossible jump: {speed:.0} m/s since the last fix"
+            ));
+        }
+    }
+    if fix.accuracy_m.is_some_and(|a| a > MAX_ACCURACY_M) {
+        return Ok(FixEffect::Ignored);
+    }
+    Ok(FixEffect::Moves)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// What every session needs.
+pub struct RiderDeps {
+    pub fleet: Fleet,
+    pub matcher: Addr<Matcher>,
+    pub orders: OrderRegistry,
+    pub directory: Arc<dyn RiderDirectory>,
+    pub trail: Arc<dyn TrailSink>,
+    pub grace: Duration,
+}
+
+/// Finds or starts riders' sessions. Cheap to clone.
+#[derive(Clone)]
+pub struct Riders {
+    deps: Arc<RiderDeps>,
+}
+
+impl Riders {
+    pub fn new(deps: RiderDeps) -> Self {
+        Self {
+            deps: Arc::new(deps),
+        }
+    }
+
+    /// The rider's session, started (supervised, on the caller's arbiter) if it has none.
+    pub fn session(&self, rider: Uuid) -> Addr<RiderSession> {
+        let deps = self.deps.clone();
+        self.deps.fleet.session_or_start(rider, move || {
+            Supervisor::start(move |_| RiderSession::new(rider, deps))
+        })
+    }
+
+    pub fn fleet(&self) -> &Fleet {
+        &self.deps.fleet
+    }
+
+    pub fn matcher(&self) -> &Addr<Matcher> {
+        &self.deps.matcher
+    }
+}
+
+/// A frame for the socket.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct ToSocket(pub Outbound);
+
+#[derive(Debug, Clone)]
+struct Active {
+    order_id: Uuid,
+    status: OrderStatus,
+    last_trail: Option<(Point, i64)>,
+}
+
+/// See the module documentation.
+pub struct RiderSession {
+    rider: Uuid,
+    deps: Arc<RiderDeps>,
+    socket: Option<(Uuid, Recipient<ToSocket>)>,
+    available: bool,
+    last: Option<Fix>,
+    offer: Option<OfferInfo>,
+    active: Option<Active>,
+    grace: Option<SpawnHandle>,
+}
+
+impl RiderSession {
+    pub fn new(rider: Uuid, deps: Arc<RiderDeps>) -> Self {
+        Self {
+            rider,
+            deps,
+            socket: None,
+            available: false,
+            last: None,
+            offer: None,
+            active: None,
+            grace: None,
+        }
+    }
+
+    fn send(&self, frame: Outbound) {
+        if let Some((_, socket)) = &self.socket {
+            socket.do_send(ToSocket(frame));
+        }
+    }
+
+    fn state(&self) -> &'static str {
+        if self.active.is_some() {
+            "on_delivery"
+        } else if self.offer.is_some() {
+            "offered"
+        } else if self.available && self.socket.is_some() {
+            "free"
+        } else {
+            "offline"
+        }
+    }
+
+    /// Tells the matcher and the fleet view what this rider is doing now.
+    fn publish(&self) {
+        let available = self.available && self.socket.is_some();
+        self.deps.matcher.do_send(RiderState {
+            rider: self.rider,
+            available,
+            busy: self.active.is_some(),
+        });
+        let (state, online, active) = (
+            self.state(),
+            self.socket.is_some(),
+            self.active.as_ref().map(|a| a.order_id),
+        );
+        let last = self.last;
+        let (avail, rider) = (self.available, self.rider);
+        self.deps.fleet.update(rider, |v| {
+            v.online = online;
+            v.available = avail;
+            v.state = state;
+            v.active_order_id = active;
+            if let Some(f) = last {
+                v.last_location = Some(LastLocation {
+                    lat: f.at.lat(),
+                    lng: f.at.lng(),
+                    ts: f.ts_ms,
+                });
+            }
+        });
+    }
+
+    fn welcome(&self, ctx: &mut Context<Self>) {
+        let (rider, available, offer) = (self.rider, self.available, self.offer.clone());
+        let directory = self.deps.directory.clone();
+        let active = self.active.as_ref().map(|a| a.order_id);
+        ctx.spawn(
+            actix::fut::wrap_future::<_, Self>(async move {
+                match active {
+                    Some(id) => directory.order_for_rider(id).await.ok().flatten(),
+                    None => None,
+                }
+            })
+            .map(move |order, act, _| {
+                act.send(Outbound::Welcome {
+                    rider_id: rider,
+                    available,
+                    active_order: order,
+                    pending_offer: offer,
+                });
+            }),
+        );
+    }
+}
+
+impl Actor for RiderSession {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // A rider's active order lives in storage: load it before anything else, so a
+        // restarted server (or a session restarted by its supervisor) knows it.
+        let directory = self.deps.directory.clone();
+        let rider = self.rider;
+        ctx.wait(
+            actix::fut::wrap_future::<_, Self>(async move { directory.active_order(rider).await }).map(|found, act, _| {
+                match found {
+                    Ok(Some(record)) => {
+                        act.active = Some(Active {
+                            order_id: record.id,
+                            status: record.status,
+                            last_trail: None,
+                        })
+                    }
+                    Ok(None) => act.active = None,
+                    Err(e) => tracing::error!(rider_id = %act.rider, error = %e, "could not load the rider's active order"),
+                }
+                act.publish();
+            }),
+        );
+    }
+}
+
+impl Supervised for RiderSession {
+    fn restarting(&mut self, _: &mut Self::Context) {
+        tracing::warn!(rider_id = %self.rider, "rider session restarting");
+        self.offer = None;
+        self.grace = None;
+    }
+}
+
+/// A socket connected for this rider: it gets the `welcome`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Attach {
+    pub socket_id: Uuid,
+    pub socket: Recipient<ToSocket>,
+}
+
+/// A socket closed. Ignored if another socket has replaced it since.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Detach {
+    pub socket_id: Uuid,
+}
+
+/// Fixes in the order sent; answers `(index, reason)` for each refused one.
+#[derive(Message)]
+#[rtype(result = "Vec<(usize, String)>")]
+pub struct Locations(pub Vec<(usize, Fix)>);
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetAvailable(pub bool);
+
+/// A rider's answer to an offer; errors are `(code, message)` for an `error` frame.
+#[derive(Message)]
+#[rtype(result = "Result<(), (&'static str, String)>")]
+pub struct RespondToOffer {
+    pub offer_id: Uuid,
+    pub accept: bool,
+}
+
+/// `order_status` from the rider.
+#[derive(Message)]
+#[rtype(result = "Result<(), (&'static str, String)>")]
+pub struct ReportStatus {
+    pub order_id: Uuid,
+    pub status: String,
+    pub code: Option<String>,
+}
+
+/// From the matcher: a new offer.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct OfferMsg(pub OfferInfo);
+
+/// From the matcher: the offer is gone.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct OfferExpiredMsg {
+    pub offer_id: Uuid,
+}
+
+/// From the matcher: the rider's order was cancelled.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct OrderCancelledMsg {
+    pub order_id: Uuid,
+}
+
+impl Handler<Attach> for RiderSession {
+    type Result = ();
+    fn handle(&mut self, msg: Attach, ctx: &mut Context<Self>) {
+        if let Some(handle) = self.grace.take() {
+            ctx.cancel_future(handle);
+        }
+        self.socket = Some((msg.socket_id, msg.socket));
+        self.publish();
+        self.welcome(ctx);
+    }
+}
+
+impl Handler<Detach> for RiderSession {
+    type Result = ();
+    fn handle(&mut self, msg: Detach, ctx: &mut Context<Self>) {
+        if self
+            .socket
+            .as_ref()
+            .is_none_or(|(id, _)| *id != msg.socket_id)
+        {
+            return;
+        }
+        self.socket = None;
+        self.publish();
+        let rider = self.rider;
+        self.grace = Some(ctx.run_later(self.deps.grace, move |act, ctx| {
+            tracing::info!(rider_id = %rider, "rider offline: grace period over");
+            act.deps.fleet.remove_session(rider);
+            act.deps.fleet.update(rider, |v| {
+                v.online = false;
+                v.state = if act.active.is_some() {
+                    "on_delivery"
+                } else {
+                    "offline"
+                };
+            });
+            act.deps.matcher.do_send(RiderGone { rider });
+            ctx.stop();
+        }));
+    }
+}
+
+impl Handler<Locations> for RiderSession {
+    type Result = MessageResult<Locations>;
+    fn handle(&mut self, Locations(fixes): Locations, _: &mut Context<Self>) -> Self::Result {
+        let now = now_ms();
+        let mut refused = Vec::new();
+        let mut moved = false;
+        for (index, fix) in fixes {
+            match check_fix(self.last.as_ref(), &fix, now) {
+                Err(reason) => refused.push((index, reason)),
+                Ok(FixEffect::Ignored) => {}
+                Ok(FixEffect::Moves) => {
+                    self.last = Some(fix);
+                    moved = true;
+                    if let Some(active) = self.active.as_mut() {
+                        let due = active.last_trail.is_none_or(|(p, ts)| {
+                            fix.ts_ms - ts >= TRAIL_EVERY_MS
+                                || p.distance_m(fix.at) >= TRAIL_EVERY_M
+                        });
+                        if due {
+                            active.last_trail = Some((fix.at, fix.ts_ms));
+                            self.deps
+                                .trail
+                                .record(active.order_id, self.rider, fix.at, fix.ts_ms);
+                        }
+                    }
+                }
+            }
+        }
+        if let (true, Some(last)) = (moved, self.last) {
+            self.deps.matcher.do_send(RiderMoved {
+                rider: self.rider,
+                at: last.at,
+                ts_ms: last.ts_ms,
+            });
+            let rider = self.rider;
+            self.deps.fleet.update(rider, |v| {
+                v.last_location = Some(LastLocation {
+                    lat: last.at.lat(),
+                    lng: last.at.lng(),
+                    ts: last.ts_ms,
+                });
+            });
+        }
+        MessageResult(refused)
+    }
+}
+
+impl Handler<SetAvailable> for RiderSession {
+    type Result = ();
+    fn handle(&mut self, SetAvailable(available): SetAvailable, _: &mut Context<Self>) {
+        self.available = available;
+        self.publish();
+    }
+}
+
+impl Handler<OfferMsg> for RiderSession {
+    type Result = ();
+    fn handle(&mut self, OfferMsg(offer): OfferMsg, _: &mut Context<Self>) {
+        self.send(Outbound::Offer(offer.clone()));
+        self.offer = Some(offer);
+        self.publish();
+    }
+}
+
+impl Handler<OfferExpiredMsg> for RiderSession {
+    type Result = ();
+    fn handle(&mut self, msg: OfferExpiredMsg, _: &mut Context<Self>) {
+        if self
+            .offer
+            .as_ref()
+            .is_some_and(|o| o.offer_id == msg.offer_id)
+        {
+            self.offer = None;
+            self.send(Outbound::OfferExpired {
+                offer_id: msg.offer_id,
+            });
+            self.publish();
+        }
+    }
+}
+
+impl Handler<OrderCancelledMsg> for RiderSession {
+    type Result = ();
+    fn handle(&mut self, msg: OrderCancelledMsg, _: &mut Context<Self>) {
+        if self
+            .active
+            .as_ref()
+            .is_some_and(|a| a.order_id == msg.order_id)
+        {
+            self.active = None;
+        }
+        self.send(Outbound::OrderCancelled {
+            order_id: msg.order_id,
+        });
+        self.publish();
+    }
+}
+
+fn order_error(e: OrderError) -> (&'static str, String) {
+    let code = match &e {
+        OrderError::NotFound => "not_found",
+        OrderError::Forbidden => "forbidden",
+        OrderError::Conflict(_) | OrderError::Stale => "conflict",
+        OrderError::InvalidCode => "invalid_code",
+        OrderError::RateLimited(_) => "rate_limited",
+        OrderError::Storage(_) => "internal_error",
+    };
+    (code, e.to_string())
+}
+
+impl Handler<RespondToOffer> for RiderSession {
+    type Result = ResponseActFuture<Self, Result<(), (&'static str, String)>>;
+
+    fn handle(&mut self, msg: RespondToOffer, _: &mut Context<Self>) -> Self::Result {
+        let rider = self.rider;
+        if self
+            .offer
+            .as_ref()
+            .is_none_or(|o| o.offer_id != msg.offer_id)
+        {
+            return Box::pin(actix::fut::ready(Err((
+                "not_found",
+                "no such offer".to_owned(),
+            ))));
+        }
+        let matcher = self.deps.matcher.clone();
+        let orders = self.deps.orders.clone();
+        let answer = Answer {
+            offer_id: msg.offer_id,
+            rider,
+            accept: msg.accept,
+        };
+        Box::pin(
+            actix::fut::wrap_future::<_, Self>(async move {
+                let answered = matcher
+                    .send(answer)
+                    .await
+                    .map_err(|e| ("internal_error", e.to_string()))?
+                    .map_err(|e| match e {
+                        AnswerError::NotFound => ("not_found", e.to_string()),
+                        AnswerError::Closed => ("conflict", e.to_string()),
+                    })?;
+                let Answered::Accepted {
+                    order_id,
+                    pickup,
+                    dropoff,
+                    since_ms,
+                } = answered
+                else {
+                    return Ok(None);
+                };
+                let assigned = orders
+                    .apply(
+                        order_id,
+                        Command::Assign {
+                            rider_id: rider,
+                            by: None,
+                        },
+                    )
+                    .await;
+                matcher.do_send(AssignOutcome {
+                    order_id,
+                    rider,
+                    assigned: assigned.is_ok(),
+                    since_ms,
+                });
+                assigned.map_err(order_error)?;
+                Ok(Some((order_id, pickup, dropoff)))
+            })
+            .map(
+                move |result: Result<Option<(Uuid, Place, Place)>, (&'static str, String)>,
+                      act,
+                      _| {
+                    if act
+                        .offer
+                        .as_ref()
+                        .is_some_and(|o| o.offer_id == msg.offer_id)
+                    {
+                        act.offer = None;
+                    }
+                    let accepted = result?;
+                    if let Some((order_id, pickup, dropoff)) = accepted {
+                        act.active = Some(Active {
+                            order_id,
+                            status: OrderStatus::Assigned,
+                            last_trail: None,
+                        });
+                        act.send(Outbound::Assigned {
+                            order_id,
+                            pickup,
+                            dropoff,
+                        });
+                    }
+                    act.publish();
+                    Ok(())
+                },
+            ),
+        )
+    }
+}
+
+impl Handler<ReportStatus> for RiderSession {
+    type Result = ResponseActFuture<Self, Result<(), (&'static str, String)>>;
+
+    fn handle(&mut self, msg: ReportStatus, _: &mut Context<Self>) -> Self::Result {
+        let rider = self.rider;
+        let command = match (msg.status.as_str(), msg.code.clone()) {
+            ("picked_up", _) => Command::PickUp { rider_id: rider },
+            ("delivered", Some(code)) => Command::Deliver {
+                rider_id: rider,
+                code,
+            },
+            ("delivered", None) => {
+                return Box::pin(actix::fut::ready(Err((
+                    "invalid_code",
+                    "delivered needs the customer's code".to_owned(),
+                ))));
+            }
+            (other, _) => {
+                return Box::pin(actix::fut::ready(Err((
+                    "invalid_message",
+                    format!("status must be picked_up or delivered, not {other:?}"),
+                ))));
+            }
+        };
+        let orders = self.deps.orders.clone();
+        let order_id = msg.order_id;
+        Box::pin(
+            actix::fut::wrap_future::<_, Self>(
+                async move { orders.apply(order_id, command).await },
+            )
+            .map(move |result, act, _| {
+                let record = result.map_err(order_error)?;
+                if record.status.is_final() {
+                    act.active = None;
+                } else if let Some(active) = act.active.as_mut().filter(|a| a.order_id == order_id)
+                {
+                    active.status = record.status;
+                }
+                act.publish();
+                Ok(())
+            }),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fix(lat: f64, lng: f64, ts_ms: i64) -> Fix {
+        Fix {
+            at: Point::new(lat, lng).expect("valid"),
+            ts_ms,
+            accuracy_m: None,
+            speed_mps: None,
+            heading: None,
+        }
+    }
+
+    #[test]
+    fn the_location_rules() {
+        let now = 1_000_000;
+        let first = fix(12.97, 77.59, now);
+        assert_eq!(check_fix(None, &first, now), Ok(FixEffect::Moves));
+        assert!(
+            check_fix(None, &fix(12.97, 77.59, now + 61_000), now).is_err(),
+            "far future"
+        );
+        assert_eq!(
+            check_fix(None, &fix(12.97, 77.59, now + 59_000), now),
+            Ok(FixEffect::Moves)
+        );
+        // Older than the last fix: valid, but the live position stays.
+        assert_eq!(
+            check_fix(Some(&first), &fix(12.98, 77.59, now - 5_000), now),
+            Ok(FixEffect::Ignored)
+        );
+        // ~1.1 km in 10 s is 111 m/s: refused. In 60 s it is 18.5 m/s: fine.
+        assert!(check_fix(Some(&first), &fix(12.98, 77.59, now + 10_000), now + 10_000).is_err());
+        assert_eq!(
+            check_fix(Some(&first), &fix(12.98, 77.59, now + 60_000), now + 60_000),
+            Ok(FixEffect::Moves)
+        );
+        let vague = Fix {
+            accuracy_m: Some(150.0),
+            ..fix(12.9701, 77.59, now + 1_000)
+        };
+        assert_eq!(
+            check_fix(Some(&first), &vague, now + 1_000),
+            Ok(FixEffect::Ignored)
+        );
+        let sharp = Fix {
+            accuracy_m: Some(8.0),
+            ..vague
+        };
+        assert_eq!(
+            check_fix(Some(&first), &sharp, now + 1_000),
+            Ok(FixEffect::Moves)
+        );
+    }
+}
