@@ -466,7 +466,10 @@ impl Handler<OrderCancelledMsg> for RiderSession {
     }
 }
 
-fn order_error(e: OrderError) -> (&'static str, String) {
+/// An `error` frame's code and message.
+pub type RiderError = (&'static str, String);
+
+fn order_error(e: OrderError) -> RiderError {
     let code = match &e {
         OrderError::NotFound => "not_found",
         OrderError::Forbidden => "forbidden",
@@ -538,9 +541,7 @@ impl Handler<RespondToOffer> for RiderSession {
                 Ok(Some((order_id, pickup, dropoff)))
             })
             .map(
-                move |result: Result<Option<(Uuid, Place, Place)>, (&'static str, String)>,
-                      act,
-                      _| {
+                move |result: Result<Option<(Uuid, Place, Place)>, RiderError>, act, _| {
                     if act
                         .offer
                         .as_ref()
