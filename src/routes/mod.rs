@@ -5,6 +5,7 @@
 //! document served at `/api/v1/openapi.json` is generated from the handlers themselves.
 
 pub mod auth;
+pub mod dispatch;
 pub mod health;
 pub mod medicines;
 pub mod notifications;
@@ -50,5 +51,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(orders::order_trail)
         .service(notifications::list_notifications)
         .service(riders::list_riders)
+        .service(dispatch::set_dispatch)
         .service(crate::ws::rider::rider_socket);
 }

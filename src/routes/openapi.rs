@@ -7,7 +7,9 @@ use utoipa::{Modify, OpenApi};
 use crate::catalog::Pharmacy;
 use crate::domain::Role;
 use crate::error::{FieldError, Problem};
-use crate::routes::{auth, health, medicines, notifications, orders, pharmacies, riders, users};
+use crate::routes::{
+    auth, dispatch, health, medicines, notifications, orders, pharmacies, riders, users,
+};
 use crate::store::catalog::{Medicine, StockRow};
 use crate::store::notifications::Notification;
 use crate::store::orders::{Delivery, OrderItem, OrderPharmacy, OrderRider, OrderView};
@@ -31,7 +33,7 @@ use crate::store::users::User;
         pharmacies::get_stock, pharmacies::put_stock,
         orders::place_order, orders::list_orders, orders::get_order, orders::cancel_order,
         orders::assign_order, orders::order_trail, notifications::list_notifications,
-        riders::list_riders,
+        riders::list_riders, dispatch::set_dispatch,
     ),
     components(schemas(
         Problem, FieldError, health::Health, health::Readiness, Role, User,
@@ -42,7 +44,7 @@ use crate::store::users::User;
         pharmacies::StockLineIn, StockRow, OrderView, OrderItem, OrderPharmacy, OrderRider,
         Delivery, orders::NewOrderRequest, orders::NewItem, orders::DeliveryIn,
         orders::AssignRequest, orders::Trail, Notification, riders::RiderStatus,
-        riders::RiderLocation,
+        riders::RiderLocation, dispatch::DispatchControl, dispatch::DispatchState,
     )),
     modifiers(&BearerAuth),
     tags(

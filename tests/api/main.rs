@@ -11,4 +11,5 @@ mod health;
 mod inventory;
 mod orders;
 mod redis;
+mod riders;
 mod smtp;

@@ -129,6 +129,7 @@ struct OpenOffer {
 /// See the module documentation.
 pub struct Matcher {
     cfg: MatcherConfig,
+    paused: bool,
     fleet: Fleet,
     free: FreeIndex,
     riders: HashMap<Uuid, RiderInfo>,
@@ -140,6 +141,7 @@ impl Matcher {
     pub fn new(cfg: MatcherConfig, fleet: Fleet) -> Self {
         Self {
             free: FreeIndex::new(cfg.resolution),
+            paused: false,
             cfg,
             fleet,
             riders: HashMap::new(),
@@ -226,6 +228,9 @@ impl Matcher {
 
     /// One batch: waiting orders × nearby free riders, solved by the strategy.
     fn assign(&mut self, ctx: &mut Context<Self>) {
+        if self.paused {
+            return;
+        }
         let mut waiting: Vec<(Uuid, Pending)> = self
             .pending
             .iter()
@@ -396,6 +401,22 @@ pub enum ManualOfferError {
 #[rtype(result = "()")]
 struct ExpireOffer {
     offer_id: Uuid,
+}
+
+/// Holds (or resumes) automatic offers, e.g. while an operator sorts out an incident.
+/// Manual dispatch still works. Resuming runs a batch at once.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct SetPaused(pub bool);
+
+impl Handler<SetPaused> for Matcher {
+    type Result = ();
+    fn handle(&mut self, SetPaused(paused): SetPaused, ctx: &mut Context<Self>) {
+        self.paused = paused;
+        if !paused {
+            self.assign(ctx);
+        }
+    }
 }
 
 /// Counts for tests and metrics.

@@ -1,0 +1,57 @@
+//! `PUT /api/v1/admin/dispatch` (admins): hold or resume automatic offers.
+
+use actix_web::{put, web};
+use medify_actors::matcher::{SetPaused, Stats};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::auth::AuthUser;
+use crate::domain::Role;
+use crate::error::ApiError;
+use crate::extract::ApiJson;
+use crate::startup::AppState;
+
+#[derive(Deserialize, ToSchema)]
+pub struct DispatchControl {
+    /// `true` holds automatic offers (manual dispatch still works); `false` resumes them.
+    pub paused: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DispatchState {
+    pub paused: bool,
+    pub free_riders: usize,
+    pub waiting_orders: usize,
+    pub open_offers: usize,
+}
+
+/// Hold or resume the matcher.
+#[utoipa::path(
+    tag = "riders",
+    security(("bearer" = [])),
+    request_body = DispatchControl,
+    responses((status = 200, body = DispatchState))
+)]
+#[put("/api/v1/admin/dispatch")]
+pub async fn set_dispatch(
+    user: AuthUser,
+    state: web::Data<AppState>,
+    body: ApiJson<DispatchControl>,
+) -> Result<web::Json<DispatchState>, ApiError> {
+    user.require(&[Role::Admin])?;
+    let matcher = state.riders.matcher();
+    matcher
+        .send(SetPaused(body.0.paused))
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    let stats = matcher
+        .send(Stats)
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    Ok(web::Json(DispatchState {
+        paused: body.0.paused,
+        free_riders: stats.free_riders,
+        waiting_orders: stats.waiting_orders,
+        open_offers: stats.open_offers,
+    }))
+}

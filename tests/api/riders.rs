@@ -1,0 +1,655 @@
+//! Riders over real WebSockets against the real server: handshake, bad input, offers,
+//! matching, reconnects, pick-up and delivery.
+
+use std::time::{Duration, Instant};
+
+use actix_codec::Framed;
+use awc::ws::{Codec, Frame, Message};
+use awc::BoxedSocket;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::backend_tests;
+use crate::helpers::{spawn_app_with, Backend, Http, Options, TestApp};
+
+backend_tests!(
+    nearest_of_three_riders_gets_the_offer_and_delivers,
+    a_rejected_offer_goes_to_the_next_rider,
+    strangers_cannot_move_an_order,
+);
+
+const PHARMACY: (f64, f64) = (12.9716, 77.5946);
+
+/// A rider's socket.
+pub struct RiderWs {
+    framed: Framed<BoxedSocket, Codec>,
+}
+
+impl RiderWs {
+    pub async fn connect(http: &Http, token: &str) -> Self {
+        let url = format!(
+            "{}/ws/rider?access_token={token}",
+            http.address.replace("http://", "ws://")
+        );
+        let (res, framed) = http
+            .client
+            .ws(url)
+            .max_frame_size(1 << 20)
+            .connect()
+            .await
+            .expect("WebSocket handshake");
+        assert_eq!(res.status().as_u16(), 101);
+        Self { framed }
+    }
+
+    pub async fn send(&mut self, frame: Value) {
+        self.framed
+            .send(Message::Text(frame.to_string().into()))
+            .await
+            .expect("send");
+    }
+
+    pub async fn send_raw(&mut self, text: String) {
+        self.framed
+            .send(Message::Text(text.into()))
+            .await
+            .expect("send");
+    }
+
+    /// The next JSON frame (pings answered), or `None` if the server closed the socket,
+    /// with the close code.
+    pub async fn next(&mut self) -> Result<Value, Option<u16>> {
+        loop {
+            let frame = actix_web::rt::time::timeout(Duration::from_secs(15), self.framed.next())
+                .await
+                .expect("no frame within 15 s");
+            match frame {
+                Some(Ok(Frame::Text(bytes))) => {
+                    return Ok(serde_json::from_slice(&bytes).expect("JSON frame"))
+                }
+                Some(Ok(Frame::Ping(p))) => {
+                    let _ = self.framed.send(Message::Pong(p)).await;
+                }
+                Some(Ok(Frame::Close(reason))) => return Err(reason.map(|r| u16::from(r.code))),
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return Err(None),
+            }
+        }
+    }
+
+    /// Reads frames until one of type `kind`; panics on a close.
+    pub async fn expect(&mut self, kind: &str) -> Value {
+        loop {
+            match self.next().await {
+                Ok(v) if v["type"] == kind => return v,
+                Ok(_) => continue,
+                Err(code) => panic!("socket closed ({code:?}) while waiting for {kind}"),
+            }
+        }
+    }
+
+    /// Sends a fix now at `(lat, lng)`.
+    pub async fn at(&mut self, lat: f64, lng: f64) {
+        let ts = chrono::Utc::now().timestamp_millis();
+        self.send(json!({"type": "location", "lat": lat, "lng": lng, "ts": ts, "accuracy": 5}))
+            .await;
+    }
+}
+
+struct World {
+    admin: String,
+    pharmacy: Uuid,
+    medicine: Uuid,
+    customer: String,
+}
+
+async fn world(app: &TestApp) -> World {
+    let admin = app.admin_token().await;
+    let pharmacy = app
+        .create_pharmacy(&admin, "Hub", PHARMACY.0, PHARMACY.1)
+        .await;
+    let medicine = app
+        .create_medicine(&admin, "Cetirizine", None, None, 150)
+        .await;
+    assert_eq!(
+        app.put_stock(&admin, pharmacy, &[(medicine, 50)])
+            .await
+            .status,
+        200
+    );
+    let (_, customer) = app.user_token("customer").await;
+    World {
+        admin,
+        pharmacy,
+        medicine,
+        customer,
+    }
+}
+
+/// A rider online, free, at `(lat, lng)`; returns their id, token and socket.
+async fn rider_at(app: &TestApp, lat: f64, lng: f64) -> (Uuid, String, RiderWs) {
+    let (user, token) = app.user_token("rider").await;
+    let mut ws = RiderWs::connect(app, &token).await;
+    let welcome = ws.expect("welcome").await;
+    assert_eq!(welcome["rider_id"], user["id"]);
+    assert_eq!(welcome["available"], false);
+    assert_eq!(welcome["active_order"], Value::Null);
+    assert_eq!(welcome["pending_offer"], Value::Null);
+    ws.at(lat, lng).await;
+    ws.send(json!({"type": "availability", "available": true}))
+        .await;
+    let id = Uuid::parse_str(user["id"].as_str().expect("id")).expect("uuid");
+    (id, token, ws)
+}
+
+/// Waits until the fleet shows `n` free riders.
+async fn free_riders(app: &TestApp, admin: &str, n: usize) {
+    let start = Instant::now();
+    loop {
+        let page = app
+            .get_auth("/api/v1/riders?per_page=100", admin)
+            .await
+            .json();
+        let free = page["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .filter(|r| r["state"] == "free" && !r["last_location"].is_null())
+            .count();
+        if free >= n {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "riders never free: {page}"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn order(app: &TestApp, w: &World, qty: i64, lat: f64, lng: f64) -> Value {
+    let res = app
+        .place_order(&w.customer, &[(w.medicine, qty)], lat, lng)
+        .await;
+    assert_eq!(res.status, 201, "{}", res.text());
+    res.json()
+}
+
+async fn nearest_of_three_riders_gets_the_offer_and_delivers(app: TestApp) {
+    let w = world(&app).await;
+    let (_, _, mut far) = rider_at(&app, PHARMACY.0 + 0.03, PHARMACY.1).await; // ~3.3 km
+    let (near_id, _, mut near) = rider_at(&app, PHARMACY.0 + 0.003, PHARMACY.1).await; // ~330 m
+    let (_, _, mut mid) = rider_at(&app, PHARMACY.0 + 0.01, PHARMACY.1).await; // ~1.1 km
+    free_riders(&app, &w.admin, 3).await;
+
+    let placed = order(&app, &w, 2, PHARMACY.0 - 0.01, PHARMACY.1).await;
+    let order_id = placed["id"].as_str().expect("id").to_owned();
+    let code = placed["delivery_code"].as_str().expect("code").to_owned();
+    let offer = near.expect("offer").await;
+    assert_eq!(offer["order_id"], order_id);
+    assert_eq!(offer["pickup"]["name"], "Hub");
+    assert!(
+        (300..=360).contains(&offer["distance_m"].as_i64().unwrap_or(0)),
+        "{offer}"
+    );
+    assert!(offer["expires_at"].as_str().unwrap_or("").ends_with('Z'));
+
+    near.send(json!({"type": "offer_response", "offer_id": offer["offer_id"], "accept": true}))
+        .await;
+    let assigned = near.expect("assigned").await;
+    assert_eq!(assigned["order_id"], order_id);
+    let view = app
+        .get_auth(&format!("/api/v1/orders/{order_id}"), &w.customer)
+        .await
+        .json();
+    assert_eq!(view["status"], "assigned");
+    assert_eq!(view["rider"]["id"], near_id.to_string());
+    let riders = app.get_auth("/api/v1/riders", &w.admin).await.json();
+    let me = riders["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|r| r["id"] == near_id.to_string())
+        .cloned()
+        .expect("listed");
+    assert_eq!(
+        (me["state"].as_str(), me["online"].as_bool()),
+        (Some("on_delivery"), Some(true)),
+        "{me}"
+    );
+    assert_eq!(me["active_order_id"], order_id);
+
+    // Delivering before pick-up is out of order.
+    near.send(
+        json!({"type": "order_status", "order_id": order_id, "status": "delivered", "code": code}),
+    )
+    .await;
+    assert_eq!(near.expect("error").await["code"], "conflict");
+    near.send(json!({"type": "order_status", "order_id": order_id, "status": "picked_up"}))
+        .await;
+    let start = Instant::now();
+    while app.stock_of(w.pharmacy, w.medicine).await != (48, 0) {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "pick-up never committed stock"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    near.send(json!({"type": "order_status", "order_id": order_id, "status": "delivered", "code": "xxxx"})).await;
+    assert_eq!(near.expect("error").await["code"], "invalid_code");
+    near.send(
+        json!({"type": "order_status", "order_id": order_id, "status": "delivered", "code": code}),
+    )
+    .await;
+    let start = Instant::now();
+    loop {
+        let v = app
+            .get_auth(&format!("/api/v1/orders/{order_id}"), &w.customer)
+            .await
+            .json();
+        if v["status"] == "delivered" {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "never delivered: {v}"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Nobody else was offered anything.
+    for ws in [&mut far, &mut mid] {
+        ws.send(json!({"type": "availability", "available": true}))
+            .await;
+        ws.send(json!({"type": "ping-ish"})).await;
+        let next = ws.next().await.expect("frame");
+        assert_eq!(next["code"], "invalid_message", "{next}");
+    }
+}
+
+async fn a_rejected_offer_goes_to_the_next_rider(app: TestApp) {
+    let w = world(&app).await;
+    let (_, _, mut near) = rider_at(&app, PHARMACY.0 + 0.002, PHARMACY.1).await;
+    let (next_id, _, mut next) = rider_at(&app, PHARMACY.0 + 0.02, PHARMACY.1).await;
+    free_riders(&app, &w.admin, 2).await;
+    let placed = order(&app, &w, 1, PHARMACY.0, PHARMACY.1 + 0.01).await;
+    let offer = near.expect("offer").await;
+    near.send(json!({"type": "offer_response", "offer_id": offer["offer_id"], "accept": false}))
+        .await;
+    let second = next.expect("offer").await;
+    assert_eq!(second["order_id"], placed["id"]);
+    assert_ne!(second["offer_id"], offer["offer_id"]);
+    // The first rider cannot take it back.
+    near.send(json!({"type": "offer_response", "offer_id": offer["offer_id"], "accept": true}))
+        .await;
+    assert_eq!(near.expect("error").await["code"], "not_found");
+    next.send(json!({"type": "offer_response", "offer_id": second["offer_id"], "accept": true}))
+        .await;
+    next.expect("assigned").await;
+    let view = app
+        .get_auth(
+            &format!("/api/v1/orders/{}", placed["id"].as_str().expect("id")),
+            &w.customer,
+        )
+        .await
+        .json();
+    assert_eq!(view["rider"]["id"], next_id.to_string());
+}
+
+async fn strangers_cannot_move_an_order(app: TestApp) {
+    let w = world(&app).await;
+    let (_, _, mut rider) = rider_at(&app, PHARMACY.0 + 0.002, PHARMACY.1).await;
+    free_riders(&app, &w.admin, 1).await;
+    let placed = order(&app, &w, 1, PHARMACY.0, PHARMACY.1).await;
+    let offer = rider.expect("offer").await;
+    rider
+        .send(json!({"type": "offer_response", "offer_id": offer["offer_id"], "accept": true}))
+        .await;
+    rider.expect("assigned").await;
+    let (_, stranger_token) = app.user_token("rider").await;
+    let mut stranger = RiderWs::connect(&app, &stranger_token).await;
+    stranger.expect("welcome").await;
+    stranger
+        .send(json!({"type": "order_status", "order_id": placed["id"], "status": "picked_up"}))
+        .await;
+    assert_eq!(stranger.expect("error").await["code"], "forbidden");
+    stranger
+        .send(json!({"type": "order_status", "order_id": Uuid::now_v7(), "status": "picked_up"}))
+        .await;
+    assert_eq!(stranger.expect("error").await["code"], "not_found");
+    stranger
+        .send(json!({"type": "offer_response", "offer_id": Uuid::now_v7(), "accept": true}))
+        .await;
+    assert_eq!(stranger.expect("error").await["code"], "not_found");
+}
+
+#[actix_web::test]
+async fn handshake_needs_a_rider_token() {
+    let app = spawn_app_with(Backend::Sqlite, Options::default())
+        .await
+        .expect("sqlite");
+    let upgrade = |token: Option<String>| {
+        let mut req = app
+            .client
+            .get(app.url("/ws/rider"))
+            .insert_header(("upgrade", "websocket"))
+            .insert_header(("connection", "upgrade"))
+            .insert_header(("sec-websocket-version", "13"))
+            .insert_header(("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="));
+        if let Some(t) = token {
+            req = req.insert_header(("authorization", format!("Bearer {t}")));
+        }
+        async move { req.send().await.expect("send").status().as_u16() }
+    };
+    assert_eq!(upgrade(None).await, 401);
+    assert_eq!(upgrade(Some("not-a-token".into())).await, 401);
+    let (_, customer) = app.user_token("customer").await;
+    assert_eq!(upgrade(Some(customer)).await, 403);
+    let admin = app.admin_token().await;
+    assert_eq!(upgrade(Some(admin)).await, 403);
+    let (_, rider) = app.user_token("rider").await;
+    let mut ws = RiderWs::connect(&app, &rider).await; // asserts 101 Switching Protocols
+    ws.expect("welcome").await;
+}
+
+#[actix_web::test]
+async fn bad_frames_get_errors_and_the_socket_stays_open() {
+    let app = spawn_app_with(Backend::Sqlite, Options::default())
+        .await
+        .expect("sqlite");
+    let admin = app.admin_token().await;
+    let (id, _, mut ws) = rider_at(&app, 12.97, 77.59).await;
+    let now = chrono::Utc::now().timestamp_millis();
+    for (frame, code) in [
+        ("not json".to_owned(), "invalid_message"),
+        (json!({"no": "type"}).to_string(), "invalid_message"),
+        (json!({"type": "dance"}).to_string(), "invalid_message"),
+        (
+            json!({"type": "location", "lat": "north", "lng": 1, "ts": now}).to_string(),
+            "invalid_message",
+        ),
+        (
+            json!({"type": "availability", "available": "yes"}).to_string(),
+            "invalid_message",
+        ),
+        (
+            json!({"type": "locations", "points": []}).to_string(),
+            "invalid_message",
+        ),
+        (
+            json!({"type": "location", "lat": 91, "lng": 0, "ts": now}).to_string(),
+            "invalid_location",
+        ),
+        (
+            json!({"type": "location", "lat": 12.97, "lng": 77.59, "ts": now + 120_000})
+                .to_string(),
+            "invalid_location",
+        ),
+        (
+            json!({"type": "location", "lat": 13.5, "lng": 77.59, "ts": now + 1_000}).to_string(),
+            "invalid_location",
+        ),
+        (
+            json!({"type": "order_status", "order_id": "nope", "status": "picked_up"}).to_string(),
+            "invalid_message",
+        ),
+    ] {
+        ws.send_raw(frame.clone()).await;
+        let reply = ws
+            .next()
+            .await
+            .unwrap_or_else(|c| panic!("closed ({c:?}) after {frame}"));
+        assert_eq!(reply["type"], "error", "{frame}: {reply}");
+        assert_eq!(reply["code"], code, "{frame}: {reply}");
+    }
+    // A batch: the bad point is named by index, the others apply. (A few seconds ahead,
+    // so the 15 m step from the first fix is a walking pace.)
+    let t = chrono::Utc::now().timestamp_millis() + 5_000;
+    ws.send(json!({"type": "locations", "points": [
+        {"lat": 12.9701, "lng": 77.5901, "ts": t},
+        {"lat": 95.0, "lng": 77.59, "ts": t + 100},
+        {"lat": 12.9702, "lng": 77.5902, "ts": t + 2_000},
+    ]}))
+    .await;
+    let err = ws.expect("error").await;
+    assert_eq!(
+        (err["code"].as_str(), err["index"].as_u64()),
+        (Some("invalid_location"), Some(1)),
+        "{err}"
+    );
+    let start = Instant::now();
+    loop {
+        let page = app.get_auth("/api/v1/riders", &admin).await.json();
+        let me = page["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .find(|r| r["id"] == id.to_string())
+            .cloned()
+            .expect("listed");
+        if me["last_location"]["lat"] == 12.9702 {
+            assert_eq!(me["available"], true);
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "batch not applied: {me}"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    // An older fix is accepted but does not move the live position.
+    ws.send(json!({"type": "location", "lat": 12.9703, "lng": 77.5903, "ts": t - 10_000}))
+        .await;
+    ws.send(json!({"type": "dance"})).await;
+    assert_eq!(ws.expect("error").await["code"], "invalid_message");
+    let page = app.get_auth("/api/v1/riders", &admin).await.json();
+    let me = page["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|r| r["id"] == id.to_string())
+        .cloned()
+        .expect("listed");
+    assert_eq!(me["last_location"]["lat"], 12.9702);
+    let metrics = app.get("/metrics").await.text();
+    assert!(
+        metrics.contains("medify_ws_connections{kind=\"rider\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("medify_location_updates_total{outcome=\"accepted\"} 0"),
+        "{metrics}"
+    );
+}
+
+#[actix_web::test]
+async fn oversized_frames_close_with_1009() {
+    let app = spawn_app_with(Backend::Sqlite, Options::default())
+        .await
+        .expect("sqlite");
+    let (_, token) = app.user_token("rider").await;
+    let mut ws = RiderWs::connect(&app, &token).await;
+    ws.expect("welcome").await;
+    ws.send_raw(format!(
+        "{{\"type\":\"availability\",\"pad\":\"{}\"}}",
+        "x".repeat(20 * 1024)
+    ))
+    .await;
+    let closed = loop {
+        match ws.next().await {
+            Ok(_) => continue,
+            Err(code) => break code,
+        }
+    };
+    assert_eq!(closed, Some(1009));
+}
+
+#[actix_web::test]
+async fn location_floods_are_rate_limited_once_a_second() {
+    let app = spawn_app_with(Backend::Sqlite, Options::default())
+        .await
+        .expect("sqlite");
+    let (_, token) = app.user_token("rider").await;
+    let mut ws = RiderWs::connect(&app, &token).await;
+    ws.expect("welcome").await;
+    let t = chrono::Utc::now().timestamp_millis();
+    for i in 0..25 {
+        ws.send(json!({"type": "location", "lat": 12.97, "lng": 77.59, "ts": t + i}))
+            .await;
+    }
+    ws.send(json!({"type": "dance"})).await;
+    let mut limited = 0;
+    loop {
+        let frame = ws.next().await.expect("open");
+        if frame["code"] == "rate_limited" {
+            limited += 1;
+        } else if frame["code"] == "invalid_message" {
+            break;
+        }
+    }
+    assert_eq!(
+        limited, 1,
+        "one rate_limited error per second, however many frames were dropped"
+    );
+    let metrics = app.get("/metrics").await.text();
+    assert!(
+        !metrics.contains("medify_location_updates_total{outcome=\"rate_limited\"} 0"),
+        "{metrics}"
+    );
+}
+
+#[actix_web::test]
+async fn expired_offers_go_to_the_next_rider() {
+    let app = spawn_app_with(
+        Backend::Sqlite,
+        Options {
+            env: vec![("OFFER_TIMEOUT_S", "1".to_owned())],
+            ..Options::default()
+        },
+    )
+    .await
+    .expect("sqlite");
+    let w = world(&app).await;
+    let (_, _, mut near) = rider_at(&app, PHARMACY.0 + 0.002, PHARMACY.1).await;
+    let (_, _, mut next) = rider_at(&app, PHARMACY.0 + 0.02, PHARMACY.1).await;
+    free_riders(&app, &w.admin, 2).await;
+    let placed = order(&app, &w, 1, PHARMACY.0, PHARMACY.1).await;
+    let offer = near.expect("offer").await;
+    let expired = near.expect("offer_expired").await;
+    assert_eq!(expired["offer_id"], offer["offer_id"]);
+    let second = next.expect("offer").await;
+    assert_eq!(second["order_id"], placed["id"]);
+    near.send(json!({"type": "offer_response", "offer_id": offer["offer_id"], "accept": true}))
+        .await;
+    assert_eq!(near.expect("error").await["code"], "not_found");
+}
+
+#[actix_web::test]
+async fn batched_assignment_beats_greedy_nearest_first() {
+    // On one east-west line: pickup One at 0 km, pickup Two at +2 km, rider A at +0.8 km,
+    // rider B at -1 km. Greedy gives order One its nearest rider, A (0.8 km), and sends B
+    // 3 km to Two: 3.8 km. The optimum gives One to B (1 km) and Two to A (1.2 km): 2.2 km.
+    let km = 1.0 / (111.195 * 12.97f64.to_radians().cos());
+    for (strategy, a_gets_first) in [("batched", false), ("greedy", true)] {
+        let app = spawn_app_with(
+            Backend::Sqlite,
+            Options {
+                env: vec![("MATCHING", strategy.to_owned())],
+                ..Options::default()
+            },
+        )
+        .await
+        .expect("sqlite");
+        let admin = app.admin_token().await;
+        let medicine = app.create_medicine(&admin, "M", None, None, 100).await;
+        let p1 = app.create_pharmacy(&admin, "One", 12.97, 77.59).await;
+        let p2 = app
+            .create_pharmacy(&admin, "Two", 12.97, 77.59 + 2.0 * km)
+            .await;
+        for p in [p1, p2] {
+            assert_eq!(app.put_stock(&admin, p, &[(medicine, 5)]).await.status, 200);
+        }
+        let (_, customer) = app.user_token("customer").await;
+        let paused = app
+            .request(
+                "PUT",
+                "/api/v1/admin/dispatch",
+                Some(&admin),
+                Some(&json!({"paused": true})),
+            )
+            .await;
+        assert_eq!(paused.status, 200, "{}", paused.text());
+        let (_, _, mut a) = rider_at(&app, 12.97, 77.59 + 0.8 * km).await;
+        let (_, _, mut b) = rider_at(&app, 12.97, 77.59 - km).await;
+        free_riders(&app, &admin, 2).await;
+        let mut ids = Vec::new();
+        for p in [p1, p2] {
+            let res = app
+                .post_auth(
+                    "/api/v1/orders",
+                    &customer,
+                    &json!({"items": [{"medicine_id": medicine, "qty": 1}], "pharmacy_id": p,
+                            "delivery": {"lat": 12.975, "lng": 77.60, "address": "x"}}),
+                )
+                .await;
+            assert_eq!(res.status, 201, "{}", res.text());
+            ids.push(res.json()["id"].clone());
+        }
+        let resumed = app
+            .request(
+                "PUT",
+                "/api/v1/admin/dispatch",
+                Some(&admin),
+                Some(&json!({"paused": false})),
+            )
+            .await;
+        assert_eq!(resumed.status, 200);
+        let (offer_a, offer_b) = (a.expect("offer").await, b.expect("offer").await);
+        let first = &ids[0];
+        if a_gets_first {
+            assert_eq!(&offer_a["order_id"], first, "{strategy}");
+        } else {
+            assert_eq!(
+                &offer_b["order_id"], first,
+                "{strategy}: B should take the near pickup"
+            );
+            assert_eq!(offer_a["order_id"], ids[1], "{strategy}");
+        }
+        let total = offer_a["distance_m"].as_i64().unwrap_or(0)
+            + offer_b["distance_m"].as_i64().unwrap_or(0);
+        println!("{strategy}: total pickup distance {total} m");
+    }
+}
+
+#[actix_web::test]
+async fn a_reconnecting_rider_gets_the_pending_offer_back() {
+    let app = spawn_app_with(Backend::Sqlite, Options::default())
+        .await
+        .expect("sqlite");
+    let w = world(&app).await;
+    let (_, token, mut ws) = rider_at(&app, PHARMACY.0 + 0.002, PHARMACY.1).await;
+    free_riders(&app, &w.admin, 1).await;
+    let placed = order(&app, &w, 1, PHARMACY.0, PHARMACY.1).await;
+    let offer = ws.expect("offer").await;
+    drop(ws);
+    let mut again = RiderWs::connect(&app, &token).await;
+    let welcome = again.expect("welcome").await;
+    assert_eq!(welcome["available"], true);
+    assert_eq!(
+        welcome["pending_offer"]["offer_id"], offer["offer_id"],
+        "{welcome}"
+    );
+    again
+        .send(json!({"type": "offer_response", "offer_id": offer["offer_id"], "accept": true}))
+        .await;
+    again.expect("assigned").await;
+    // And once more: the active order comes back in the welcome.
+    drop(again);
+    let mut third = RiderWs::connect(&app, &token).await;
+    let welcome = third.expect("welcome").await;
+    assert_eq!(welcome["active_order"]["id"], placed["id"], "{welcome}");
+    assert!(
+        welcome["active_order"]["delivery_code"].is_null(),
+        "riders never see the code"
+    );
+}
