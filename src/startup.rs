@@ -146,6 +146,7 @@ impl Application {
         let fleet = Fleet::new();
         let d = &settings.dispatch;
         let latency = metrics.assignment_latency.clone();
+        let offers = metrics.offers.clone();
         let matcher_config = MatcherConfig {
             resolution: d.h3_resolution,
             search_radius_m: d.search_radius_m,
@@ -153,6 +154,7 @@ impl Application {
             offer_timeout: Duration::from_secs(d.offer_timeout_s),
             strategy: d.strategy,
             on_assigned: Arc::new(move |waited| latency.observe(waited.as_secs_f64())),
+            on_offer: Arc::new(move |outcome| offers.with_label_values(&[outcome]).inc()),
             ..MatcherConfig::default()
         };
         let matcher_fleet = fleet.clone();

@@ -62,6 +62,11 @@ pub struct Metrics {
     pub location_updates: IntCounterVec,
     pub assignment_latency: prometheus::Histogram,
     pub orders: IntGaugeVec,
+    /// Refused location points by reason (out_of_range, future, jump).
+    pub location_rejected: IntCounterVec,
+    /// Offers by outcome (made, accepted, rejected, expired); acceptance rate is
+    /// accepted / made.
+    pub offers: IntCounterVec,
 }
 
 impl Metrics {
@@ -104,6 +109,25 @@ impl Metrics {
             Opts::new("medify_orders", "Orders by current status"),
             &["status"],
         )?;
+        let location_rejected = IntCounterVec::new(
+            Opts::new(
+                "medify_location_rejected_total",
+                "Refused location points by reason",
+            ),
+            &["reason"],
+        )?;
+        let offers = IntCounterVec::new(
+            Opts::new("medify_offers_total", "Offers to riders by outcome"),
+            &["outcome"],
+        )?;
+        registry.register(Box::new(location_rejected.clone()))?;
+        registry.register(Box::new(offers.clone()))?;
+        for reason in ["out_of_range", "future", "jump"] {
+            location_rejected.with_label_values(&[reason]).inc_by(0);
+        }
+        for outcome in ["made", "accepted", "rejected", "expired"] {
+            offers.with_label_values(&[outcome]).inc_by(0);
+        }
         registry.register(Box::new(http_request_duration.clone()))?;
         registry.register(Box::new(ws_connections.clone()))?;
         registry.register(Box::new(location_updates.clone()))?;
@@ -124,6 +148,8 @@ impl Metrics {
             location_updates,
             assignment_latency,
             orders,
+            location_rejected,
+            offers,
         })
     }
 

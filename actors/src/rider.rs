@@ -53,10 +53,38 @@ pub enum FixEffect {
     Ignored,
 }
 
+/// Why a fix was refused.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Refusal {
+    /// `ts` more than 60 s ahead of the server.
+    Future,
+    /// Faster than [`MAX_SPEED_MPS`] since the last fix (metres per second).
+    Jump(f64),
+}
+
+impl Refusal {
+    /// Metric label.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::Future => "future",
+            Self::Jump(_) => "jump",
+        }
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Future => f.write_str("ts is more than 60 s in the future"),
+            Self::Jump(speed) => write!(f, "impossible jump: {speed:.0} m/s since the last fix"),
+        }
+    }
+}
+
 /// The location rules: `Err` with the reason for a fix that must be refused.
-pub fn check_fix(last: Option<&Fix>, fix: &Fix, now_ms: i64) -> Result<FixEffect, String> {
+pub fn check_fix(last: Option<&Fix>, fix: &Fix, now_ms: i64) -> Result<FixEffect, Refusal> {
     if fix.ts_ms > now_ms + MAX_FUTURE_MS {
-        return Err("ts is more than 60 s in the future".into());
+        return Err(Refusal::Future);
     }
     if let Some(last) = last {
         if fix.ts_ms <= last.ts_ms {
@@ -65,9 +93,7 @@ pub fn check_fix(last: Option<&Fix>, fix: &Fix, now_ms: i64) -> Result<FixEffect
         let dt = (fix.ts_ms - last.ts_ms) as f64 / 1000.0;
         let speed = last.at.distance_m(fix.at) / dt;
         if speed > MAX_SPEED_MPS {
-            return Err(format!(
-                "impossible jump: {speed:.0} m/s since the last fix"
-            ));
+            return Err(Refusal::Jump(speed));
         }
     }
     if fix.accuracy_m.is_some_and(|a| a > MAX_ACCURACY_M) {
@@ -281,9 +307,9 @@ pub struct Detach {
     pub socket_id: Uuid,
 }
 
-/// Fixes in the order sent; answers `(index, reason)` for each refused one.
+/// Fixes in the order sent; answers `(index, why)` for each refused one.
 #[derive(Message)]
-#[rtype(result = "Vec<(usize, String)>")]
+#[rtype(result = "Vec<(usize, Refusal)>")]
 pub struct Locations(pub Vec<(usize, Fix)>);
 
 #[derive(Message)]

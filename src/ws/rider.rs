@@ -127,6 +127,14 @@ impl RiderSocket {
             .inc_by(n as u64);
     }
 
+    fn refused(&self, reason: &str) {
+        self.count("rejected", 1);
+        self.metrics
+            .location_rejected
+            .with_label_values(&[reason])
+            .inc();
+    }
+
     /// Whether another location frame is allowed now.
     fn admit_location_frame(&mut self) -> bool {
         let now = Instant::now();
@@ -160,7 +168,7 @@ impl RiderSocket {
             match p.fix() {
                 Ok(fix) => fixes.push((index, fix)),
                 Err(reason) => {
-                    self.count("rejected", 1);
+                    self.refused("out_of_range");
                     Self::error(
                         ctx,
                         "invalid_location",
@@ -178,8 +186,8 @@ impl RiderSocket {
             move |result, act, ctx| {
                 let refused = result.unwrap_or_default();
                 act.count("accepted", sent - refused.len());
-                act.count("rejected", refused.len());
                 for (index, reason) in refused {
+                    act.refused(reason.reason());
                     Self::error(
                         ctx,
                         "invalid_location",

@@ -119,7 +119,7 @@ impl Reply {
 }
 
 impl Http {
-    fn new(port: u16) -> Self {
+    pub fn new(port: u16) -> Self {
         Self {
             address: format!("http://127.0.0.1:{port}"),
             client: awc::Client::builder()

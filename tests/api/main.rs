@@ -6,6 +6,7 @@ mod helpers;
 mod auth;
 mod bus;
 mod catalog;
+mod crash;
 mod errors;
 mod health;
 mod inventory;

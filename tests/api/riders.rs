@@ -460,6 +460,14 @@ async fn bad_frames_get_errors_and_the_socket_stays_open() {
         !metrics.contains("medify_location_updates_total{outcome=\"accepted\"} 0"),
         "{metrics}"
     );
+    for reason in ["out_of_range", "future", "jump"] {
+        assert!(
+            !metrics.contains(&format!(
+                "medify_location_rejected_total{{reason=\"{reason}\"}} 0"
+            )),
+            "{reason}: {metrics}"
+        );
+    }
 }
 
 #[actix_web::test]
@@ -542,6 +550,16 @@ async fn expired_offers_go_to_the_next_rider() {
     near.send(json!({"type": "offer_response", "offer_id": offer["offer_id"], "accept": true}))
         .await;
     assert_eq!(near.expect("error").await["code"], "not_found");
+    let metrics = app.get("/metrics").await.text();
+    let count = |outcome: &str| -> u64 {
+        let prefix = format!("medify_offers_total{{outcome=\"{outcome}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    assert!(count("made") >= 2 && count("expired") >= 1, "{metrics}");
 }
 
 #[actix_web::test]

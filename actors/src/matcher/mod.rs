@@ -73,6 +73,8 @@ pub struct MatcherConfig {
     pub estimator: Arc<dyn Estimator>,
     /// Called with the time from order confirmed to rider accepted.
     pub on_assigned: Arc<dyn Fn(Duration) + Send + Sync>,
+    /// Called with `made`, `accepted`, `rejected` or `expired` for every offer event.
+    pub on_offer: Arc<dyn Fn(&'static str) + Send + Sync>,
 }
 
 impl Default for MatcherConfig {
@@ -86,6 +88,7 @@ impl Default for MatcherConfig {
             strategy: Strategy::Batched,
             estimator: Arc::new(Haversine::default()),
             on_assigned: Arc::new(|_| {}),
+            on_offer: Arc::new(|_| {}),
         }
     }
 }
@@ -198,6 +201,7 @@ impl Matcher {
                 timer,
             },
         );
+        (self.cfg.on_offer)("made");
         match self.fleet.session(rider_id) {
             Some(session) => session.do_send(OfferMsg(info)),
             None => ctx.notify(ExpireOffer { offer_id }),
@@ -527,8 +531,10 @@ impl Handler<Answer> for Matcher {
         }
         if !msg.accept {
             self.close_offer(msg.offer_id, true, ctx);
+            (self.cfg.on_offer)("rejected");
             return Ok(Answered::Rejected);
         }
+        (self.cfg.on_offer)("accepted");
         let offer = self
             .close_offer(msg.offer_id, false, ctx)
             .ok_or(AnswerError::Closed)?;
@@ -600,6 +606,7 @@ impl Handler<ExpireOffer> for Matcher {
     type Result = ();
     fn handle(&mut self, msg: ExpireOffer, ctx: &mut Context<Self>) {
         if let Some(offer) = self.close_offer(msg.offer_id, true, ctx) {
+            (self.cfg.on_offer)("expired");
             if let Some(s) = self.fleet.session(offer.rider_id) {
                 s.do_send(OfferExpiredMsg {
                     offer_id: msg.offer_id,
