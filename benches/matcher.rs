@@ -1,7 +1,8 @@
 //! The matcher's hot functions with city-sized inputs.
 //!
 //! - index update: a fix in the same H3 cell (position only) vs one that changes cell;
-//! - candidate query (5 km) with 10 000 and 100 000 free riders spread over a 25 km city;
+//! - candidate query (5 km, nearest 32) with 10 000 and 100 000 free riders spread over a
+//!   25 km city;
 //! - assignment of 50×50 and 200×200 batches, greedy vs batched (Kuhn–Munkres).
 //!
 //! Run: `cargo bench --bench matcher`
@@ -83,7 +84,7 @@ fn bench(c: &mut Criterion) {
         let index = index_of(n);
         let origin = Point::new(CENTER.0 + 0.02, CENTER.1 - 0.01).expect("p");
         group.bench_with_input(BenchmarkId::from_parameter(n), &index, |b, index| {
-            b.iter(|| black_box(index.candidates(origin, 5_000.0, 0)).len())
+            b.iter(|| black_box(index.candidates(origin, 5_000.0, 0, 32)).len())
         });
     }
     group.finish();

@@ -90,22 +90,27 @@ impl FreeIndex {
         }
     }
 
-    /// Riders within `radius_m` of `origin` whose fix is at least `min_ts_ms`, with their
-    /// straight-line distance, nearest first.
+    /// Up to `limit` riders within `radius_m` of `origin` whose fix is at least
+    /// `min_ts_ms`, with their straight-line distance, nearest first.
+    ///
+    /// Walks ring by ring and stops once `limit` riders are found and the next ring cannot
+    /// hold anyone nearer than the farthest of them, so a dense city answers from the
+    /// first rings whatever the fleet size.
     pub fn candidates(
         &self,
         origin: Point,
         radius_m: f64,
         min_ts_ms: i64,
+        limit: usize,
     ) -> Vec<(Uuid, Position, f64)> {
-        let mut out = Vec::new();
-        let k = disk_k(radius_m, self.res);
+        let mut out: Vec<(Uuid, Position, f64)> = Vec::new();
+        let max_k = disk_k(radius_m, self.res);
         let center = origin.cell(self.res);
-        // Walk ring by ring; `grid_disk_distances` yields (cell, ring) pairs.
-        let cells: Vec<(CellIndex, u32)> = center.grid_disk_distances(k);
-        for (cell, _ring) in cells {
+        // A cell in ring k is at least this far from any point of the centre cell.
+        let spacing = 3f64.sqrt() * self.res.edge_length_m() * 0.7;
+        let visit = |cell: CellIndex, out: &mut Vec<(Uuid, Position, f64)>| {
             let Some(riders) = self.cells.get(&cell) else {
-                continue;
+                return;
             };
             for rider in riders {
                 let (_, pos) = self.riders[rider];
@@ -117,8 +122,30 @@ impl FreeIndex {
                     out.push((*rider, pos, d));
                 }
             }
+        };
+        for k in 0..=max_k {
+            let ring: Option<Vec<CellIndex>> = center.grid_ring_fast(k).collect();
+            let Some(ring) = ring else {
+                // A pentagon nearby: fall back to the safe (slower) disk walk.
+                out.clear();
+                for (cell, _) in center.grid_disk_distances::<Vec<_>>(max_k) {
+                    visit(cell, &mut out);
+                }
+                break;
+            };
+            for cell in ring {
+                visit(cell, &mut out);
+            }
+            if out.len() >= limit {
+                out.sort_by(|a, b| a.2.total_cmp(&b.2).then(a.0.cmp(&b.0)));
+                let kth = out[limit - 1].2;
+                if f64::from(k) * spacing > kth {
+                    break;
+                }
+            }
         }
         out.sort_by(|a, b| a.2.total_cmp(&b.2).then(a.0.cmp(&b.0)));
+        out.truncate(limit);
         out
     }
 }
@@ -166,17 +193,48 @@ mod tests {
         index.upsert(stale, pos(12.9717, 77.5946, 1));
         let origin = Point::new(12.9716, 77.5946).expect("valid");
         let found: Vec<Uuid> = index
-            .candidates(origin, 5_000.0, 50)
+            .candidates(origin, 5_000.0, 50, 10)
             .into_iter()
             .map(|c| c.0)
             .collect();
         assert_eq!(found, vec![near, mid]);
         index.remove(near);
         let found: Vec<Uuid> = index
-            .candidates(origin, 5_000.0, 50)
+            .candidates(origin, 5_000.0, 50, 10)
             .into_iter()
             .map(|c| c.0)
             .collect();
         assert_eq!(found, vec![mid]);
+    }
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use super::*;
+
+    #[test]
+    fn a_limit_keeps_the_nearest() {
+        let mut index = FreeIndex::new(Resolution::Nine);
+        let origin = Point::new(12.9716, 77.5946).expect("valid");
+        let mut ids = Vec::new();
+        for i in 0..40 {
+            let id = Uuid::now_v7();
+            let lat = 12.9716 + f64::from(i) * 0.001; // 111 m apart, northwards
+            index.upsert(
+                id,
+                Position {
+                    at: Point::new(lat, 77.5946).expect("valid"),
+                    ts_ms: 1,
+                },
+            );
+            ids.push(id);
+        }
+        let found: Vec<Uuid> = index
+            .candidates(origin, 5_000.0, 0, 5)
+            .into_iter()
+            .map(|c| c.0)
+            .collect();
+        assert_eq!(found, ids[..5].to_vec());
+        assert_eq!(index.candidates(origin, 5_000.0, 0, 100).len(), 40);
     }
 }

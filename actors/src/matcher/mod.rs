@@ -33,6 +33,9 @@ use crate::rider::{OfferExpiredMsg, OfferMsg, OrderCancelledMsg};
 use assign::Strategy;
 use index::{FreeIndex, Position};
 
+/// Nearest free riders considered for each waiting order in a batch.
+pub const CANDIDATES_PER_ORDER: usize = 32;
+
 /// Estimated seconds from a rider to a pickup. A routing engine can implement this.
 pub trait Estimator: Send + Sync + 'static {
     fn pickup_seconds(&self, from: Point, to: Point) -> f64;
@@ -251,10 +254,12 @@ impl Matcher {
         let mut near: Vec<Vec<(usize, f64)>> = Vec::with_capacity(waiting.len());
         for (_, order) in &waiting {
             let mut row = Vec::new();
-            for (rider, pos, _) in
-                self.free
-                    .candidates(order.pickup, self.cfg.search_radius_m, min_ts)
-            {
+            for (rider, pos, _) in self.free.candidates(
+                order.pickup,
+                self.cfg.search_radius_m,
+                min_ts,
+                CANDIDATES_PER_ORDER,
+            ) {
                 if order.excluded.contains(&rider) {
                     continue;
                 }
