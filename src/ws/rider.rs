@@ -94,7 +94,14 @@ pub struct RiderSocket {
     window_start: Instant,
     frames_in_window: u32,
     last_rate_error: Option<Instant>,
+    /// A `Locations` request to the session is in flight; newer fixes wait in `queued`.
+    in_flight: bool,
+    queued: Vec<(usize, Fix)>,
 }
+
+/// Fixes kept while the session is busy; beyond this the oldest are shed (counted as
+/// rate_limited), so a slow session never makes a socket buffer without bound.
+const MAX_QUEUED: usize = 100;
 
 impl RiderSocket {
     fn send(ctx: &mut ws::WebsocketContext<Self>, frame: &Outbound) {
@@ -178,12 +185,28 @@ impl RiderSocket {
                 }
             }
         }
-        if fixes.is_empty() {
+        if !fixes.is_empty() {
+            self.forward(fixes, ctx);
+        }
+    }
+
+    /// Sends fixes to the session, one request at a time; fixes arriving meanwhile are
+    /// queued (bounded) and sent together when the answer comes.
+    fn forward(&mut self, fixes: Vec<(usize, Fix)>, ctx: &mut ws::WebsocketContext<Self>) {
+        if self.in_flight {
+            self.queued.extend(fixes);
+            let overflow = self.queued.len().saturating_sub(MAX_QUEUED);
+            if overflow > 0 {
+                self.queued.drain(..overflow);
+                self.count("rate_limited", overflow);
+            }
             return;
         }
+        self.in_flight = true;
         let sent = fixes.len();
         ctx.spawn(self.session.send(Locations(fixes)).into_actor(self).map(
             move |result, act, ctx| {
+                act.in_flight = false;
                 let refused = result.unwrap_or_default();
                 act.count("accepted", sent - refused.len());
                 for (index, reason) in refused {
@@ -194,6 +217,10 @@ impl RiderSocket {
                         format!("point {index}: {reason}"),
                         Some(index),
                     );
+                }
+                if !act.queued.is_empty() {
+                    let next = std::mem::take(&mut act.queued);
+                    act.forward(next, ctx);
                 }
             },
         ));
@@ -357,6 +384,8 @@ pub async fn rider_socket(
         window_start: Instant::now(),
         frames_in_window: 0,
         last_rate_error: None,
+        in_flight: false,
+        queued: Vec::new(),
     };
     ws::WsResponseBuilder::new(socket, &req, stream)
         .frame_size(MAX_FRAME)
