@@ -1,0 +1,265 @@
+//! End-to-end location ingest: many riders on real sockets against the real server.
+//!
+//! The server is the release `medify` binary in its own process (SQLite, 2 workers); this
+//! bench is the load client (tokio + tokio-tungstenite, 2 threads) on the same 2 cores.
+//! Riders get tokens signed with the server's secret (no 10 000 password hashes first).
+//!
+//! Phases:
+//! 1. connect N riders (each gets its `welcome`, goes available): server RSS per idle
+//!    connected rider = (RSS after − RSS before) / N;
+//! 2. steady load at the target rate (every rider sends a fix every N/rate seconds):
+//!    the rate the server accepted (from its own `medify_location_updates_total`) and
+//!    `/healthz` p99 meanwhile;
+//! 3. overload at twice that (capped at the 10-frames-a-second rider limit): processed
+//!    rate, RSS (must stay bounded: the socket keeps one request in flight and sheds the
+//!    rest), `/healthz` p99;
+//! 4. recovery: load stops, `/healthz` answers, RSS after.
+//!
+//! Run: `cargo bench --bench ingest` (env: `INGEST_RIDERS`, default 10000;
+//! `INGEST_RATE`, messages/s, default 50000; `INGEST_SECONDS`, per phase, default 10).
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{ms, percentile};
+use futures_util::{SinkExt, StreamExt};
+use medify::auth::jwt::JwtKeys;
+use medify::domain::Role;
+use tokio_tungstenite::tungstenite::Message;
+use uuid::Uuid;
+
+const SECRET: &str = "ingest-bench-secret-ingest-bench-secret";
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn start_server(db: &std::path::Path) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_medify"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("MEDIFY_BIND", "127.0.0.1:0")
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "warn,medify::startup=info")
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}?mode=rwc", db.display()),
+        )
+        .env("JWT_SECRET", SECRET)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn medify");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.contains("\"listening\"") {
+                let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+                let _ = tx.send(v["address"].as_str().unwrap_or_default().to_owned());
+            }
+        }
+    });
+    let address = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("medify started");
+    (child, address)
+}
+
+/// `medify_location_updates_total` by outcome, from the server's /metrics.
+async fn counters(address: &str) -> (u64, u64, u64) {
+    let text = http_get(address, "/metrics").await.unwrap_or_default();
+    let get = |outcome: &str| {
+        let prefix = format!("medify_location_updates_total{{outcome=\"{outcome}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|n| n.trim().parse::<f64>().ok())
+            .map_or(0, |n| n as u64)
+    };
+    (get("accepted"), get("rejected"), get("rate_limited"))
+}
+
+async fn http_get(address: &str, path: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    stream.write_all(req.as_bytes()).await.ok()?;
+    let mut buf = Vec::new();
+    stream.read_to_end(&mut buf).await.ok()?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())
+}
+
+/// /healthz latencies while `running` is set.
+async fn probe(address: String, running: Arc<AtomicBool>) -> Vec<Duration> {
+    let mut out = Vec::new();
+    while running.load(Ordering::Relaxed) {
+        let start = Instant::now();
+        if http_get(&address, "/healthz").await.is_some() {
+            out.push(start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    out.sort_unstable();
+    out
+}
+
+type Sink = futures_util::stream::SplitSink<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    Message,
+>;
+
+fn main() {
+    let riders: usize = env_or("INGEST_RIDERS", 10_000);
+    let rate: f64 = env_or("INGEST_RATE", 50_000.0);
+    let seconds: u64 = env_or("INGEST_SECONDS", 10);
+    let db = std::env::temp_dir().join(format!("medify-ingest-{}.db", Uuid::now_v7()));
+    let (mut server, address) = start_server(&db);
+    let pid = server.id();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let keys = JwtKeys::new(SECRET.as_bytes());
+        let before = rss_kib(pid);
+        // Phase 1: connect.
+        let connect_start = Instant::now();
+        let gate = Arc::new(tokio::sync::Semaphore::new(200));
+        let mut handles = Vec::with_capacity(riders);
+        for _ in 0..riders {
+            let token = keys.issue(Uuid::now_v7(), Role::Rider, chrono::Utc::now()).expect("token");
+            let url = format!("ws://{address}/ws/rider?access_token={token}");
+            let gate = gate.clone();
+            handles.push(tokio::spawn(async move {
+                let _permit = gate.acquire().await.expect("gate");
+                let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
+                let (mut sink, mut stream) = ws.split();
+                let _welcome = stream.next().await;
+                sink.send(Message::Text(r#"{"type":"availability","available":true}"#.into()))
+                    .await
+                    .expect("send");
+                // Drain whatever the server sends (errors, pings) for the rest of the run.
+                tokio::spawn(async move { while stream.next().await.is_some() {} });
+                sink
+            }));
+        }
+        let mut sinks: Vec<Sink> = Vec::with_capacity(riders);
+        for h in handles {
+            sinks.push(h.await.expect("rider"));
+        }
+        let connect_secs = connect_start.elapsed().as_secs_f64();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let idle = rss_kib(pid);
+        println!(
+            "connected {riders} riders in {connect_secs:.1} s; server RSS {} MiB -> {} MiB: {:.2} KiB per idle rider",
+            before / 1024,
+            idle / 1024,
+            (idle.saturating_sub(before)) as f64 / riders as f64
+        );
+
+        for (label, target) in [("steady", rate), ("overload", (rate * 2.0).min(riders as f64 * 10.0))] {
+            let interval = Duration::from_secs_f64(riders as f64 / target);
+            let (a0, r0, l0) = counters(&address).await;
+            let running = Arc::new(AtomicBool::new(true));
+            let prober = tokio::spawn(probe(address.clone(), running.clone()));
+            let started = Instant::now();
+            let sent = Arc::new(AtomicU64::new(0));
+            let chunk = (riders / 200).max(1);
+            let mut tasks = Vec::new();
+            let mut rest = std::mem::take(&mut sinks);
+            while !rest.is_empty() {
+                let take = chunk.min(rest.len());
+                let mut mine: Vec<Sink> = rest.drain(..take).collect();
+                let sent = sent.clone();
+                tasks.push(tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(interval);
+                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                    let mut step = 0u64;
+                    let deadline = Instant::now() + Duration::from_secs(seconds);
+                    while Instant::now() < deadline {
+                        tick.tick().await;
+                        step += 1;
+                        let ts = chrono::Utc::now().timestamp_millis();
+                        for (i, sink) in mine.iter_mut().enumerate() {
+                            let lat = 12.9 + (i as f64) * 0.0001 + (step as f64) * 0.00001;
+                            let frame = format!(r#"{{"type":"location","lat":{lat},"lng":77.59,"ts":{ts},"accuracy":5}}"#);
+                            if sink.send(Message::Text(frame.into())).await.is_ok() {
+                                sent.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                    mine
+                }));
+            }
+            let peak = Arc::new(AtomicU64::new(0));
+            let watcher = {
+                let peak = peak.clone();
+                let running = running.clone();
+                tokio::spawn(async move {
+                    while running.load(Ordering::Relaxed) {
+                        peak.fetch_max(rss_kib(pid), Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                })
+            };
+            for t in tasks {
+                sinks.extend(t.await.expect("load task"));
+            }
+            let elapsed = started.elapsed().as_secs_f64();
+            // Let the server finish what it has queued, then read its counters.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            running.store(false, Ordering::Relaxed);
+            let _ = watcher.await;
+            let health = prober.await.expect("probe");
+            let (a1, r1, l1) = counters(&address).await;
+            println!(
+                "{label:<8} offered {:.0} msg/s ({} frames in {elapsed:.1} s); server accepted {:.0}/s, rejected {}, shed {}; peak RSS {} MiB; /healthz p50 {} p99 {} ({} probes)",
+                sent.load(Ordering::Relaxed) as f64 / elapsed,
+                sent.load(Ordering::Relaxed),
+                (a1 - a0) as f64 / elapsed,
+                r1 - r0,
+                l1 - l0,
+                peak.load(Ordering::Relaxed) / 1024,
+                ms(percentile(&health, 0.5)),
+                ms(percentile(&health, 0.99)),
+                health.len()
+            );
+        }
+        let start = Instant::now();
+        let ok = http_get(&address, "/healthz").await.is_some();
+        println!(
+            "recovery: /healthz {} in {} after the load; RSS {} MiB",
+            if ok { "answered" } else { "did NOT answer" },
+            ms(start.elapsed()),
+            rss_kib(pid) / 1024
+        );
+        drop(sinks);
+    });
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let _ = server.wait();
+    common::remove_sqlite(&db);
+}
