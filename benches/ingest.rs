@@ -15,6 +15,11 @@
 //!    rest), `/healthz` p99;
 //! 4. recovery: load stops, `/healthz` answers, RSS after.
 //!
+//! Latency: 20 extra probe riders each send a fix the session must refuse (ts two minutes
+//! ahead) every 150 ms and time the `invalid_location` answer: the round trip rider → socket
+//! → session (where the verdict is made and the matcher is told) → socket → rider, under
+//! the same load. It bounds the send-to-index latency from above by one socket hop.
+//!
 //! Run: `cargo bench --bench ingest` (env: `INGEST_RIDERS`, default 10000;
 //! `INGEST_RATE`, messages/s, default 50000; `INGEST_SECONDS`, per phase, default 10).
 
@@ -125,6 +130,40 @@ async fn probe(address: String, running: Arc<AtomicBool>) -> Vec<Duration> {
     out
 }
 
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Round trips of refused fixes on `ws` while `running` is set.
+async fn latency_probe(mut ws: Ws, running: Arc<AtomicBool>) -> (Ws, Vec<Duration>) {
+    let mut out = Vec::new();
+    while running.load(Ordering::Relaxed) {
+        let ts = chrono::Utc::now().timestamp_millis() + 120_000;
+        let frame = format!(r#"{{"type":"location","lat":12.9,"lng":77.5,"ts":{ts}}}"#);
+        let start = Instant::now();
+        if ws.send(Message::Text(frame.into())).await.is_err() {
+            break;
+        }
+        let answer = async {
+            while let Some(Ok(msg)) = ws.next().await {
+                if let Message::Text(t) = msg {
+                    if t.contains("invalid_location") {
+                        return true;
+                    }
+                }
+            }
+            false
+        };
+        match tokio::time::timeout(Duration::from_secs(5), answer).await {
+            Ok(true) => out.push(start.elapsed()),
+            Ok(false) => break,
+            Err(_) => {} // lost; counted by its absence
+        }
+        // Under the 10-frames-a-second limit.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    (ws, out)
+}
+
 type Sink = futures_util::stream::SplitSink<
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
     Message,
@@ -171,6 +210,14 @@ fn main() {
             sinks.push(h.await.expect("rider"));
         }
         let connect_secs = connect_start.elapsed().as_secs_f64();
+        let mut probes: Vec<Ws> = Vec::new();
+        for _ in 0..20 {
+            let token = keys.issue(Uuid::now_v7(), Role::Rider, chrono::Utc::now()).expect("token");
+            let url = format!("ws://{address}/ws/rider?access_token={token}");
+            let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("probe");
+            let _welcome = ws.next().await;
+            probes.push(ws);
+        }
         tokio::time::sleep(Duration::from_secs(2)).await;
         let idle = rss_kib(pid);
         println!(
@@ -185,6 +232,10 @@ fn main() {
             let (a0, r0, l0) = counters(&address).await;
             let running = Arc::new(AtomicBool::new(true));
             let prober = tokio::spawn(probe(address.clone(), running.clone()));
+            let latency: Vec<_> = std::mem::take(&mut probes)
+                .into_iter()
+                .map(|ws| tokio::spawn(latency_probe(ws, running.clone())))
+                .collect();
             let started = Instant::now();
             let sent = Arc::new(AtomicU64::new(0));
             let chunk = (riders / 200).max(1);
@@ -234,9 +285,16 @@ fn main() {
             running.store(false, Ordering::Relaxed);
             let _ = watcher.await;
             let health = prober.await.expect("probe");
+            let mut rtts = Vec::new();
+            for l in latency {
+                let (ws, samples) = l.await.expect("latency probe");
+                probes.push(ws);
+                rtts.extend(samples);
+            }
+            rtts.sort_unstable();
             let (a1, r1, l1) = counters(&address).await;
             println!(
-                "{label:<8} offered {:.0} msg/s ({} frames in {elapsed:.1} s); server accepted {:.0}/s, rejected {}, shed {}; peak RSS {} MiB; /healthz p50 {} p99 {} ({} probes)",
+                "{label:<8} offered {:.0} msg/s ({} frames in {elapsed:.1} s); server accepted {:.0}/s, rejected {}, shed {}; peak RSS {} MiB; /healthz p50 {} p99 {} ({} probes); fix verdict round trip p50 {} p99 {} ({} samples)",
                 sent.load(Ordering::Relaxed) as f64 / elapsed,
                 sent.load(Ordering::Relaxed),
                 (a1 - a0) as f64 / elapsed,
@@ -245,7 +303,10 @@ fn main() {
                 peak.load(Ordering::Relaxed) / 1024,
                 ms(percentile(&health, 0.5)),
                 ms(percentile(&health, 0.99)),
-                health.len()
+                health.len(),
+                ms(percentile(&rtts, 0.5)),
+                ms(percentile(&rtts, 0.99)),
+                rtts.len()
             );
         }
         let start = Instant::now();
