@@ -542,9 +542,19 @@ pub async fn assign_order(
             order.status
         )));
     }
-    // Offers reach riders through their live sessions, which the rider socket brings;
-    // until a rider is connected they are offline.
-    Err(ApiError::conflict(format!("rider {} is offline", rider.id)))
+    let offered = state
+        .riders
+        .matcher()
+        .send(medify_actors::matcher::ManualOffer {
+            order_id: order.id,
+            rider: rider.id,
+        })
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    match offered {
+        Ok(()) => Ok(HttpResponse::Accepted().finish()),
+        Err(e) => Err(ApiError::conflict(format!("rider {}: {e}", rider.id))),
+    }
 }
 
 /// A GeoJSON LineString feature.

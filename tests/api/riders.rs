@@ -671,3 +671,94 @@ async fn a_reconnecting_rider_gets_the_pending_offer_back() {
         "riders never see the code"
     );
 }
+
+#[actix_web::test]
+async fn the_trail_is_sampled_and_manual_dispatch_offers_at_once() {
+    let app = spawn_app_with(Backend::Sqlite, Options::default())
+        .await
+        .expect("sqlite");
+    let w = world(&app).await;
+    // Hold automatic offers so the admin's choice is the only one.
+    let res = app
+        .request(
+            "PUT",
+            "/api/v1/admin/dispatch",
+            Some(&w.admin),
+            Some(&json!({"paused": true})),
+        )
+        .await;
+    assert_eq!(res.status, 200);
+    let (rider_id, _, mut ws) = rider_at(&app, PHARMACY.0 + 0.002, PHARMACY.1).await;
+    free_riders(&app, &w.admin, 1).await;
+    let placed = order(&app, &w, 1, PHARMACY.0 - 0.01, PHARMACY.1).await;
+    let id = placed["id"].as_str().expect("id").to_owned();
+    let res = app
+        .post_auth(
+            &format!("/api/v1/orders/{id}/assign"),
+            &w.admin,
+            &json!({"rider_id": rider_id}),
+        )
+        .await;
+    assert_eq!(res.status, 202, "{}", res.text());
+    let offer = ws.expect("offer").await;
+    assert_eq!(offer["order_id"], id);
+    // The rider holds an offer now: another order cannot be offered to them.
+    let other = order(&app, &w, 1, PHARMACY.0 - 0.01, PHARMACY.1).await;
+    let busy = app
+        .post_auth(
+            &format!(
+                "/api/v1/orders/{}/assign",
+                other["id"].as_str().expect("id")
+            ),
+            &w.admin,
+            &json!({"rider_id": rider_id}),
+        )
+        .await;
+    let problem = busy.assert_problem(409, "conflict");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not free"),
+        "{problem}"
+    );
+    ws.send(json!({"type": "offer_response", "offer_id": offer["offer_id"], "accept": true}))
+        .await;
+    ws.expect("assigned").await;
+
+    // Fixes 11 s apart (a few seconds in the future is allowed) are all sampled.
+    let t = chrono::Utc::now().timestamp_millis();
+    ws.send(json!({"type": "locations", "points": [
+        {"lat": PHARMACY.0 + 0.0020, "lng": PHARMACY.1, "ts": t + 1_000},
+        {"lat": PHARMACY.0 + 0.0010, "lng": PHARMACY.1, "ts": t + 12_000},
+        {"lat": PHARMACY.0 + 0.0001, "lng": PHARMACY.1, "ts": t + 23_000},
+    ]}))
+    .await;
+    let start = Instant::now();
+    loop {
+        let trail = app
+            .get_auth(&format!("/api/v1/orders/{id}/trail"), &w.customer)
+            .await
+            .json();
+        let coords = trail["geometry"]["coordinates"]
+            .as_array()
+            .map_or(0, Vec::len);
+        if coords == 3 {
+            assert_eq!(
+                trail["properties"]["ts"],
+                json!([t + 1_000, t + 12_000, t + 23_000]),
+                "{trail}"
+            );
+            assert_eq!(
+                trail["geometry"]["coordinates"][2],
+                json!([PHARMACY.1, PHARMACY.0 + 0.0001])
+            );
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "trail never written: {trail}"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+}
