@@ -155,6 +155,71 @@ pub fn user_conflict(e: sqlx::Error) -> ApiError {
     }
 }
 
+/// The fields every new account has, validated.
+pub struct AccountFields {
+    pub name: PersonName,
+    pub email: Email,
+    pub password: Password,
+    pub phone: Option<Phone>,
+}
+
+/// Checks a new account's name, email, password and optional phone, recording every
+/// problem in `errors`; `None` if any is wrong.
+pub fn account_fields(
+    errors: &mut FieldErrors,
+    name: Option<&str>,
+    email: Option<&str>,
+    password: Option<String>,
+    phone: Option<&str>,
+) -> Option<AccountFields> {
+    let name = errors
+        .required("name", name)
+        .and_then(|n| errors.check("name", PersonName::parse(n)));
+    let email = errors
+        .required("email", email)
+        .and_then(|e| errors.check("email", Email::parse(e)));
+    let password = match password {
+        None => {
+            errors.add("password", "is required");
+            None
+        }
+        Some(p) => errors.check("password", Password::parse(p)),
+    };
+    let phone_ok = match phone {
+        None => Some(None),
+        Some(p) => errors.check("phone", Phone::parse(p)).map(Some),
+    };
+    Some(AccountFields {
+        name: name?,
+        email: email?,
+        password: password?,
+        phone: phone_ok?,
+    })
+}
+
+/// Hashes the password (off the async workers) and stores the account; a taken email or
+/// phone is 409.
+pub async fn create_account(
+    state: &AppState,
+    fields: AccountFields,
+    role: Role,
+    pharmacy_id: Option<Uuid>,
+) -> Result<User, ApiError> {
+    let hash = state.passwords.hash(&fields.password).await?;
+    state
+        .store
+        .insert_user(&NewUser {
+            name: fields.name.as_str(),
+            email: Some(fields.email.as_str()),
+            phone: fields.phone.as_ref().map(Phone::as_str),
+            password_hash: Some(&hash),
+            role,
+            pharmacy_id,
+        })
+        .await
+        .map_err(user_conflict)
+}
+
 /// Create a customer or rider account.
 #[utoipa::path(
     tag = "auth",
@@ -183,23 +248,13 @@ pub async fn register(
     limit(&state, &checks).await?;
 
     let mut errors = FieldErrors::default();
-    let name = errors
-        .required("name", body.name.as_deref())
-        .and_then(|n| errors.check("name", PersonName::parse(n)));
-    let email = errors
-        .required("email", body.email.as_deref())
-        .and_then(|e| errors.check("email", Email::parse(e)));
-    let password = match body.password {
-        None => {
-            errors.add("password", "is required");
-            None
-        }
-        Some(p) => errors.check("password", Password::parse(p)),
-    };
-    let phone = match body.phone.as_deref() {
-        None => None,
-        Some(p) => errors.check("phone", Phone::parse(p)),
-    };
+    let fields = account_fields(
+        &mut errors,
+        body.name.as_deref(),
+        body.email.as_deref(),
+        body.password,
+        body.phone.as_deref(),
+    );
     let role = match body.role.as_deref() {
         None | Some("customer") => Some(Role::Customer),
         Some("rider") => Some(Role::Rider),
@@ -209,26 +264,12 @@ pub async fn register(
         }
     };
     errors.finish()?;
-    let (Some(name), Some(email), Some(password), Some(role)) = (name, email, password, role)
-    else {
+    let (Some(fields), Some(role)) = (fields, role) else {
         return Err(ApiError::Internal(anyhow::anyhow!(
             "validated fields missing"
         )));
     };
-
-    let hash = state.passwords.hash(&password).await?;
-    let user = state
-        .store
-        .insert_user(&NewUser {
-            name: name.as_str(),
-            email: Some(email.as_str()),
-            phone: phone.as_ref().map(Phone::as_str),
-            password_hash: Some(&hash),
-            role,
-            pharmacy_id: None,
-        })
-        .await
-        .map_err(user_conflict)?;
+    let user = create_account(&state, fields, role, None).await?;
     tracing::info!(user_id = %user.id, role = %user.role, "account registered");
     Ok(HttpResponse::Created().json(UserEnvelope { user }))
 }

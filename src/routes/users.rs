@@ -6,12 +6,12 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::auth::AuthUser;
-use crate::domain::{Email, Password, PersonName, Phone, Role};
+use crate::domain::Role;
 use crate::error::{ApiError, FieldErrors, Problem};
 use crate::extract::ApiJson;
-use crate::routes::auth::{user_conflict, UserEnvelope};
+use crate::routes::auth::{account_fields, create_account, UserEnvelope};
 use crate::startup::AppState;
-use crate::store::users::{NewUser, User};
+use crate::store::users::User;
 
 /// The caller's own account.
 #[utoipa::path(
@@ -63,23 +63,13 @@ pub async fn create_user(
     caller.require(&[Role::Admin])?;
     let body = body.into_inner();
     let mut errors = FieldErrors::default();
-    let name = errors
-        .required("name", body.name.as_deref())
-        .and_then(|n| errors.check("name", PersonName::parse(n)));
-    let email = errors
-        .required("email", body.email.as_deref())
-        .and_then(|e| errors.check("email", Email::parse(e)));
-    let password = match body.password {
-        None => {
-            errors.add("password", "is required");
-            None
-        }
-        Some(p) => errors.check("password", Password::parse(p)),
-    };
-    let phone = match body.phone.as_deref() {
-        None => None,
-        Some(p) => errors.check("phone", Phone::parse(p)),
-    };
+    let fields = account_fields(
+        &mut errors,
+        body.name.as_deref(),
+        body.email.as_deref(),
+        body.password,
+        body.phone.as_deref(),
+    );
     let role = errors
         .required("role", body.role.as_deref())
         .and_then(|r| errors.check("role", Role::parse(r)));
@@ -91,26 +81,12 @@ pub async fn create_user(
         }
     }
     errors.finish()?;
-    let (Some(name), Some(email), Some(password), Some(role)) = (name, email, password, role)
-    else {
+    let (Some(fields), Some(role)) = (fields, role) else {
         return Err(ApiError::Internal(anyhow::anyhow!(
             "validated fields missing"
         )));
     };
-
-    let hash = state.passwords.hash(&password).await?;
-    let user = state
-        .store
-        .insert_user(&NewUser {
-            name: name.as_str(),
-            email: Some(email.as_str()),
-            phone: phone.as_ref().map(Phone::as_str),
-            password_hash: Some(&hash),
-            role,
-            pharmacy_id: body.pharmacy_id,
-        })
-        .await
-        .map_err(user_conflict)?;
+    let user = create_account(&state, fields, role, body.pharmacy_id).await?;
     tracing::info!(user_id = %user.id, role = %user.role, by = %caller.id, "account created by admin");
     Ok(HttpResponse::Created().json(UserEnvelope { user }))
 }
