@@ -15,6 +15,9 @@
 //!    rest), `/healthz` p99;
 //! 4. recovery: load stops, `/healthz` answers, RSS after.
 //!
+//! Riders send in 200 groups whose ticks are spread evenly over the send interval, as
+//! independent phones would be (all at once would measure a synchronised burst instead).
+//!
 //! Latency: 20 extra probe riders each send a fix the session must refuse (ts two minutes
 //! ahead) every 150 ms and time the `invalid_location` answer: the round trip rider → socket
 //! → session (where the verdict is made and the matcher is told) → socket → rider, under
@@ -245,7 +248,10 @@ fn main() {
                 let take = chunk.min(rest.len());
                 let mut mine: Vec<Sink> = rest.drain(..take).collect();
                 let sent = sent.clone();
+                // Real riders are not synchronised: spread the tasks over the interval.
+                let offset = interval.mul_f64(tasks.len() as f64 / (riders / chunk).max(1) as f64);
                 tasks.push(tokio::spawn(async move {
+                    tokio::time::sleep(offset).await;
                     let mut tick = tokio::time::interval(interval);
                     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
                     let mut step = 0u64;

@@ -33,6 +33,9 @@ pub const MAX_ACCURACY_M: f64 = 100.0;
 /// Trail points are kept at most this often, or after this many metres.
 pub const TRAIL_EVERY_MS: i64 = 10_000;
 pub const TRAIL_EVERY_M: f64 = 50.0;
+/// The matcher hears of a moving rider at most every this many metres or milliseconds.
+pub const MATCHER_EVERY_M: f64 = 50.0;
+pub const MATCHER_EVERY_MS: i64 = 5_000;
 
 /// One GPS fix, already checked for finite, in-range coordinates.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -170,6 +173,9 @@ pub struct RiderSession {
     offer: Option<OfferInfo>,
     active: Option<Active>,
     grace: Option<SpawnHandle>,
+    /// Position and time last sent to the matcher, and time last written to the fleet.
+    told_matcher: Option<(Point, i64)>,
+    told_fleet: Option<i64>,
 }
 
 impl RiderSession {
@@ -183,6 +189,8 @@ impl RiderSession {
             offer: None,
             active: None,
             grace: None,
+            told_matcher: None,
+            told_fleet: None,
         }
     }
 
@@ -423,19 +431,31 @@ impl Handler<Locations> for RiderSession {
             }
         }
         if let (true, Some(last)) = (moved, self.last) {
-            self.deps.matcher.do_send(RiderMoved {
-                rider: self.rider,
-                at: last.at,
-                ts_ms: last.ts_ms,
+            // The matcher needs a position good to a cell and fresh enough to count as
+            // live, not every fix: tell it after 50 m or 5 s, whichever comes first.
+            let due = self.told_matcher.is_none_or(|(p, ts)| {
+                p.distance_m(last.at) >= MATCHER_EVERY_M || last.ts_ms - ts >= MATCHER_EVERY_MS
             });
-            let rider = self.rider;
-            self.deps.fleet.update(rider, |v| {
-                v.last_location = Some(LastLocation {
-                    lat: last.at.lat(),
-                    lng: last.at.lng(),
-                    ts: last.ts_ms,
+            if due {
+                self.told_matcher = Some((last.at, last.ts_ms));
+                self.deps.matcher.do_send(RiderMoved {
+                    rider: self.rider,
+                    at: last.at,
+                    ts_ms: last.ts_ms,
                 });
-            });
+            }
+            // The fleet view (GET /riders, ops) is good to a second.
+            if self.told_fleet.is_none_or(|ts| last.ts_ms - ts >= 1_000) {
+                self.told_fleet = Some(last.ts_ms);
+                let rider = self.rider;
+                self.deps.fleet.update(rider, |v| {
+                    v.last_location = Some(LastLocation {
+                        lat: last.at.lat(),
+                        lng: last.at.lng(),
+                        ts: last.ts_ms,
+                    });
+                });
+            }
         }
         MessageResult(refused)
     }
