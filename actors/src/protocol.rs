@@ -70,6 +70,10 @@ pub enum Outbound {
         #[serde(skip_serializing_if = "Option::is_none")]
         index: Option<usize>,
     },
+    /// Not a frame: tells the socket that a newer connection of the same rider took
+    /// over; the socket closes (1008, "replaced by a newer connection").
+    #[serde(skip)]
+    Replaced,
 }
 
 impl Outbound {

@@ -366,6 +366,10 @@ impl Handler<Attach> for RiderSession {
         if let Some(handle) = self.grace.take() {
             ctx.cancel_future(handle);
         }
+        // One socket per rider: a new connection takes over from an old one still open.
+        if let Some((_, old)) = self.socket.take() {
+            old.do_send(ToSocket(Outbound::Replaced));
+        }
         self.socket = Some((msg.socket_id, msg.socket));
         self.publish();
         self.welcome(ctx);

@@ -326,6 +326,14 @@ impl Actor for RiderSocket {
 impl Handler<ToSocket> for RiderSocket {
     type Result = ();
     fn handle(&mut self, ToSocket(frame): ToSocket, ctx: &mut Self::Context) {
+        if frame == Outbound::Replaced {
+            ctx.close(Some(CloseReason {
+                code: CloseCode::Policy,
+                description: Some("replaced by a newer connection".into()),
+            }));
+            ctx.stop();
+            return;
+        }
         Self::send(ctx, &frame);
     }
 }

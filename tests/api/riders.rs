@@ -649,8 +649,15 @@ async fn a_reconnecting_rider_gets_the_pending_offer_back() {
     free_riders(&app, &w.admin, 1).await;
     let placed = order(&app, &w, 1, PHARMACY.0, PHARMACY.1).await;
     let offer = ws.expect("offer").await;
-    drop(ws);
+    // A second connection takes over; the first is closed with 1008.
     let mut again = RiderWs::connect(&app, &token).await;
+    let closed = loop {
+        match ws.next().await {
+            Ok(_) => continue,
+            Err(code) => break code,
+        }
+    };
+    assert_eq!(closed, Some(1008));
     let welcome = again.expect("welcome").await;
     assert_eq!(welcome["available"], true);
     assert_eq!(
