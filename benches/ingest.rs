@@ -74,6 +74,7 @@ fn start_server(db: &std::path::Path) -> (Child, String) {
             format!("sqlite://{}?mode=rwc", db.display()),
         )
         .env("JWT_SECRET", SECRET)
+        .envs(std::env::vars().filter(|(k, _)| k.starts_with("MALLOC_")))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
