@@ -184,6 +184,7 @@ impl Application {
             directory: Arc::new(store.clone()),
             trail: Arc::new(TrailWriter::start(store.clone())),
             grace: Duration::from_secs(settings.dispatch.rider_grace_s),
+            bus: bus.clone(),
         });
 
         let listener = TcpListener::bind(settings.bind)

@@ -21,7 +21,7 @@ use crate::matcher::{
     Answer, AnswerError, Answered, AssignOutcome, Matcher, RiderGone, RiderMoved, RiderState,
 };
 use crate::order::{Command, OrderError, OrderRegistry, OrderStatus};
-use crate::ports::{RiderDirectory, TrailSink};
+use crate::ports::{Event, EventBus, EventKind, RiderDirectory, TrailSink};
 use crate::protocol::{OfferInfo, Outbound, Place};
 
 /// Fixes further ahead of the server clock than this are refused.
@@ -119,6 +119,29 @@ pub struct RiderDeps {
     pub directory: Arc<dyn RiderDirectory>,
     pub trail: Arc<dyn TrailSink>,
     pub grace: Duration,
+    /// Where `rider.online` / `rider.offline` are announced.
+    pub bus: Arc<dyn EventBus>,
+}
+
+/// Announces a rider coming online or going offline (fire and forget).
+fn announce(deps: &Arc<RiderDeps>, rider: Uuid, kind: EventKind) {
+    let bus = deps.bus.clone();
+    actix::spawn(async move {
+        let event = Event {
+            id: Uuid::now_v7(),
+            kind,
+            order_id: None,
+            customer_id: None,
+            rider_id: Some(rider),
+            pharmacy_id: None,
+            from_status: None,
+            to_status: None,
+            at_ms: now_ms(),
+        };
+        if let Err(e) = bus.publish(event).await {
+            tracing::warn!(rider_id = %rider, error = %e, "rider event not published");
+        }
+    });
 }
 
 /// Finds or starts riders' sessions. Cheap to clone.
@@ -269,6 +292,9 @@ impl Actor for RiderSession {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        if self.grace.is_none() && self.socket.is_none() && self.last.is_none() {
+            announce(&self.deps, self.rider, EventKind::RiderOnline);
+        }
         // A rider's active order lives in storage: load it before anything else, so a
         // restarted server (or a session restarted by its supervisor) knows it.
         let directory = self.deps.directory.clone();
@@ -391,6 +417,7 @@ impl Handler<Detach> for RiderSession {
         let rider = self.rider;
         self.grace = Some(ctx.run_later(self.deps.grace, move |act, ctx| {
             tracing::info!(rider_id = %rider, "rider offline: grace period over");
+            announce(&act.deps, rider, EventKind::RiderOffline);
             act.deps.fleet.remove_session(rider);
             act.deps.fleet.update(rider, |v| {
                 v.online = false;

@@ -170,3 +170,50 @@ async fn notifications_flow_through_redis_end_to_end() {
         actix_web::rt::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+#[actix_web::test]
+async fn riders_coming_online_and_going_offline_are_announced() {
+    let Some(app) = spawn_app_with(
+        Backend::Sqlite,
+        Options {
+            redis: true,
+            env: vec![("RIDER_GRACE_S", "0".to_owned())],
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    let (user, token) = app.user_token("rider").await;
+    let rider = Uuid::parse_str(user["id"].as_str().expect("id")).expect("uuid");
+    let mut ws = crate::riders::RiderWs::connect(&app, &token).await;
+    ws.expect("welcome").await;
+    drop(ws);
+
+    // Watch the server's own stream with a group of our own, from the beginning.
+    let redis = Redis::new(&RedisSettings {
+        url: app.env["REDIS_URL"].clone(),
+        key_prefix: app.env["REDIS_KEY_PREFIX"].clone(),
+    })
+    .expect("redis");
+    let observer = StreamConsumer::new(redis, "test-observer", "observer");
+    observer.ensure_group().await.expect("group");
+    let mut seen = Vec::new();
+    let start = Instant::now();
+    while !(seen.contains(&EventKind::RiderOnline) && seen.contains(&EventKind::RiderOffline)) {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "saw only {seen:?}"
+        );
+        for (_, event) in observer
+            .read_new(100, Duration::from_millis(200))
+            .await
+            .expect("read")
+        {
+            if event.rider_id == Some(rider) {
+                seen.push(event.kind);
+            }
+        }
+    }
+    assert_eq!(seen, vec![EventKind::RiderOnline, EventKind::RiderOffline]);
+}
