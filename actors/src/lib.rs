@@ -1,10 +1,11 @@
 //! Medify's dispatch core.
 //!
-//! The actors that own live state (inventory shards now; orders and rider sessions next),
-//! the geographic indexes they use, and the ports the server implements. This crate
-//! depends on no HTTP, SQL or Redis crate: those live in the `medify` crate, behind the
-//! traits in [`ports`]. Pure logic (stock bookkeeping, distances, place lookup) is plain
-//! functions and structs with unit tests; actors are thin shells around them.
+//! The actors that own live state (inventory shards, order actors, rider sessions, the
+//! matcher), the geographic indexes they use, and the ports the server implements. This
+//! crate depends on no HTTP, SQL or Redis crate: those live in the `medify` crate, behind
+//! the traits in [`ports`]. Pure logic (the order state machine, location rules, stock
+//! bookkeeping, assignment, distances, place lookup) is plain functions and structs with
+//! unit tests; actors are thin shells around them.
 
 pub mod fleet;
 pub mod geo;

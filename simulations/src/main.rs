@@ -1,8 +1,8 @@
 //! `medify-sim`: the city simulator.
 //!
 //! It will play riders, customers and pharmacies against a running Medify server and report
-//! what a dispatcher cares about (see the simulations issue). Until the API it drives
-//! exists, it only explains itself.
+//! what a dispatcher cares about (the simulations issue). Not built yet: it only explains
+//! itself. The end-to-end ingest load client meanwhile lives in `benches/ingest.rs`.
 
 use std::process::ExitCode;
 
@@ -16,7 +16,8 @@ fn main() -> ExitCode {
         Some("--help" | "-h") | None => {
             println!(
                 "medify-sim {}: city simulator for Medify.\n\n\
-                 No scenarios are available yet: they arrive with the rider and order APIs.",
+                 No scenarios are available yet (the simulations issue builds them).\n\
+                 For a location-ingest load test today: cargo bench --bench ingest",
                 env!("CARGO_PKG_VERSION")
             );
             ExitCode::SUCCESS
