@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod bus;
 pub mod catalog;
+pub mod catalog_sync;
 pub mod config;
 pub mod domain;
 pub mod error;

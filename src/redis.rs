@@ -31,6 +31,11 @@ impl Redis {
         })
     }
 
+    /// The client, for connections of a special kind (pub/sub).
+    pub fn client(&self) -> &redis::Client {
+        &self.client
+    }
+
     /// The full key for `name` under this deployment's prefix.
     pub fn key(&self, name: &str) -> String {
         format!("{}{name}", self.prefix)

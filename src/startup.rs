@@ -60,6 +60,8 @@ pub struct AppState {
     pub bus: Arc<dyn EventBus>,
     pub orders: OrderRegistry,
     pub riders: Riders,
+    /// This application instance (several may share a process in tests).
+    pub instance: uuid::Uuid,
 }
 
 /// A server bound to its port, ready to run.
@@ -206,7 +208,9 @@ impl Application {
             bus,
             orders,
             riders,
+            instance: uuid::Uuid::now_v7(),
         });
+        crate::catalog_sync::start(state.clone());
         let openapi = web::Data::new(OpenApiJson::render());
 
         let app_state = state.clone();

@@ -10,6 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::auth::AuthUser;
+use crate::catalog_sync::{announce, Changed};
 use crate::domain::Role;
 use crate::error::{ApiError, FieldErrors, Problem};
 use crate::extract::ApiJson;
@@ -221,6 +222,7 @@ pub async fn create_medicine(
         .await
         .map_err(sku_conflict)?;
     state.catalog.medicines_mut().upsert(medicine.clone());
+    announce(&state, Changed::Medicine, medicine.id);
     Ok(HttpResponse::Created().json(medicine))
 }
 
@@ -290,6 +292,7 @@ pub async fn update_medicine(
         .map_err(sku_conflict)?
         .ok_or(ApiError::NotFound)?;
     state.catalog.medicines_mut().upsert(updated.clone());
+    announce(&state, Changed::Medicine, updated.id);
     Ok(web::Json(updated))
 }
 
@@ -311,5 +314,6 @@ pub async fn delete_medicine(
         return Err(ApiError::NotFound);
     }
     state.catalog.medicines_mut().remove(*id);
+    announce(&state, Changed::Medicine, *id);
     Ok(HttpResponse::NoContent().finish())
 }

@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use crate::auth::AuthUser;
 use crate::catalog::{cell_bits, Pharmacy};
+use crate::catalog_sync::{announce, Changed};
 use crate::domain::Role;
 use crate::error::{ApiError, FieldErrors, Problem};
 use crate::extract::ApiJson;
@@ -151,6 +152,7 @@ pub async fn create_pharmacy(
     };
     state.store.insert_pharmacy(&row).await?;
     state.catalog.pharmacies_mut().insert(&row);
+    announce(&state, Changed::Pharmacy, row.id);
     Ok(HttpResponse::Created().json(Pharmacy::from(&row)))
 }
 
