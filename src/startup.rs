@@ -145,6 +145,7 @@ impl Application {
             )),
             None => Arc::new(InProcessBus::start(local, durable)),
         };
+        crate::bus::start_relay(store.clone(), bus.clone());
         let fleet = Fleet::new();
         let d = &settings.dispatch;
         let latency = metrics.assignment_latency.clone();

@@ -133,7 +133,7 @@ pub fn transition(from: OrderStatus, event: OrderEvent) -> Result<OrderStatus, I
 }
 
 /// The bus event announcing a move into `to`.
-fn event_kind(to: OrderStatus) -> EventKind {
+pub fn event_kind(to: OrderStatus) -> EventKind {
     match to {
         OrderStatus::Confirmed => EventKind::OrderConfirmed,
         OrderStatus::Dispatching => EventKind::OrderDispatching,
@@ -442,7 +442,7 @@ async fn execute(
     let announced = deps
         .bus
         .publish(Event {
-            id: Uuid::now_v7(),
+            id: crate::ports::order_event_id(record.id, version),
             kind: event_kind(to),
             order_id: Some(record.id),
             customer_id: Some(record.customer_id),
@@ -453,8 +453,15 @@ async fn execute(
             at_ms,
         })
         .await;
-    if let Err(e) = announced {
-        tracing::error!(order_id = %record.id, error = %e, "event not published");
+    match announced {
+        Ok(()) => {
+            if let Err(e) = deps.journal.mark_published(record.id, version).await {
+                tracing::warn!(order_id = %record.id, error = %e, "event not marked published; the relay will send it again");
+            }
+        }
+        Err(e) => {
+            tracing::error!(order_id = %record.id, error = %e, "event not published; the relay will retry")
+        }
     }
     Ok(next)
 }

@@ -156,6 +156,9 @@ pub trait OrderJournal: Send + Sync + 'static {
     /// (someone else changed the order), else the new version.
     fn append(&self, entry: JournalEntry) -> BoxFuture<'_, Result<Option<i32>, JournalError>>;
 
+    /// Marks the journal entry `seq` of an order as published on the bus.
+    fn mark_published(&self, id: Uuid, seq: i32) -> BoxFuture<'_, Result<(), JournalError>>;
+
     fn set_code_failures(&self, id: Uuid, failures: i32)
         -> BoxFuture<'_, Result<(), JournalError>>;
 
@@ -199,6 +202,26 @@ pub struct Event {
     pub to_status: Option<crate::order::OrderStatus>,
     /// Epoch milliseconds.
     pub at_ms: i64,
+}
+
+/// The id of the event announcing journal entry `seq` of an order: the same every time it
+/// is published, so handlers deduplicate a republished event.
+pub fn order_event_id(order_id: Uuid, seq: i32) -> Uuid {
+    // SplitMix64 over (order id, seq); 128 well-mixed bits, then UUID version 8 bits.
+    let mix = |mut z: u64| {
+        z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    let (hi, lo) = order_id.as_u64_pair();
+    let seq = u64::from(seq.unsigned_abs());
+    let a = mix(hi ^ mix(lo ^ seq));
+    let b = mix(lo ^ mix(hi.rotate_left(17) ^ seq));
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&a.to_be_bytes());
+    bytes[8..].copy_from_slice(&b.to_be_bytes());
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
 }
 
 /// A bus failure.

@@ -94,3 +94,48 @@ impl EventBus for InProcessBus {
         })
     }
 }
+
+/// Republishes journal entries the bus never acknowledged (a crash between the journal
+/// write and the publish, or a bus outage): once at start-up for everything, then every
+/// 30 s for entries older than 30 s. Event ids are stable, so handlers deduplicate.
+pub fn start_relay(store: crate::store::Store, bus: Arc<dyn EventBus>) {
+    actix_web::rt::spawn(async move {
+        let mut first = true;
+        loop {
+            let age = if first {
+                chrono::Duration::zero()
+            } else {
+                chrono::Duration::seconds(30)
+            };
+            let before = chrono::Utc::now() - age;
+            match relay_once(&store, bus.as_ref(), before).await {
+                Ok(0) => {}
+                Ok(n) => tracing::warn!(events = n, "relayed events the bus had not acknowledged"),
+                Err(e) => tracing::warn!(error = %e, "event relay failed; retrying later"),
+            }
+            first = false;
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        }
+    });
+}
+
+/// One relay pass; returns how many events were republished.
+pub async fn relay_once(
+    store: &crate::store::Store,
+    bus: &dyn EventBus,
+    before: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<usize> {
+    let mut total = 0;
+    loop {
+        let batch = store.unpublished_events(before, 500).await?;
+        if batch.is_empty() {
+            return Ok(total);
+        }
+        for (seq, event) in batch {
+            let order_id = event.order_id.unwrap_or_default();
+            bus.publish(event).await.map_err(|e| anyhow::anyhow!(e))?;
+            store.mark_event_published(order_id, seq).await?;
+            total += 1;
+        }
+    }
+}

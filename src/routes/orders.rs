@@ -235,7 +235,7 @@ async fn create(
         return Err(e.into());
     }
     let confirmed = Event {
-        id: Uuid::now_v7(),
+        id: medify_actors::ports::order_event_id(order_id, 1),
         kind: EventKind::OrderConfirmed,
         order_id: Some(order_id),
         customer_id: Some(customer),
@@ -245,8 +245,15 @@ async fn create(
         to_status: Some(medify_actors::order::OrderStatus::Confirmed),
         at_ms: chrono::Utc::now().timestamp_millis(),
     };
-    if let Err(e) = state.bus.publish(confirmed).await {
-        tracing::error!(order_id = %order_id, error = %e, "order.confirmed not published");
+    match state.bus.publish(confirmed).await {
+        Ok(()) => {
+            if let Err(e) = state.store.mark_event_published(order_id, 1).await {
+                tracing::warn!(order_id = %order_id, error = %e, "order.confirmed not marked published");
+            }
+        }
+        Err(e) => {
+            tracing::error!(order_id = %order_id, error = %e, "order.confirmed not published; the relay will retry")
+        }
     }
     if let Err(e) = state.orders.apply(order_id, Command::Dispatch).await {
         tracing::error!(order_id = %order_id, error = %e, "could not start dispatching");

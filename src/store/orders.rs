@@ -453,6 +453,76 @@ impl Store {
     }
 }
 
+/// A journal entry the bus has not acknowledged yet.
+#[derive(Debug, Clone, FromRow)]
+struct UnpublishedRow {
+    order_id: Uuid,
+    seq: i32,
+    from_status: Option<String>,
+    to_status: String,
+    created_at: DateTime<Utc>,
+    customer_id: Uuid,
+    pharmacy_id: Uuid,
+    rider_id: Option<Uuid>,
+}
+
+impl Store {
+    pub async fn mark_event_published(&self, order_id: Uuid, seq: i32) -> Result<(), sqlx::Error> {
+        let at = now();
+        on_pool!(self, |pool| {
+            sqlx::query(
+                "UPDATE order_events SET published_at = $3 WHERE order_id = $1 AND seq = $2",
+            )
+            .bind(order_id)
+            .bind(seq)
+            .bind(at)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// Journal entries written before `before` and never marked published, oldest first,
+    /// as the events that announce them (with their stable ids).
+    pub async fn unpublished_events(
+        &self,
+        before: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<(i32, medify_actors::ports::Event)>, sqlx::Error> {
+        let rows: Vec<UnpublishedRow> = on_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT e.order_id, e.seq, e.from_status, e.to_status, e.created_at, o.customer_id, \
+                 o.pharmacy_id, o.rider_id FROM order_events e JOIN orders o ON o.id = e.order_id \
+                 WHERE e.published_at IS NULL AND e.created_at <= $1 ORDER BY e.created_at, e.seq LIMIT $2",
+            )
+            .bind(before)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        });
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let to = status_of(&r.to_status)?;
+            let from = r.from_status.as_deref().map(status_of).transpose()?;
+            out.push((
+                r.seq,
+                medify_actors::ports::Event {
+                    id: medify_actors::ports::order_event_id(r.order_id, r.seq),
+                    kind: medify_actors::order::event_kind(to),
+                    order_id: Some(r.order_id),
+                    customer_id: Some(r.customer_id),
+                    rider_id: r.rider_id,
+                    pharmacy_id: Some(r.pharmacy_id),
+                    from_status: from,
+                    to_status: Some(to),
+                    at_ms: r.created_at.timestamp_millis(),
+                },
+            ));
+        }
+        Ok(out)
+    }
+}
+
 impl OrderJournal for Store {
     fn load(&self, id: Uuid) -> BoxFuture<'_, Result<Option<OrderRecord>, JournalError>> {
         Box::pin(async move {
@@ -509,6 +579,10 @@ impl OrderJournal for Store {
             });
             Ok(appended.then_some(next))
         })
+    }
+
+    fn mark_published(&self, id: Uuid, seq: i32) -> BoxFuture<'_, Result<(), JournalError>> {
+        Box::pin(async move { self.mark_event_published(id, seq).await.map_err(journal) })
     }
 
     fn set_code_failures(

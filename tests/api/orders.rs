@@ -21,6 +21,7 @@ backend_tests!(
     nearest_pharmacy_with_everything_is_chosen,
     manual_dispatch_checks,
     an_order_actor_restart_loses_nothing,
+    unacknowledged_events_are_relayed_once,
 );
 
 const CENTER: (f64, f64) = (12.9716, 77.5946);
@@ -681,4 +682,86 @@ async fn dispatch_timeout_fails_the_order_and_releases_stock() {
         }
     })
     .await;
+}
+
+async fn unacknowledged_events_are_relayed_once(app: TestApp) {
+    let s = shop(&app, 5).await;
+    let order = app
+        .place_order(&s.customer, &[(s.medicine, 1)], CENTER.0, CENTER.1)
+        .await
+        .json();
+    let id = uuid(&order["id"]);
+    let token = s.customer.clone();
+    eventually("order_confirmed written", || {
+        let (http, token) = (&app.http, token.clone());
+        async move {
+            notification_types(http, &token)
+                .await
+                .contains(&"order_confirmed".to_owned())
+        }
+    })
+    .await;
+    let store = crate::helpers::connect_store(&app).await;
+    let nothing_pending =
+        medify::bus::relay_once(&store, app.state.bus.as_ref(), chrono::Utc::now())
+            .await
+            .expect("relay");
+    assert_eq!(nothing_pending, 0, "published events are marked");
+
+    // As if the process died after the journal write but before the publish: the
+    // notification never got written and the entry is unmarked.
+    medify::on_pool!(&store, |pool| {
+        sqlx::query("DELETE FROM notifications WHERE user_id = $1")
+            .bind(s.customer_id)
+            .execute(pool)
+            .await
+            .expect("delete");
+        sqlx::query("UPDATE order_events SET published_at = NULL WHERE order_id = $1 AND seq = 1")
+            .bind(id)
+            .execute(pool)
+            .await
+            .expect("unmark");
+    });
+    let relayed = medify::bus::relay_once(&store, app.state.bus.as_ref(), chrono::Utc::now())
+        .await
+        .expect("relay");
+    assert_eq!(relayed, 1);
+    eventually("order_confirmed written again", || {
+        let (http, token) = (&app.http, token.clone());
+        async move {
+            notification_types(http, &token)
+                .await
+                .contains(&"order_confirmed".to_owned())
+        }
+    })
+    .await;
+    // The same event id: relaying it again writes nothing new.
+    medify::on_pool!(&store, |pool| {
+        sqlx::query("UPDATE order_events SET published_at = NULL WHERE order_id = $1 AND seq = 1")
+            .bind(id)
+            .execute(pool)
+            .await
+            .expect("unmark");
+    });
+    assert_eq!(
+        medify::bus::relay_once(&store, app.state.bus.as_ref(), chrono::Utc::now())
+            .await
+            .expect("relay"),
+        1
+    );
+    let key = format!(
+        "{}:order_confirmed",
+        medify_actors::ports::order_event_id(id, 1)
+    );
+    eventually("the relayed duplicate was handled", || {
+        let store = store.clone();
+        let key = key.clone();
+        async move { store.count_notifications(&key).await.unwrap_or(0) == 1 }
+    })
+    .await;
+    let page = app
+        .get_auth("/api/v1/notifications", &s.customer)
+        .await
+        .json();
+    assert_eq!(page["total"], 1, "{page}");
 }
