@@ -179,6 +179,17 @@ impl Application {
             .await
             .map_err(|e| anyhow::anyhow!("could not rehydrate active orders: {e}"))?;
         tracing::info!(active, "active orders rehydrated");
+        // An order actor that could not load its order (database briefly down) stops; this
+        // sweep brings every active order back into an actor within a minute.
+        let sweep = orders.clone();
+        actix_web::rt::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                if let Err(e) = sweep.rehydrate().await {
+                    tracing::warn!(error = %e, "active-order sweep failed; retrying in a minute");
+                }
+            }
+        });
 
         let riders = Riders::new(RiderDeps {
             fleet,

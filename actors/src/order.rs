@@ -639,7 +639,8 @@ impl OrderRegistry {
             .map_err(|e| OrderError::Storage(format!("order actor unavailable: {e}")))?
     }
 
-    /// Starts an actor for every active order in the journal; returns how many.
+    /// Starts an actor for every active order in the journal that has none; returns how
+    /// many active orders there are. Called at start-up and periodically.
     pub async fn rehydrate(&self) -> Result<usize, JournalError> {
         let ids = self.inner.deps.journal.active_orders().await?;
         for id in &ids {
