@@ -769,3 +769,37 @@ async fn the_trail_is_sampled_and_manual_dispatch_offers_at_once() {
         actix_web::rt::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[actix_web::test]
+async fn a_rider_without_a_fresh_fix_is_not_offered_orders() {
+    let app = spawn_app_with(Backend::Sqlite, Options::default())
+        .await
+        .expect("sqlite");
+    let w = world(&app).await;
+    // The near rider's only fix is 70 s old: accepted, but too stale to dispatch on.
+    let (_, token) = app.user_token("rider").await;
+    let mut stale = RiderWs::connect(&app, &token).await;
+    stale.expect("welcome").await;
+    let old = chrono::Utc::now().timestamp_millis() - 70_000;
+    stale
+        .send(json!({"type": "location", "lat": PHARMACY.0 + 0.001, "lng": PHARMACY.1, "ts": old}))
+        .await;
+    stale
+        .send(json!({"type": "availability", "available": true}))
+        .await;
+    let (_, _, mut fresh) = rider_at(&app, PHARMACY.0 + 0.02, PHARMACY.1).await;
+    free_riders(&app, &w.admin, 2).await;
+    let placed = order(&app, &w, 1, PHARMACY.0, PHARMACY.1).await;
+    let offer = fresh.expect("offer").await;
+    assert_eq!(
+        offer["order_id"], placed["id"],
+        "the far but fresh rider gets it"
+    );
+    // The stale rider got nothing: the next frame it sees answers its own bad frame.
+    stale.send(json!({"type": "dance"})).await;
+    let next = stale.next().await.expect("open");
+    assert_eq!(
+        next["code"], "invalid_message",
+        "stale rider was sent {next}"
+    );
+}
