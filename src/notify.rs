@@ -241,3 +241,36 @@ impl EventHandler for OrderGauge {
         })
     }
 }
+
+/// Sends order status changes to the customers watching (node-local).
+pub struct TrackingFanout {
+    watchers: medify_actors::tracking::Watchers,
+}
+
+impl TrackingFanout {
+    pub fn new(watchers: medify_actors::tracking::Watchers) -> Self {
+        Self { watchers }
+    }
+}
+
+impl EventHandler for TrackingFanout {
+    fn name(&self) -> &'static str {
+        "tracking_fanout"
+    }
+
+    fn handle<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async move {
+            if let (Some(order), Some(to)) = (event.order_id, event.to_status) {
+                let at = chrono::DateTime::from_timestamp_millis(event.at_ms).unwrap_or_default();
+                self.watchers.status(
+                    order,
+                    medify_actors::tracking::TrackFrame::Status {
+                        status: to.as_str().to_owned(),
+                        at: at.to_rfc3339(),
+                    },
+                );
+            }
+            Ok(())
+        })
+    }
+}

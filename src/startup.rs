@@ -30,7 +30,9 @@ use crate::config::{AdminBootstrap, Settings};
 use crate::domain::Role;
 use crate::error::{problem_for_framework_errors, ApiError};
 use crate::extract;
-use crate::notify::{LogNotifier, NotificationWriter, Notifier, OrderGauge, SmtpNotifier};
+use crate::notify::{
+    LogNotifier, NotificationWriter, Notifier, OrderGauge, SmtpNotifier, TrackingFanout,
+};
 use crate::redis::Redis;
 use crate::routes::{self, openapi::OpenApiJson};
 use crate::store::riders::TrailWriter;
@@ -44,6 +46,7 @@ use medify_actors::matcher::{Matcher, MatcherConfig};
 use medify_actors::order::{OrderDeps, OrderRegistry};
 use medify_actors::ports::EventBus;
 use medify_actors::rider::{RiderDeps, Riders};
+use medify_actors::tracking::Watchers;
 
 /// What every handler can reach, shared behind `web::Data`.
 pub struct AppState {
@@ -60,6 +63,8 @@ pub struct AppState {
     pub bus: Arc<dyn EventBus>,
     pub orders: OrderRegistry,
     pub riders: Riders,
+    /// Customers watching orders.
+    pub watchers: Watchers,
     /// This application instance (several may share a process in tests).
     pub instance: uuid::Uuid,
 }
@@ -127,8 +132,11 @@ impl Application {
                 .with_label_values(&[status.as_str()])
                 .set(count);
         }
-        let local: Vec<Arc<dyn EventHandler>> =
-            vec![Arc::new(OrderGauge::new(metrics.orders.clone()))];
+        let watchers = Watchers::new();
+        let local: Vec<Arc<dyn EventHandler>> = vec![
+            Arc::new(OrderGauge::new(metrics.orders.clone())),
+            Arc::new(TrackingFanout::new(watchers.clone())),
+        ];
         let notifier: Arc<dyn Notifier> = match &settings.smtp {
             Some(smtp) => Arc::new(SmtpNotifier::new(smtp, store.clone())?),
             None => Arc::new(LogNotifier),
@@ -199,6 +207,7 @@ impl Application {
             trail: Arc::new(TrailWriter::start(store.clone())),
             grace: Duration::from_secs(settings.dispatch.rider_grace_s),
             bus: bus.clone(),
+            watchers: watchers.clone(),
         });
 
         let listener = TcpListener::bind(settings.bind)
@@ -220,6 +229,7 @@ impl Application {
             bus,
             orders,
             riders,
+            watchers,
             instance: uuid::Uuid::now_v7(),
         });
         crate::catalog_sync::start(state.clone());

@@ -16,3 +16,4 @@ pub mod places;
 pub mod ports;
 pub mod protocol;
 pub mod rider;
+pub mod tracking;

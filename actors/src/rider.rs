@@ -121,6 +121,19 @@ pub struct RiderDeps {
     pub grace: Duration,
     /// Where `rider.online` / `rider.offline` are announced.
     pub bus: Arc<dyn EventBus>,
+    /// Customers watching orders (rider positions go to them).
+    pub watchers: crate::tracking::Watchers,
+}
+
+/// Seconds to go for a rider at `at` on an order (to the pickup then the drop-off before
+/// pick-up, straight to the drop-off after), at the matcher's city speed.
+pub fn eta_seconds(at: Point, pickup: Point, dropoff: Point, picked_up: bool) -> i64 {
+    let metres = if picked_up {
+        at.distance_m(dropoff)
+    } else {
+        at.distance_m(pickup) + pickup.distance_m(dropoff)
+    };
+    (metres * 1.3 / 5.0).round() as i64
 }
 
 /// Announces a rider coming online or going offline (fire and forget).
@@ -184,6 +197,8 @@ struct Active {
     order_id: Uuid,
     status: OrderStatus,
     last_trail: Option<(Point, i64)>,
+    pickup: Option<Point>,
+    dropoff: Option<Point>,
 }
 
 /// See the module documentation.
@@ -307,6 +322,8 @@ impl Actor for RiderSession {
                             order_id: record.id,
                             status: record.status,
                             last_trail: None,
+                            pickup: Some(record.pickup),
+                            dropoff: Some(record.dropoff),
                         })
                     }
                     Ok(None) => act.active = None,
@@ -475,6 +492,28 @@ impl Handler<Locations> for RiderSession {
                     ts_ms: last.ts_ms,
                 });
             }
+            // Customers watching the order get every moving fix (conflated per watcher).
+            if let Some(active) = &self.active {
+                let eta_s = match (active.pickup, active.dropoff) {
+                    (Some(p), Some(d)) => Some(eta_seconds(
+                        last.at,
+                        p,
+                        d,
+                        active.status == OrderStatus::PickedUp,
+                    )),
+                    _ => None,
+                };
+                self.deps.watchers.location(
+                    active.order_id,
+                    crate::tracking::TrackFrame::RiderLocation {
+                        lat: last.at.lat(),
+                        lng: last.at.lng(),
+                        ts: last.ts_ms,
+                        heading: last.heading,
+                        eta_s,
+                    },
+                );
+            }
             // The fleet view (GET /riders, ops) is good to a second.
             if self.told_fleet.is_none_or(|ts| last.ts_ms - ts >= 1_000) {
                 self.told_fleet = Some(last.ts_ms);
@@ -632,6 +671,8 @@ impl Handler<RespondToOffer> for RiderSession {
                             order_id,
                             status: OrderStatus::Assigned,
                             last_trail: None,
+                            pickup: Point::new(pickup.lat, pickup.lng).ok(),
+                            dropoff: Point::new(dropoff.lat, dropoff.lng).ok(),
                         });
                         act.send(Outbound::Assigned {
                             order_id,

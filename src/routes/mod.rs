@@ -52,5 +52,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(notifications::list_notifications)
         .service(riders::list_riders)
         .service(dispatch::set_dispatch)
-        .service(crate::ws::rider::rider_socket);
+        .service(crate::ws::rider::rider_socket)
+        .service(crate::ws::track::track_socket);
 }

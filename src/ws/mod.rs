@@ -2,3 +2,4 @@
 //! that uses actix-web-actors lives here, so moving to actix-ws touches this folder alone.
 
 pub mod rider;
+pub mod track;

@@ -14,3 +14,4 @@ mod orders;
 mod redis;
 mod riders;
 mod smtp;
+mod tracking;

@@ -28,8 +28,13 @@ pub struct RiderWs {
 
 impl RiderWs {
     pub async fn connect(http: &Http, token: &str) -> Self {
+        Self::connect_to(http, "/ws/rider", token).await
+    }
+
+    /// Any of the server's sockets, token in the query.
+    pub async fn connect_to(http: &Http, path: &str, token: &str) -> Self {
         let url = format!(
-            "{}/ws/rider?access_token={token}",
+            "{}{path}?access_token={token}",
             http.address.replace("http://", "ws://")
         );
         let (res, framed) = http

@@ -1,0 +1,146 @@
+//! Watchers of orders: fan-out of rider positions and statuses to tracking sockets, with
+//! conflation.
+//!
+//! Each watcher has a slot: the latest rider position (a newer one replaces an unsent
+//! one) and a short queue of status frames. Publishing fills the slot and wakes the watcher
+//! only if it is not already awake, so a watcher that never reads holds one position and a
+//! few statuses, never a backlog, and never slows the rider or the other watchers.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use actix::prelude::*;
+use serde::Serialize;
+use uuid::Uuid;
+
+/// A frame for a tracking socket.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum TrackFrame {
+    RiderLocation {
+        lat: f64,
+        lng: f64,
+        ts: i64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        heading: Option<f64>,
+        eta_s: Option<i64>,
+    },
+    Status {
+        status: String,
+        /// RFC 3339.
+        at: String,
+    },
+}
+
+/// Wakes a tracking socket: something is waiting in its slot.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct Wake;
+
+/// Most status frames kept for a watcher that does not read (an order has at most five).
+const MAX_STATUSES: usize = 8;
+
+/// One watcher's mailbox of record.
+pub struct Slot {
+    location: Mutex<Option<TrackFrame>>,
+    statuses: Mutex<VecDeque<TrackFrame>>,
+    awake: std::sync::atomic::AtomicBool,
+    wake: Recipient<Wake>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Slot {
+    pub fn new(wake: Recipient<Wake>) -> Arc<Self> {
+        Arc::new(Self {
+            location: Mutex::new(None),
+            statuses: Mutex::new(VecDeque::new()),
+            awake: std::sync::atomic::AtomicBool::new(false),
+            wake,
+        })
+    }
+
+    fn poke(&self) {
+        if !self.awake.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            self.wake.do_send(Wake);
+        }
+    }
+
+    /// Everything waiting, statuses first; the watcher calls this when woken.
+    pub fn drain(&self) -> Vec<TrackFrame> {
+        self.awake
+            .store(false, std::sync::atomic::Ordering::Release);
+        let mut out: Vec<TrackFrame> = lock(&self.statuses).drain(..).collect();
+        if let Some(loc) = lock(&self.location).take() {
+            out.insert(0, loc);
+        }
+        out
+    }
+}
+
+/// An order's watchers: (watcher id, slot).
+type Watching = Vec<(Uuid, Arc<Slot>)>;
+
+/// Order id → its watchers. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Watchers {
+    inner: Arc<Mutex<HashMap<Uuid, Watching>>>,
+}
+
+impl Watchers {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn add(&self, order: Uuid, watcher: Uuid, slot: Arc<Slot>) {
+        lock(&self.inner)
+            .entry(order)
+            .or_default()
+            .push((watcher, slot));
+    }
+
+    pub fn remove(&self, order: Uuid, watcher: Uuid) {
+        let mut map = lock(&self.inner);
+        if let Some(list) = map.get_mut(&order) {
+            list.retain(|(w, _)| *w != watcher);
+            if list.is_empty() {
+                map.remove(&order);
+            }
+        }
+    }
+
+    fn slots(&self, order: Uuid) -> Vec<Arc<Slot>> {
+        lock(&self.inner)
+            .get(&order)
+            .map(|l| l.iter().map(|(_, s)| s.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// A new rider position: replaces any unsent one.
+    pub fn location(&self, order: Uuid, frame: TrackFrame) {
+        for slot in self.slots(order) {
+            *lock(&slot.location) = Some(frame.clone());
+            slot.poke();
+        }
+    }
+
+    /// A status change: queued in order.
+    pub fn status(&self, order: Uuid, frame: TrackFrame) {
+        for slot in self.slots(order) {
+            let mut q = lock(&slot.statuses);
+            if q.len() >= MAX_STATUSES {
+                q.pop_front();
+            }
+            q.push_back(frame.clone());
+            drop(q);
+            slot.poke();
+        }
+    }
+
+    /// Watchers of `order` (tests, metrics).
+    pub fn count(&self, order: Uuid) -> usize {
+        lock(&self.inner).get(&order).map_or(0, Vec::len)
+    }
+}

@@ -1,0 +1,188 @@
+//! `GET /ws/orders/{id}/track`: a customer (or an admin) watching one order.
+//!
+//! The order's customer or an admin may watch (no or a bad token: 401; anyone else: 404,
+//! both before the upgrade). The first frame is the `snapshot`; then `rider_location` and
+//! `status` frames come from the order's [`Watchers`] slot for this socket, which conflates
+//! positions, so a watcher that does not read costs one position and a few statuses. After
+//! `delivered`, `cancelled` or `failed` the status is sent and the socket closes with 1000.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use actix_web::{get, web, HttpRequest, HttpResponse};
+use actix_web_actors::ws::{self, CloseCode, CloseReason, ProtocolError};
+use medify_actors::geo::Point;
+use medify_actors::order::OrderStatus;
+use medify_actors::rider::eta_seconds;
+use medify_actors::tracking::{Slot, TrackFrame, Wake, Watchers};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::auth::AuthUser;
+use crate::domain::Role;
+use crate::error::ApiError;
+use crate::startup::AppState;
+use crate::store::orders::OrderView;
+use crate::telemetry::Metrics;
+
+const PING_EVERY: Duration = Duration::from_secs(10);
+const SILENCE_LIMIT: Duration = Duration::from_secs(30);
+
+/// One watching socket.
+pub struct TrackSocket {
+    id: Uuid,
+    order: OrderView,
+    snapshot: serde_json::Value,
+    watchers: Watchers,
+    slot: Option<Arc<Slot>>,
+    metrics: Metrics,
+    last_heard: Instant,
+}
+
+fn is_final(status: &str) -> bool {
+    OrderStatus::parse(status).is_some_and(OrderStatus::is_final)
+}
+
+impl TrackSocket {
+    fn write(ctx: &mut ws::WebsocketContext<Self>, frame: &impl serde::Serialize) {
+        match serde_json::to_string(frame) {
+            Ok(text) => ctx.text(text),
+            Err(e) => tracing::error!(error = %e, "could not encode a tracking frame"),
+        }
+    }
+
+    fn finish(ctx: &mut ws::WebsocketContext<Self>) {
+        ctx.close(Some(CloseReason {
+            code: CloseCode::Normal,
+            description: None,
+        }));
+        ctx.stop();
+    }
+}
+
+impl Actor for TrackSocket {
+    type Context = ws::WebsocketContext<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.metrics
+            .ws_connections
+            .with_label_values(&["track"])
+            .inc();
+        Self::write(ctx, &self.snapshot);
+        if self.order.status.is_final() {
+            Self::write(
+                ctx,
+                &TrackFrame::Status {
+                    status: self.order.status.as_str().to_owned(),
+                    at: self.order.updated_at.to_rfc3339(),
+                },
+            );
+            return Self::finish(ctx);
+        }
+        let slot = Slot::new(ctx.address().recipient());
+        self.watchers.add(self.order.id, self.id, slot.clone());
+        self.slot = Some(slot);
+        ctx.run_interval(PING_EVERY, |act, ctx| {
+            if act.last_heard.elapsed() > SILENCE_LIMIT {
+                ctx.stop();
+            } else {
+                ctx.ping(b"");
+            }
+        });
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        self.metrics
+            .ws_connections
+            .with_label_values(&["track"])
+            .dec();
+        self.watchers.remove(self.order.id, self.id);
+    }
+}
+
+impl Handler<Wake> for TrackSocket {
+    type Result = ();
+    fn handle(&mut self, _: Wake, ctx: &mut Self::Context) {
+        let Some(slot) = &self.slot else { return };
+        for frame in slot.drain() {
+            Self::write(ctx, &frame);
+            if let TrackFrame::Status { status, .. } = &frame {
+                if is_final(status) {
+                    return Self::finish(ctx);
+                }
+            }
+        }
+    }
+}
+
+impl StreamHandler<Result<ws::Message, ProtocolError>> for TrackSocket {
+    fn handle(&mut self, msg: Result<ws::Message, ProtocolError>, ctx: &mut Self::Context) {
+        self.last_heard = Instant::now();
+        match msg {
+            Ok(ws::Message::Ping(p)) => ctx.pong(&p),
+            Ok(ws::Message::Close(reason)) => {
+                ctx.close(reason);
+                ctx.stop();
+            }
+            Ok(_) => {}
+            Err(_) => ctx.stop(),
+        }
+    }
+}
+
+/// Watch an order's rider and status.
+#[get("/ws/orders/{id}/track")]
+pub async fn track_socket(
+    req: HttpRequest,
+    stream: web::Payload,
+    user: AuthUser,
+    id: web::Path<Uuid>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let order = state
+        .store
+        .order_view(*id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let allowed =
+        user.role == Role::Admin || (user.role == Role::Customer && order.customer_id == user.id);
+    if !allowed {
+        return Err(ApiError::NotFound);
+    }
+    let rider_location = order
+        .rider
+        .as_ref()
+        .and_then(|r| state.riders.fleet().view(r.id))
+        .and_then(|v| v.last_location);
+    let eta_s = rider_location.and_then(|l| {
+        let at = Point::new(l.lat, l.lng).ok()?;
+        let pickup = Point::new(order.pharmacy.lat, order.pharmacy.lng).ok()?;
+        let dropoff = Point::new(order.delivery.lat, order.delivery.lng).ok()?;
+        Some(eta_seconds(
+            at,
+            pickup,
+            dropoff,
+            order.status == OrderStatus::PickedUp,
+        ))
+    });
+    let snapshot = json!({
+        "type": "snapshot",
+        "order": order,
+        "rider_location": rider_location.map(|l| json!({"lat": l.lat, "lng": l.lng, "ts": l.ts})),
+        "eta_s": eta_s,
+    });
+    let socket = TrackSocket {
+        id: Uuid::now_v7(),
+        order,
+        snapshot,
+        watchers: state.watchers.clone(),
+        slot: None,
+        metrics: state.metrics.clone(),
+        last_heard: Instant::now(),
+    };
+    ws::WsResponseBuilder::new(socket, &req, stream)
+        .frame_size(16 * 1024)
+        .start()
+        .map_err(|e| ApiError::BadRequest(format!("not a WebSocket handshake: {e}")))
+}

@@ -1,0 +1,108 @@
+//! The customer's tracking socket with a real rider on the other end.
+
+use serde_json::json;
+
+use crate::backend_tests;
+use crate::helpers::TestApp;
+use crate::riders::RiderWs;
+
+backend_tests!(watchers_follow_the_rider_to_the_door);
+
+async fn watchers_follow_the_rider_to_the_door(app: TestApp) {
+    let admin = app.admin_token().await;
+    let pharmacy = app.create_pharmacy(&admin, "Hub", 12.9716, 77.5946).await;
+    let medicine = app.create_medicine(&admin, "M", None, None, 100).await;
+    assert_eq!(
+        app.put_stock(&admin, pharmacy, &[(medicine, 5)])
+            .await
+            .status,
+        200
+    );
+    let (_, customer) = app.user_token("customer").await;
+    let (_, stranger) = app.user_token("customer").await;
+    let (_, rider_token) = app.user_token("rider").await;
+    let mut rider = RiderWs::connect(&app, &rider_token).await;
+    rider.expect("welcome").await;
+    rider.at(12.9726, 77.5946).await;
+    rider
+        .send(json!({"type": "availability", "available": true}))
+        .await;
+    let placed = app
+        .place_order(&customer, &[(medicine, 1)], 12.9816, 77.5946)
+        .await
+        .json();
+    let id = placed["id"].as_str().expect("id").to_owned();
+    let offer = rider.expect("offer").await;
+    rider
+        .send(json!({"type": "offer_response", "offer_id": offer["offer_id"], "accept": true}))
+        .await;
+    rider.expect("assigned").await;
+
+    // Before the upgrade: no token 401, someone else's order 404.
+    let path = format!("/ws/orders/{id}/track");
+    assert_eq!(app.get(&path).await.status, 401);
+    app.get_auth(&path, &stranger)
+        .await
+        .assert_problem(404, "not_found");
+
+    let mut phone = RiderWs::connect_to(&app, &path, &customer).await;
+    let mut laptop = RiderWs::connect_to(&app, &path, &admin).await;
+    for w in [&mut phone, &mut laptop] {
+        let snapshot = w.next().await.expect("snapshot");
+        assert_eq!(
+            snapshot["type"], "snapshot",
+            "the first frame is the snapshot"
+        );
+        assert_eq!(snapshot["order"]["id"], id);
+        assert_eq!(snapshot["order"]["status"], "assigned");
+        assert_eq!(snapshot["rider_location"]["lat"], 12.9726, "{snapshot}");
+        assert!(snapshot["eta_s"].as_i64().unwrap_or(0) > 0, "{snapshot}");
+    }
+
+    // A fix a few seconds later reaches both watchers, with an ETA via the pickup.
+    let t = chrono::Utc::now().timestamp_millis() + 3_000;
+    rider
+        .send(json!({"type": "location", "lat": 12.9720, "lng": 77.5946, "ts": t, "heading": 180}))
+        .await;
+    for w in [&mut phone, &mut laptop] {
+        let loc = w.expect("rider_location").await;
+        assert_eq!(
+            (loc["lat"].as_f64(), loc["ts"].as_i64()),
+            (Some(12.9720), Some(t)),
+            "{loc}"
+        );
+        assert_eq!(loc["heading"], 180.0);
+        assert!(loc["eta_s"].as_i64().unwrap_or(0) > 0, "{loc}");
+    }
+
+    // Statuses arrive in order; after delivered the socket closes with 1000.
+    rider
+        .send(json!({"type": "order_status", "order_id": id, "status": "picked_up"}))
+        .await;
+    rider
+        .send(json!({"type": "order_status", "order_id": id, "status": "delivered", "code": placed["delivery_code"]}))
+        .await;
+    for w in [&mut phone, &mut laptop] {
+        let mut statuses = Vec::new();
+        let code = loop {
+            match w.next().await {
+                Ok(frame) if frame["type"] == "status" => {
+                    statuses.push(frame["status"].as_str().unwrap_or("").to_owned())
+                }
+                Ok(_) => {}
+                Err(code) => break code,
+            }
+        };
+        assert_eq!(statuses, vec!["picked_up", "delivered"]);
+        assert_eq!(code, Some(1000));
+    }
+
+    // Watching a finished order: the snapshot, the final status, and a clean close.
+    let mut late = RiderWs::connect_to(&app, &path, &customer).await;
+    assert_eq!(
+        late.next().await.expect("snapshot")["order"]["status"],
+        "delivered"
+    );
+    assert_eq!(late.next().await.expect("status")["status"], "delivered");
+    assert_eq!(late.next().await.err(), Some(Some(1000)));
+}
