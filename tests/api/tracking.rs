@@ -106,3 +106,64 @@ async fn watchers_follow_the_rider_to_the_door(app: TestApp) {
     assert_eq!(late.next().await.expect("status")["status"], "delivered");
     assert_eq!(late.next().await.err(), Some(Some(1000)));
 }
+
+/// 100 fixes in one batch: a watcher gets the latest position, not a backlog, and a
+/// watcher that never reads does not hold the other one up.
+#[actix_web::test]
+async fn positions_are_conflated_per_watcher() {
+    use crate::helpers::{spawn_app_with, Backend, Options};
+    let app = spawn_app_with(Backend::Sqlite, Options::default())
+        .await
+        .expect("sqlite");
+    let admin = app.admin_token().await;
+    let pharmacy = app.create_pharmacy(&admin, "Hub", 12.9716, 77.5946).await;
+    let medicine = app.create_medicine(&admin, "M", None, None, 100).await;
+    assert_eq!(
+        app.put_stock(&admin, pharmacy, &[(medicine, 5)])
+            .await
+            .status,
+        200
+    );
+    let (_, customer) = app.user_token("customer").await;
+    let (_, rider_token) = app.user_token("rider").await;
+    let mut rider = RiderWs::connect(&app, &rider_token).await;
+    rider.expect("welcome").await;
+    rider.at(12.9726, 77.5946).await;
+    rider
+        .send(json!({"type": "availability", "available": true}))
+        .await;
+    let placed = app
+        .place_order(&customer, &[(medicine, 1)], 12.9816, 77.5946)
+        .await
+        .json();
+    let offer = rider.expect("offer").await;
+    rider
+        .send(json!({"type": "offer_response", "offer_id": offer["offer_id"], "accept": true}))
+        .await;
+    rider.expect("assigned").await;
+    let path = format!("/ws/orders/{}/track", placed["id"].as_str().expect("id"));
+    let _idle = RiderWs::connect_to(&app, &path, &customer).await; // never reads
+    let mut reader = RiderWs::connect_to(&app, &path, &customer).await;
+    assert_eq!(reader.next().await.expect("snapshot")["type"], "snapshot");
+
+    let t0 = chrono::Utc::now().timestamp_millis() + 1_000;
+    let points: Vec<_> = (0..100)
+        .map(|i| json!({"lat": 12.9726 + f64::from(i) * 0.00001, "lng": 77.5946, "ts": t0 + i64::from(i) * 500}))
+        .collect();
+    let last_ts = t0 + 99 * 500;
+    rider
+        .send(json!({"type": "locations", "points": points}))
+        .await;
+    let mut received = 0;
+    loop {
+        let frame = reader.expect("rider_location").await;
+        received += 1;
+        if frame["ts"] == last_ts {
+            break;
+        }
+    }
+    assert!(
+        received < 100,
+        "{received} frames for 100 fixes: not conflated"
+    );
+}
