@@ -65,8 +65,11 @@ impl RiderWs {
     /// The next JSON frame (pings answered), or `None` if the server closed the socket,
     /// with the close code.
     pub async fn next(&mut self) -> Result<Value, Option<u16>> {
+        // One deadline for the whole wait: server pings must not keep it alive forever.
+        let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            let frame = actix_web::rt::time::timeout(Duration::from_secs(15), self.framed.next())
+            let left = deadline.saturating_duration_since(Instant::now());
+            let frame = actix_web::rt::time::timeout(left, self.framed.next())
                 .await
                 .expect("no frame within 15 s");
             match frame {
@@ -83,9 +86,11 @@ impl RiderWs {
         }
     }
 
-    /// Reads frames until one of type `kind`; panics on a close.
+    /// Reads frames until one of type `kind`; panics on a close, or after 30 s.
     pub async fn expect(&mut self, kind: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
         loop {
+            assert!(Instant::now() < deadline, "no {kind} frame within 30 s");
             match self.next().await {
                 Ok(v) if v["type"] == kind => return v,
                 Ok(_) => continue,
