@@ -73,14 +73,7 @@ async fn an_assigned_order_survives_kill_nine_and_is_delivered() {
     let server = start(&db);
     let http = &server.http;
     let admin = http.admin_token().await;
-    let pharmacy = http.create_pharmacy(&admin, "P", 12.97, 77.59).await;
-    let medicine = http.create_medicine(&admin, "M", None, None, 100).await;
-    assert_eq!(
-        http.put_stock(&admin, pharmacy, &[(medicine, 5)])
-            .await
-            .status,
-        200
-    );
+    let (pharmacy, medicine) = http.stocked_pharmacy(&admin, "P", 12.97, 77.59, 5).await;
     let (_, customer) = http.user_token("customer").await;
     let (_, rider) = http.user_token("rider").await;
     let mut ws = RiderWs::connect(http, &rider).await;

@@ -271,6 +271,27 @@ impl Http {
         Uuid::parse_str(res.json()["id"].as_str().expect("id")).expect("uuid")
     }
 
+    /// A pharmacy named `name` at `(lat, lng)` stocking `stock` of a new medicine "M"
+    /// (price 100), all made by `admin`; returns `(pharmacy, medicine)`.
+    pub async fn stocked_pharmacy(
+        &self,
+        admin: &str,
+        name: &str,
+        lat: f64,
+        lng: f64,
+        stock: i64,
+    ) -> (Uuid, Uuid) {
+        let pharmacy = self.create_pharmacy(admin, name, lat, lng).await;
+        let medicine = self.create_medicine(admin, "M", None, None, 100).await;
+        assert_eq!(
+            self.put_stock(admin, pharmacy, &[(medicine, stock)])
+                .await
+                .status,
+            200
+        );
+        (pharmacy, medicine)
+    }
+
     /// Sets shelf quantities as `token`; returns the answer.
     pub async fn put_stock(&self, token: &str, pharmacy: Uuid, lines: &[(Uuid, i64)]) -> Reply {
         let items: Vec<Value> = lines

@@ -73,14 +73,7 @@ async fn order_notifications_are_emailed_to_the_customer() {
     .await
     .expect("sqlite");
     let admin = app.admin_token().await;
-    let pharmacy = app.create_pharmacy(&admin, "P", 12.97, 77.59).await;
-    let medicine = app.create_medicine(&admin, "M", None, None, 100).await;
-    assert_eq!(
-        app.put_stock(&admin, pharmacy, &[(medicine, 3)])
-            .await
-            .status,
-        200
-    );
+    let (_, medicine) = app.stocked_pharmacy(&admin, "P", 12.97, 77.59, 3).await;
     let (user, customer) = app.user_token("customer").await;
     let order = app
         .place_order(&customer, &[(medicine, 1)], 12.97, 77.59)
@@ -144,14 +137,7 @@ async fn undeliverable_notifications_end_failed() {
     .await
     .expect("sqlite");
     let admin = app.admin_token().await;
-    let pharmacy = app.create_pharmacy(&admin, "P", 12.97, 77.59).await;
-    let medicine = app.create_medicine(&admin, "M", None, None, 100).await;
-    assert_eq!(
-        app.put_stock(&admin, pharmacy, &[(medicine, 3)])
-            .await
-            .status,
-        200
-    );
+    let (_, medicine) = app.stocked_pharmacy(&admin, "P", 12.97, 77.59, 3).await;
     let (_, customer) = app.user_token("customer").await;
     assert_eq!(
         app.place_order(&customer, &[(medicine, 1)], 12.97, 77.59)

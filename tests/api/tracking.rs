@@ -10,14 +10,9 @@ backend_tests!(watchers_follow_the_rider_to_the_door);
 
 async fn watchers_follow_the_rider_to_the_door(app: TestApp) {
     let admin = app.admin_token().await;
-    let pharmacy = app.create_pharmacy(&admin, "Hub", 12.9716, 77.5946).await;
-    let medicine = app.create_medicine(&admin, "M", None, None, 100).await;
-    assert_eq!(
-        app.put_stock(&admin, pharmacy, &[(medicine, 5)])
-            .await
-            .status,
-        200
-    );
+    let (_, medicine) = app
+        .stocked_pharmacy(&admin, "Hub", 12.9716, 77.5946, 5)
+        .await;
     let (_, customer) = app.user_token("customer").await;
     let (_, stranger) = app.user_token("customer").await;
     let (_, rider_token) = app.user_token("rider").await;
@@ -116,14 +111,9 @@ async fn positions_are_conflated_per_watcher() {
         .await
         .expect("sqlite");
     let admin = app.admin_token().await;
-    let pharmacy = app.create_pharmacy(&admin, "Hub", 12.9716, 77.5946).await;
-    let medicine = app.create_medicine(&admin, "M", None, None, 100).await;
-    assert_eq!(
-        app.put_stock(&admin, pharmacy, &[(medicine, 5)])
-            .await
-            .status,
-        200
-    );
+    let (_, medicine) = app
+        .stocked_pharmacy(&admin, "Hub", 12.9716, 77.5946, 5)
+        .await;
     let (_, customer) = app.user_token("customer").await;
     let (_, rider_token) = app.user_token("rider").await;
     let mut rider = RiderWs::connect(&app, &rider_token).await;
