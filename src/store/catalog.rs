@@ -173,15 +173,23 @@ impl Store {
         })
     }
 
-    /// Which of `ids` are live medicines.
+    /// Which of `ids` are live medicines (one query, however many ids).
     pub async fn existing_medicines(&self, ids: &[Uuid]) -> Result<Vec<Uuid>, sqlx::Error> {
-        let mut found = Vec::with_capacity(ids.len());
-        for id in ids {
-            if self.medicine(*id).await?.is_some() {
-                found.push(*id);
-            }
+        if ids.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(found)
+        let placeholders: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT id FROM medicines WHERE deleted_at IS NULL AND id IN ({})",
+            placeholders.join(", ")
+        );
+        on_pool!(self, |pool| {
+            let mut query = sqlx::query_scalar::<_, Uuid>(&sql);
+            for id in ids {
+                query = query.bind(*id);
+            }
+            query.fetch_all(pool).await
+        })
     }
 
     pub async fn insert_pharmacy(&self, p: &PharmacyRow) -> Result<(), sqlx::Error> {
