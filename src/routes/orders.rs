@@ -83,6 +83,20 @@ async fn plan(state: &AppState, body: &NewOrderRequest) -> Result<Planned, ApiEr
     }
     let mut lines = Vec::with_capacity(body.items.len());
     let mut seen = std::collections::HashSet::new();
+    // Prices come from the catalog, all lines in one query.
+    let ids: Vec<Uuid> = body
+        .items
+        .iter()
+        .take(MAX_ITEMS)
+        .map(|i| i.medicine_id)
+        .collect();
+    let catalog: std::collections::HashMap<Uuid, i64> = state
+        .store
+        .medicines_in(&ids)
+        .await?
+        .into_iter()
+        .map(|m| (m.id, m.price_cents))
+        .collect();
     for (i, item) in body.items.iter().enumerate().take(MAX_ITEMS) {
         if !(1..=MAX_QTY).contains(&item.qty) {
             errors.add(
@@ -94,11 +108,11 @@ async fn plan(state: &AppState, body: &NewOrderRequest) -> Result<Planned, ApiEr
             errors.add(&format!("items[{i}].medicine_id"), "appears more than once");
             continue;
         }
-        match state.store.medicine(item.medicine_id).await? {
-            Some(m) => lines.push(NewOrderLine {
-                medicine_id: m.id,
+        match catalog.get(&item.medicine_id) {
+            Some(price_cents) => lines.push(NewOrderLine {
+                medicine_id: item.medicine_id,
                 qty: item.qty,
-                price_cents: m.price_cents,
+                price_cents: *price_cents,
             }),
             None => errors.add(&format!("items[{i}].medicine_id"), "no such medicine"),
         }

@@ -173,23 +173,33 @@ impl Store {
         })
     }
 
-    /// Which of `ids` are live medicines (one query, however many ids).
-    pub async fn existing_medicines(&self, ids: &[Uuid]) -> Result<Vec<Uuid>, sqlx::Error> {
+    /// The live medicines among `ids` (one query, however many ids).
+    pub async fn medicines_in(&self, ids: &[Uuid]) -> Result<Vec<Medicine>, sqlx::Error> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
         let placeholders: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
         let sql = format!(
-            "SELECT id FROM medicines WHERE deleted_at IS NULL AND id IN ({})",
+            "SELECT {MEDICINE_COLUMNS} FROM medicines WHERE deleted_at IS NULL AND id IN ({})",
             placeholders.join(", ")
         );
         on_pool!(self, |pool| {
-            let mut query = sqlx::query_scalar::<_, Uuid>(&sql);
+            let mut query = sqlx::query_as::<_, Medicine>(&sql);
             for id in ids {
                 query = query.bind(*id);
             }
             query.fetch_all(pool).await
         })
+    }
+
+    /// Which of `ids` are live medicines.
+    pub async fn existing_medicines(&self, ids: &[Uuid]) -> Result<Vec<Uuid>, sqlx::Error> {
+        Ok(self
+            .medicines_in(ids)
+            .await?
+            .into_iter()
+            .map(|m| m.id)
+            .collect())
     }
 
     pub async fn insert_pharmacy(&self, p: &PharmacyRow) -> Result<(), sqlx::Error> {
