@@ -28,13 +28,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{ms, percentile};
+use common::{http_get, ms, percentile, rss_kib, spawn_server};
 use futures_util::{SinkExt, StreamExt};
 use medify::auth::jwt::JwtKeys;
 use medify::domain::Role;
@@ -50,52 +48,6 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|n| n.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-fn start_server(db: &std::path::Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_medify"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("MEDIFY_BIND", "127.0.0.1:0")
-        .env("LOG_FORMAT", "json")
-        .env("RUST_LOG", "warn,medify::startup=info")
-        .env(
-            "DATABASE_URL",
-            format!("sqlite://{}?mode=rwc", db.display()),
-        )
-        .env("JWT_SECRET", SECRET)
-        .envs(std::env::vars().filter(|(k, _)| k.starts_with("MALLOC_")))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn medify");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line.contains("\"listening\"") {
-                let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-                let _ = tx.send(v["address"].as_str().unwrap_or_default().to_owned());
-            }
-        }
-    });
-    let address = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("medify started");
-    (child, address)
-}
-
 /// `medify_location_updates_total` by outcome, from the server's /metrics.
 async fn counters(address: &str) -> (u64, u64, u64) {
     let text = http_get(address, "/metrics").await.unwrap_or_default();
@@ -107,17 +59,6 @@ async fn counters(address: &str) -> (u64, u64, u64) {
             .map_or(0, |n| n as u64)
     };
     (get("accepted"), get("rejected"), get("rate_limited"))
-}
-
-async fn http_get(address: &str, path: &str) -> Option<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
-    stream.write_all(req.as_bytes()).await.ok()?;
-    let mut buf = Vec::new();
-    stream.read_to_end(&mut buf).await.ok()?;
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())
 }
 
 /// /healthz latencies while `running` is set.
@@ -178,7 +119,7 @@ fn main() {
     let rate: f64 = env_or("INGEST_RATE", 50_000.0);
     let seconds: u64 = env_or("INGEST_SECONDS", 10);
     let db = std::env::temp_dir().join(format!("medify-ingest-{}.db", Uuid::now_v7()));
-    let (mut server, address) = start_server(&db);
+    let (mut server, address) = spawn_server(env!("CARGO_BIN_EXE_medify"), &db, SECRET, &[]);
     let pid = server.id();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

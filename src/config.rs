@@ -135,6 +135,9 @@ pub struct AuthLimits {
     pub per_account: u32,
 }
 
+/// OpenStreetMap's standard tiles; fine for development, see their tile usage policy.
+pub const DEFAULT_MAP_TILE_URL: &str = "https://tile.openstreetmap.org/{z}/{x}/{y}.png";
+
 /// Everything the server needs to know about its deployment.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -169,6 +172,8 @@ pub struct Settings {
     /// Where e-mail notifications go (`smtp://host:port`); unset: notifications are logged.
     pub smtp: Option<SmtpSettings>,
     pub dispatch: DispatchSettings,
+    /// Base-map tiles for the `/track` and `/ops` pages (a Leaflet URL template).
+    pub map_tile_url: String,
 }
 
 /// The matcher and rider sessions.
@@ -453,6 +458,9 @@ impl Settings {
                 .unwrap_or_else(|_| "medify".to_owned());
             format!("{host}-{}", std::process::id())
         });
+        let map_tile_url = r
+            .get("MAP_TILE_URL")
+            .unwrap_or_else(|| DEFAULT_MAP_TILE_URL.to_owned());
         let bus_claim_idle_ms = r.parse("BUS_CLAIM_IDLE_MS", 30_000, |raw| {
             parse_number(raw, 0, 3_600_000)
         });
@@ -531,6 +539,7 @@ impl Settings {
             bus_claim_idle_ms,
             smtp,
             dispatch,
+            map_tile_url,
         })
     }
 }

@@ -147,6 +147,7 @@ pub fn notification_type(kind: EventKind) -> Option<&'static str> {
         EventKind::OrderDelivered => "order_delivered",
         EventKind::OrderCancelled => "order_cancelled",
         EventKind::OrderFailed => "order_failed",
+        EventKind::RiderArriving => "rider_arriving",
         EventKind::OrderDispatching | EventKind::RiderOnline | EventKind::RiderOffline => {
             return None
         }
@@ -172,8 +173,16 @@ impl EventHandler for NotificationWriter {
 
     fn handle<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(async move {
-            let (Some(kind), Some(user_id)) = (notification_type(event.kind), event.customer_id)
-            else {
+            let Some(kind) = notification_type(event.kind) else {
+                return Ok(());
+            };
+            // A rider's own events do not carry the customer: the order does.
+            let customer = match (event.customer_id, event.order_id) {
+                (Some(c), _) => Some(c),
+                (None, Some(order)) => self.store.order_view(order).await?.map(|o| o.customer_id),
+                (None, None) => None,
+            };
+            let Some(user_id) = customer else {
                 return Ok(());
             };
             let payload = json!({
@@ -181,7 +190,12 @@ impl EventHandler for NotificationWriter {
                 "status": event.to_status,
                 "rider_id": event.rider_id,
             });
-            let dedupe = format!("{}:{kind}", event.id);
+            // Arrival is told once per order, whichever event says it (a restarted
+            // session may say it again).
+            let dedupe = match (event.kind, event.order_id) {
+                (EventKind::RiderArriving, Some(order)) => format!("{order}:{kind}"),
+                _ => format!("{}:{kind}", event.id),
+            };
             let Some(id) = self
                 .store
                 .insert_notification(user_id, kind, &payload, &dedupe)

@@ -65,6 +65,8 @@ pub struct AppState {
     pub riders: Riders,
     /// Customers watching orders.
     pub watchers: Watchers,
+    /// The admins' fleet picture (`/ws/ops`).
+    pub ops: crate::ws::ops::OpsFeed,
     /// This application instance (several may share a process in tests).
     pub instance: uuid::Uuid,
 }
@@ -230,8 +232,12 @@ impl Application {
             orders,
             riders,
             watchers,
+            ops: crate::ws::ops::OpsFeed::new(),
             instance: uuid::Uuid::now_v7(),
         });
+        state
+            .ops
+            .start(state.riders.fleet().clone(), state.store.clone());
         crate::catalog_sync::start(state.clone());
         let openapi = web::Data::new(OpenApiJson::render());
 

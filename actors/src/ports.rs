@@ -187,6 +187,12 @@ pub enum EventKind {
     RiderOnline,
     #[serde(rename = "rider.offline")]
     RiderOffline,
+    /// The rider on an order, after pick-up, first came within [`ARRIVING_M`] of the
+    /// drop-off.
+    ///
+    /// [`ARRIVING_M`]: crate::rider::ARRIVING_M
+    #[serde(rename = "rider.arriving")]
+    RiderArriving,
 }
 
 /// One event on the bus. `id` is unique: handlers use it to do their work once.

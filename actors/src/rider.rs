@@ -36,6 +36,11 @@ pub const TRAIL_EVERY_M: f64 = 50.0;
 /// The matcher hears of a moving rider at most every this many metres or milliseconds.
 pub const MATCHER_EVERY_M: f64 = 50.0;
 pub const MATCHER_EVERY_MS: i64 = 5_000;
+/// How near the drop-off a rider counts as arriving, in metres.
+pub const ARRIVING_M: f64 = 300.0;
+/// Weight of a new measurement in the smoothed ETA (the rest is the countdown of the
+/// previous estimate).
+const ETA_GAIN: f64 = 0.25;
 
 /// One GPS fix, already checked for finite, in-range coordinates.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -136,14 +141,50 @@ pub fn eta_seconds(at: Point, pickup: Point, dropoff: Point, picked_up: bool) ->
     (metres * 1.3 / 5.0).round() as i64
 }
 
+/// An ETA that does not jump around with GPS noise.
+///
+/// Between fixes the previous estimate counts down with the clock; a new measurement then
+/// pulls it only part of the way ([`ETA_GAIN`]), so a noisy fix moves the ETA by a quarter
+/// of its error while a real change (a detour, a traffic jam) shows within a few fixes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SmoothedEta {
+    eta_s: f64,
+    at_ms: i64,
+}
+
+impl SmoothedEta {
+    /// Folds in a measurement `raw_s` taken at `at_ms`; returns the smoothed seconds.
+    pub fn update(previous: Option<Self>, raw_s: i64, at_ms: i64) -> Self {
+        let raw = raw_s as f64;
+        let eta_s = match previous {
+            None => raw,
+            Some(p) => {
+                let elapsed_s = (at_ms - p.at_ms).max(0) as f64 / 1000.0;
+                let predicted = (p.eta_s - elapsed_s).max(0.0);
+                predicted + ETA_GAIN * (raw - predicted)
+            }
+        };
+        Self { eta_s, at_ms }
+    }
+
+    pub fn seconds(self) -> i64 {
+        self.eta_s.round() as i64
+    }
+}
+
 /// Announces a rider coming online or going offline (fire and forget).
 fn announce(deps: &Arc<RiderDeps>, rider: Uuid, kind: EventKind) {
+    announce_order(deps, rider, None, kind);
+}
+
+/// Announces a rider event, about an order or not (fire and forget).
+fn announce_order(deps: &Arc<RiderDeps>, rider: Uuid, order_id: Option<Uuid>, kind: EventKind) {
     let bus = deps.bus.clone();
     actix::spawn(async move {
         let event = Event {
             id: Uuid::now_v7(),
             kind,
-            order_id: None,
+            order_id,
             customer_id: None,
             rider_id: Some(rider),
             pharmacy_id: None,
@@ -199,6 +240,29 @@ struct Active {
     last_trail: Option<(Point, i64)>,
     pickup: Option<Point>,
     dropoff: Option<Point>,
+    /// What the customers watching were last told.
+    eta: Option<SmoothedEta>,
+    /// Whether the customer has been told the rider is arriving.
+    arriving_told: bool,
+}
+
+impl Active {
+    fn new(
+        order_id: Uuid,
+        status: OrderStatus,
+        pickup: Option<Point>,
+        dropoff: Option<Point>,
+    ) -> Self {
+        Self {
+            order_id,
+            status,
+            last_trail: None,
+            pickup,
+            dropoff,
+            eta: None,
+            arriving_told: false,
+        }
+    }
 }
 
 /// See the module documentation.
@@ -318,13 +382,12 @@ impl Actor for RiderSession {
             actix::fut::wrap_future::<_, Self>(async move { directory.active_order(rider).await }).map(|found, act, _| {
                 match found {
                     Ok(Some(record)) => {
-                        act.active = Some(Active {
-                            order_id: record.id,
-                            status: record.status,
-                            last_trail: None,
-                            pickup: Some(record.pickup),
-                            dropoff: Some(record.dropoff),
-                        })
+                        act.active = Some(Active::new(
+                            record.id,
+                            record.status,
+                            Some(record.pickup),
+                            Some(record.dropoff),
+                        ))
                     }
                     Ok(None) => act.active = None,
                     Err(e) => tracing::error!(rider_id = %act.rider, error = %e, "could not load the rider's active order"),
@@ -493,16 +556,37 @@ impl Handler<Locations> for RiderSession {
                 });
             }
             // Customers watching the order get every moving fix (conflated per watcher).
-            if let Some(active) = &self.active {
+            if let Some(active) = self.active.as_mut() {
+                let picked_up = active.status == OrderStatus::PickedUp;
                 let eta_s = match (active.pickup, active.dropoff) {
-                    (Some(p), Some(d)) => Some(eta_seconds(
-                        last.at,
-                        p,
-                        d,
-                        active.status == OrderStatus::PickedUp,
-                    )),
+                    (Some(p), Some(d)) => {
+                        let raw = eta_seconds(last.at, p, d, picked_up);
+                        let eta = SmoothedEta::update(active.eta, raw, last.ts_ms);
+                        active.eta = Some(eta);
+                        Some(eta.seconds())
+                    }
                     _ => None,
                 };
+                let arriving = picked_up
+                    && !active.arriving_told
+                    && active
+                        .dropoff
+                        .is_some_and(|d| d.distance_m(last.at) <= ARRIVING_M);
+                if arriving {
+                    active.arriving_told = true;
+                    self.deps.watchers.status(
+                        active.order_id,
+                        crate::tracking::TrackFrame::Arriving {
+                            eta_s: eta_s.unwrap_or(0),
+                        },
+                    );
+                    announce_order(
+                        &self.deps,
+                        self.rider,
+                        Some(active.order_id),
+                        EventKind::RiderArriving,
+                    );
+                }
                 self.deps.watchers.location(
                     active.order_id,
                     crate::tracking::TrackFrame::RiderLocation {
@@ -667,13 +751,12 @@ impl Handler<RespondToOffer> for RiderSession {
                     }
                     let accepted = result?;
                     if let Some((order_id, pickup, dropoff)) = accepted {
-                        act.active = Some(Active {
+                        act.active = Some(Active::new(
                             order_id,
-                            status: OrderStatus::Assigned,
-                            last_trail: None,
-                            pickup: Point::new(pickup.lat, pickup.lng).ok(),
-                            dropoff: Point::new(dropoff.lat, dropoff.lng).ok(),
-                        });
+                            OrderStatus::Assigned,
+                            Point::new(pickup.lat, pickup.lng).ok(),
+                            Point::new(dropoff.lat, dropoff.lng).ok(),
+                        ));
                         act.send(Outbound::Assigned {
                             order_id,
                             pickup,
@@ -736,6 +819,27 @@ impl Handler<ReportStatus> for RiderSession {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn smoothed_eta_counts_down_and_damps_noise() {
+        let first = SmoothedEta::update(None, 600, 0);
+        assert_eq!(first.seconds(), 600);
+        // Ten seconds on, a measurement that agrees with the countdown changes nothing.
+        let steady = SmoothedEta::update(Some(first), 590, 10_000);
+        assert_eq!(steady.seconds(), 590);
+        // A 120 s jump from GPS noise moves the estimate by a quarter of it.
+        let noisy = SmoothedEta::update(Some(steady), 709, 11_000);
+        assert_eq!(noisy.seconds(), 619);
+        // Time never runs backwards into a larger estimate.
+        let stale = SmoothedEta::update(Some(steady), 590, 5_000);
+        assert_eq!(stale.seconds(), 590);
+        // A real change shows within a few fixes.
+        let mut eta = steady;
+        for i in 1..=8 {
+            eta = SmoothedEta::update(Some(eta), 300, 10_000 + i * 1_000);
+        }
+        assert!(eta.seconds() < 350, "{eta:?}");
+    }
 
     fn fix(lat: f64, lng: f64, ts_ms: i64) -> Fix {
         Fix {

@@ -30,6 +30,8 @@ pub enum TrackFrame {
         /// RFC 3339.
         at: String,
     },
+    /// The rider, after pick-up, came within 300 m of the drop-off (once per order).
+    Arriving { eta_s: i64 },
 }
 
 /// Wakes a tracking socket: something is waiting in its slot.
@@ -126,7 +128,7 @@ impl Watchers {
         }
     }
 
-    /// A status change: queued in order.
+    /// A status change (or `arriving`): queued in order.
     pub fn status(&self, order: Uuid, frame: TrackFrame) {
         for slot in self.slots(order) {
             let mut q = lock(&slot.statuses);

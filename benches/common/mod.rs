@@ -79,3 +79,96 @@ pub fn remove_sqlite(path: &std::path::Path) {
         let _ = std::fs::remove_file(p);
     }
 }
+
+/// Resident memory of process `pid`, in KiB (0 when it cannot be read).
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Starts the `medify` binary at `bin` as its own process on SQLite file `db` (so the
+/// load client's memory and CPU are not the server's), with `extra` environment; returns
+/// the child and its `host:port` once it logs that it listens.
+pub fn spawn_server(
+    bin: &str,
+    db: &std::path::Path,
+    secret: &str,
+    extra: &[(&str, &str)],
+) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(bin)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("MEDIFY_BIND", "127.0.0.1:0")
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "warn,medify::startup=info")
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}?mode=rwc", db.display()),
+        )
+        .env("JWT_SECRET", secret)
+        .envs(std::env::vars().filter(|(k, _)| k.starts_with("MALLOC_")))
+        .envs(extra.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn medify");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.contains("\"listening\"") {
+                let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+                let _ = tx.send(v["address"].as_str().unwrap_or_default().to_owned());
+            }
+        }
+    });
+    let address = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("medify started");
+    (child, address)
+}
+
+/// One HTTP/1.1 request on a fresh loopback connection: the status and the body.
+pub async fn http_request(
+    address: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&serde_json::Value>,
+) -> Option<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
+    let body = body.map(ToString::to_string).unwrap_or_default();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n{auth}\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(req.as_bytes()).await.ok()?;
+    let mut buf = Vec::new();
+    stream.read_to_end(&mut buf).await.ok()?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, body.to_owned()))
+}
+
+/// A GET's body, when it answered.
+pub async fn http_get(address: &str, path: &str) -> Option<String> {
+    http_request(address, "GET", path, None, None)
+        .await
+        .map(|(_, body)| body)
+}

@@ -53,5 +53,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(riders::list_riders)
         .service(dispatch::set_dispatch)
         .service(crate::ws::rider::rider_socket)
-        .service(crate::ws::track::track_socket);
+        .service(crate::ws::track::track_socket)
+        .service(crate::ws::ops::ops_socket);
 }

@@ -35,6 +35,17 @@ pub struct NewOrder {
     pub dispatch_deadline: DateTime<Utc>,
 }
 
+/// An open order on the ops map.
+#[derive(Debug, Clone, FromRow)]
+pub struct OrderPin {
+    pub id: Uuid,
+    pub status: String,
+    pub pickup_lat: f64,
+    pub pickup_lng: f64,
+    pub dropoff_lat: f64,
+    pub dropoff_lng: f64,
+}
+
 #[derive(FromRow)]
 struct OrderRow {
     id: Uuid,
@@ -272,6 +283,23 @@ impl Store {
         };
         let items = self.order_items(id).await?;
         row.view(items).map(Some)
+    }
+
+    /// Up to `limit` open orders (oldest first) with where they go from and to: the ops
+    /// map's picture, read once per frame for every admin watching, not per message.
+    pub async fn open_order_pins(&self, limit: i64) -> Result<Vec<OrderPin>, sqlx::Error> {
+        on_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT o.id, o.status, p.lat AS pickup_lat, p.lng AS pickup_lng, \
+                 o.delivery_lat AS dropoff_lat, o.delivery_lng AS dropoff_lng \
+                 FROM orders o JOIN pharmacies p ON p.id = o.pharmacy_id \
+                 WHERE o.status NOT IN ('delivered', 'cancelled', 'failed') \
+                 ORDER BY o.created_at LIMIT $1",
+            )
+            .bind(limit)
+            .fetch_all(pool)
+            .await
+        })
     }
 
     /// A page of orders in `scope`, newest first, and how many there are.

@@ -26,11 +26,10 @@ use crate::domain::Role;
 use crate::error::ApiError;
 use crate::startup::AppState;
 use crate::telemetry::Metrics;
+use crate::ws::{PING_EVERY, SILENCE_LIMIT};
 
 /// Largest frame accepted.
 pub const MAX_FRAME: usize = 16 * 1024;
-const PING_EVERY: Duration = Duration::from_secs(10);
-const SILENCE_LIMIT: Duration = Duration::from_secs(30);
 /// Location frames (a batch counts as one) per second.
 const LOCATION_FRAMES_PER_S: u32 = 10;
 const MAX_BATCH: usize = 100;

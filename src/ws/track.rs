@@ -7,7 +7,7 @@
 //! `delivered`, `cancelled` or `failed` the status is sent and the socket closes with 1000.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use actix::prelude::*;
 use actix_web::{get, web, HttpRequest, HttpResponse};
@@ -25,9 +25,7 @@ use crate::error::ApiError;
 use crate::startup::AppState;
 use crate::store::orders::OrderView;
 use crate::telemetry::Metrics;
-
-const PING_EVERY: Duration = Duration::from_secs(10);
-const SILENCE_LIMIT: Duration = Duration::from_secs(30);
+use crate::ws::{PING_EVERY, SILENCE_LIMIT};
 
 /// One watching socket.
 pub struct TrackSocket {

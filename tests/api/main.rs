@@ -10,6 +10,7 @@ mod crash;
 mod errors;
 mod health;
 mod inventory;
+mod ops;
 mod orders;
 mod redis;
 mod riders;

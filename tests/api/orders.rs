@@ -64,7 +64,7 @@ fn uuid(v: &Value) -> Uuid {
 
 /// Polls until `done` says yes; the bus writes notifications and the timeout fires on
 /// their own schedule, and the API is how a client would find out.
-async fn eventually<F, Fut>(what: &str, mut check: F)
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -79,7 +79,7 @@ where
     }
 }
 
-async fn notification_types(http: &Http, token: &str) -> Vec<String> {
+pub async fn notification_types(http: &Http, token: &str) -> Vec<String> {
     let page = http.get_auth("/api/v1/notifications", token).await.json();
     page["items"]
         .as_array()

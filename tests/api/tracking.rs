@@ -4,9 +4,13 @@ use serde_json::json;
 
 use crate::backend_tests;
 use crate::helpers::TestApp;
+use crate::orders::{eventually, notification_types};
 use crate::riders::RiderWs;
 
-backend_tests!(watchers_follow_the_rider_to_the_door);
+backend_tests!(
+    watchers_follow_the_rider_to_the_door,
+    arrival_is_told_once_on_the_socket_and_as_a_notification,
+);
 
 async fn watchers_follow_the_rider_to_the_door(app: TestApp) {
     let admin = app.admin_token().await;
@@ -155,5 +159,94 @@ async fn positions_are_conflated_per_watcher() {
     assert!(
         received < 100,
         "{received} frames for 100 fixes: not conflated"
+    );
+}
+
+/// After pick-up, the first fix within 300 m of the drop-off sends `arriving` (once) and
+/// writes a `rider_arriving` notification (once); the ETA counts down smoothly meanwhile.
+async fn arrival_is_told_once_on_the_socket_and_as_a_notification(app: TestApp) {
+    let admin = app.admin_token().await;
+    let (_, medicine) = app
+        .stocked_pharmacy(&admin, "Hub", 12.9716, 77.5946, 5)
+        .await;
+    let (_, customer) = app.user_token("customer").await;
+    let (_, rider_token) = app.user_token("rider").await;
+    let mut rider = RiderWs::connect(&app, &rider_token).await;
+    rider.expect("welcome").await;
+    rider.at(12.9716, 77.5946).await;
+    rider
+        .send(json!({"type": "availability", "available": true}))
+        .await;
+    // The drop-off is about 1.1 km north of the pharmacy.
+    let placed = app
+        .place_order(&customer, &[(medicine, 1)], 12.9816, 77.5946)
+        .await
+        .json();
+    let id = placed["id"].as_str().expect("id").to_owned();
+    let offer = rider.expect("offer").await;
+    rider
+        .send(json!({"type": "offer_response", "offer_id": offer["offer_id"], "accept": true}))
+        .await;
+    rider.expect("assigned").await;
+    let mut watcher = RiderWs::connect_to(&app, &format!("/ws/orders/{id}/track"), &customer).await;
+    watcher.expect("snapshot").await;
+    rider
+        .send(json!({"type": "order_status", "order_id": id, "status": "picked_up"}))
+        .await;
+    let status = watcher.expect("status").await;
+    assert_eq!(status["status"], "picked_up", "{status}");
+
+    // Far away (800 m out), then 290 m out, then 180 m out, then at the door.
+    let t0 = chrono::Utc::now().timestamp_millis();
+    let path = [
+        (12.9744, t0 + 10_000),
+        (12.9790, t0 + 30_000),
+        (12.9800, t0 + 40_000),
+        (12.9815, t0 + 50_000),
+    ];
+    for (lat, ts) in path {
+        rider
+            .send(json!({"type": "location", "lat": lat, "lng": 77.5946, "ts": ts}))
+            .await;
+    }
+    // Delivered closes the socket: everything sent to the watcher is read by then.
+    rider
+        .send(json!({"type": "order_status", "order_id": id, "status": "delivered", "code": placed["delivery_code"]}))
+        .await;
+    let (mut arriving, mut etas) = (Vec::new(), Vec::new());
+    let code = loop {
+        match watcher.next().await {
+            Ok(frame) if frame["type"] == "arriving" => arriving.push(frame),
+            Ok(frame) if frame["type"] == "rider_location" => {
+                etas.push(frame["eta_s"].as_i64().expect("eta_s"))
+            }
+            Ok(_) => {}
+            Err(code) => break code,
+        }
+    };
+    assert_eq!(code, Some(1000));
+    assert_eq!(arriving.len(), 1, "arriving once: {arriving:?}");
+    assert!(arriving[0]["eta_s"].as_i64().is_some(), "{arriving:?}");
+    assert!(
+        etas.windows(2).all(|w| w[1] <= w[0]),
+        "a rider heading straight for the door never sees the ETA go up: {etas:?}"
+    );
+
+    let http = &app.http;
+    eventually("the rider_arriving notification", || {
+        let customer = customer.clone();
+        async move {
+            notification_types(http, &customer)
+                .await
+                .iter()
+                .any(|t| t == "rider_arriving")
+        }
+    })
+    .await;
+    let types = notification_types(http, &customer).await;
+    assert_eq!(
+        types.iter().filter(|t| *t == "rider_arriving").count(),
+        1,
+        "{types:?}"
     );
 }
