@@ -11,6 +11,7 @@ pub mod medicines;
 pub mod notifications;
 pub mod openapi;
 pub mod orders;
+pub mod pages;
 pub mod pharmacies;
 pub mod riders;
 pub mod users;
@@ -24,6 +25,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(health::healthz)
         .service(health::readyz)
         .service(health::metrics)
+        .service(pages::index)
+        .service(pages::track)
+        .service(pages::ops)
+        .service(pages::asset)
         .service(openapi::openapi_json)
         .service(auth::register)
         .service(auth::login)
