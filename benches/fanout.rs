@@ -78,37 +78,104 @@ async fn next_json(ws: &mut Ws) -> Option<Value> {
     None
 }
 
-/// A rider who accepts the first offer it gets; returns its socket, order id and spot.
-async fn rider(address: String, token: String, at: (f64, f64)) -> (Ws, String, (f64, f64)) {
-    let mut socket = ws(&address, "/ws/rider", &token).await;
-    let _welcome = next_json(&mut socket).await;
+/// What a rider task needs besides its socket.
+struct RiderPlan {
+    index: usize,
+    address: String,
+    token: String,
+    spot: (f64, f64),
+    seconds: u64,
+    /// Where in each second this rider sends (riders are not synchronised).
+    offset: Duration,
+    /// Where the rider says which order it got.
+    assigned: tokio::sync::mpsc::Sender<(usize, String)>,
+    /// Set when every watcher is connected: start moving.
+    go: tokio::sync::watch::Receiver<bool>,
+    sent: Sent,
+}
+
+fn fix(lat: f64, lng: f64) -> (i64, Message) {
     let ts = chrono::Utc::now().timestamp_millis();
-    for frame in [
-        json!({"type": "location", "lat": at.0, "lng": at.1, "ts": ts, "accuracy": 5}),
-        json!({"type": "availability", "available": true}),
-    ] {
-        socket
-            .send(Message::Text(frame.to_string().into()))
-            .await
-            .expect("send");
-    }
-    loop {
-        let frame = next_json(&mut socket).await.expect("an offer");
-        match frame["type"].as_str() {
-            Some("offer") => {
-                let accept = json!({"type": "offer_response", "offer_id": frame["offer_id"], "accept": true});
-                socket
-                    .send(Message::Text(accept.to_string().into()))
-                    .await
-                    .expect("send");
+    let frame =
+        json!({"type": "location", "lat": lat, "lng": lng, "ts": ts, "accuracy": 5, "heading": 0});
+    (ts, Message::Text(frame.to_string().into()))
+}
+
+/// One rider: goes available at its spot (a fix every 5 s so it never counts as stale),
+/// accepts the first offer, reports its order, waits for the start, then moves 8 m north
+/// a second for `seconds`, noting when each fix left. Returns the fixes sent.
+async fn rider(plan: RiderPlan) -> u64 {
+    let RiderPlan {
+        index,
+        address,
+        token,
+        spot,
+        seconds,
+        offset,
+        assigned,
+        mut go,
+        sent,
+    } = plan;
+    let (mut sink, mut stream) = ws(&address, "/ws/rider", &token).await.split();
+    // Read everything the server sends for the whole run (pongs go out on the next write).
+    let (frames_tx, mut frames) = tokio::sync::mpsc::unbounded_channel();
+    let reader = tokio::spawn(async move {
+        while let Some(Ok(msg)) = stream.next().await {
+            if let Message::Text(t) = msg {
+                if let Ok(v) = serde_json::from_str::<Value>(&t) {
+                    let _ = frames_tx.send(v);
+                }
             }
-            Some("assigned") => {
-                let order = frame["order_id"].as_str().unwrap_or_default().to_owned();
-                return (socket, order, at);
+        }
+    });
+    let available = json!({"type": "availability", "available": true}).to_string();
+    sink.send(fix(spot.0, spot.1).1).await.expect("send");
+    sink.send(Message::Text(available.into()))
+        .await
+        .expect("send");
+    let mut keepalive = tokio::time::interval(Duration::from_secs(5));
+    let order = loop {
+        tokio::select! {
+            frame = frames.recv() => {
+                let frame = frame.expect("the rider socket closed before an assignment");
+                match frame["type"].as_str() {
+                    Some("offer") => {
+                        let accept = json!({"type": "offer_response", "offer_id": frame["offer_id"], "accept": true});
+                        sink.send(Message::Text(accept.to_string().into())).await.expect("send");
+                    }
+                    Some("assigned") => break frame["order_id"].as_str().unwrap_or_default().to_owned(),
+                    _ => {}
+                }
             }
-            _ => {}
+            _ = keepalive.tick() => {
+                sink.send(fix(spot.0, spot.1).1).await.expect("send");
+            }
+        }
+    };
+    assigned.send((index, order)).await.expect("report");
+    while !*go.borrow_and_update() {
+        tokio::select! {
+            changed = go.changed() => changed.expect("start signal"),
+            _ = keepalive.tick() => { sink.send(fix(spot.0, spot.1).1).await.expect("send"); }
         }
     }
+    tokio::time::sleep(offset).await;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut fixes = 0;
+    for step in 1..=seconds {
+        tick.tick().await;
+        let (ts, frame) = fix(spot.0 + step as f64 * 0.000_072, spot.1);
+        sent.lock()
+            .expect("sent")
+            .insert((index, ts), Instant::now());
+        if sink.send(frame).await.is_ok() {
+            fixes += 1;
+        }
+    }
+    // Let the last fix arrive before the socket goes.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    reader.abort();
+    fixes
 }
 
 fn main() {
@@ -140,11 +207,13 @@ fn main() {
         let admin = login["access_token"].as_str().expect("admin token").to_owned();
         let medicine = call(&address, "POST", "/api/v1/medicines", &admin,
             &json!({"name": "Paracetamol 500", "sku": "FANOUT-1", "price_cents": 120})).await["id"].clone();
+        let mut pharmacies = Vec::new();
         for i in 0..PHARMACIES {
             let (lat, lng) = pharmacy_at(i);
             let p = call(&address, "POST", "/api/v1/pharmacies", &admin,
                 &json!({"name": format!("Pharmacy {i}"), "lat": lat, "lng": lng, "address": "Main Road"})).await;
             let id = p["id"].as_str().expect("pharmacy id");
+            pharmacies.push(p["id"].clone());
             call(&address, "PUT", &format!("/api/v1/pharmacies/{id}/stock"), &admin,
                 &json!({"items": [{"medicine_id": medicine, "quantity": deliveries}]})).await;
         }
@@ -170,40 +239,54 @@ fn main() {
                     .expect("rider id")
             }));
         }
+        let sent: Sent = Arc::new(Mutex::new(HashMap::new()));
+        let (assigned_tx, mut assigned) = tokio::sync::mpsc::channel(deliveries);
+        let (go_tx, go) = tokio::sync::watch::channel(false);
         let mut riders = Vec::new();
-        for (i, r) in registering.into_iter().enumerate() {
+        for (index, r) in registering.into_iter().enumerate() {
             let id = r.await.expect("register");
             let token = keys.issue(id, Role::Rider, chrono::Utc::now()).expect("token");
-            let (lat, lng) = pharmacy_at(i % PHARMACIES);
-            let spot = (lat + 0.001 * ((i / PHARMACIES) % 5) as f64, lng);
-            riders.push(tokio::spawn(rider(address.clone(), token, spot)));
+            let (lat, lng) = pharmacy_at(index % PHARMACIES);
+            let spot = (lat + 0.001 * ((index / PHARMACIES) % 5) as f64, lng);
+            riders.push(tokio::spawn(rider(RiderPlan {
+                index,
+                address: address.clone(),
+                token,
+                spot,
+                seconds,
+                offset: Duration::from_secs(1).mul_f64(index as f64 / deliveries as f64),
+                assigned: assigned_tx.clone(),
+                go: go.clone(),
+                sent: sent.clone(),
+            })));
         }
         for i in 0..deliveries {
             let (lat, lng) = pharmacy_at(i % PHARMACIES);
+            // Each pharmacy gets as many orders as it has riders nearby.
             let body = json!({"items": [{"medicine_id": medicine, "qty": 1}],
-                              "delivery": {"lat": lat + 0.01, "lng": lng + 0.005, "address": "Home"}});
+                              "pharmacy_id": pharmacies[i % PHARMACIES],
+                              "delivery": {"lat": lat + 0.008, "lng": lng + 0.004, "address": "Home"}});
             call(&address, "POST", "/api/v1/orders", &customer, &body).await;
         }
         let mut delivering = Vec::new();
-        for r in riders {
-            delivering.push(r.await.expect("rider assigned"));
+        for _ in 0..deliveries {
+            delivering.push(assigned.recv().await.expect("every order assigned"));
         }
         println!(
             "set up {deliveries} deliveries in {:.1} s",
             setup.elapsed().as_secs_f64()
         );
 
-        // Two watchers per order.
-        let sent: Sent = Arc::new(Mutex::new(HashMap::new()));
+        // Two watchers per order, keyed by the rider serving it.
         let delays: Arc<Mutex<Vec<Duration>>> = Arc::new(Mutex::new(Vec::new()));
         let before = rss_kib(pid);
         let mut watchers = Vec::new();
-        for (index, (_, order, _)) in delivering.iter().enumerate() {
+        for (index, order) in &delivering {
             for _ in 0..2 {
                 let mut socket = ws(&address, &format!("/ws/orders/{order}/track"), &customer).await;
                 let snapshot = next_json(&mut socket).await.expect("snapshot");
                 assert_eq!(snapshot["type"], "snapshot");
-                let (sent, delays) = (sent.clone(), delays.clone());
+                let (sent, delays, index) = (sent.clone(), delays.clone(), *index);
                 watchers.push(tokio::spawn(async move {
                     while let Some(frame) = next_json(&mut socket).await {
                         if frame["type"] != "rider_location" {
@@ -225,46 +308,18 @@ fn main() {
             before / 1024
         );
 
-        // Every rider sends a fix a second, the riders spread evenly over the second.
+        // Go: every rider sends a fix a second, spread evenly over the second.
         let started = Instant::now();
-        let mut moving = Vec::new();
-        let count = delivering.len();
-        for (index, (mut socket, _, spot)) in delivering.into_iter().enumerate() {
-            let sent = sent.clone();
-            let offset = Duration::from_secs(1).mul_f64(index as f64 / count as f64);
-            moving.push(tokio::spawn(async move {
-                tokio::time::sleep(offset).await;
-                let mut tick = tokio::time::interval(Duration::from_secs(1));
-                let mut fixes = 0u64;
-                for step in 0..seconds {
-                    tick.tick().await;
-                    let ts = chrono::Utc::now().timestamp_millis();
-                    // 8 m north a second, towards the pharmacy then on.
-                    let lat = spot.0 + step as f64 * 0.000_072;
-                    let frame = json!({"type": "location", "lat": lat, "lng": spot.1, "ts": ts, "accuracy": 5, "heading": 0});
-                    sent.lock().expect("sent").insert((index, ts), Instant::now());
-                    if socket.send(Message::Text(frame.to_string().into())).await.is_ok() {
-                        fixes += 1;
-                    }
-                }
-                (socket, fixes)
-            }));
-        }
+        go_tx.send_replace(true);
         let mut fixes = 0;
-        let mut sockets = Vec::new();
-        for m in moving {
-            let (socket, n) = m.await.expect("rider");
-            fixes += n;
-            sockets.push(socket);
+        for r in riders {
+            fixes += r.await.expect("rider");
         }
         let elapsed = started.elapsed().as_secs_f64();
-        // Let the last fixes arrive, then hang up: watchers finish when their socket ends.
-        tokio::time::sleep(Duration::from_secs(1)).await;
         let peak = rss_kib(pid);
         for w in &watchers {
             w.abort();
         }
-        drop(sockets);
         let mut delays = std::mem::take(&mut *delays.lock().expect("delays"));
         delays.sort_unstable();
         println!(
