@@ -1,0 +1,197 @@
+//! Customer agents: place one order, then watch it over the tracking socket until it
+//! closes (reconnecting if the socket drops, and falling back to reading the order over
+//! REST if the socket will not come back).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::Value;
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::{self, Message};
+use uuid::Uuid;
+
+use crate::api::{Api, Session, Unexpected};
+use crate::geo::Point;
+use crate::metrics::{now_ms, Metrics, Outcome};
+
+/// A customer account and where they live.
+pub struct Customer {
+    pub session: Arc<Session>,
+    pub home: Point,
+}
+
+/// One order to place.
+pub struct OrderPlan {
+    pub customer: Arc<Customer>,
+    pub lines: Vec<(Uuid, u32)>,
+    pub to: Point,
+    pub idempotency_key: String,
+}
+
+/// Counts a failed call: an unexpected status by status and code, anything else as a
+/// transport error.
+pub fn count_failure(metrics: &Metrics, what: &str, e: &anyhow::Error) {
+    match e.downcast_ref::<Unexpected>() {
+        Some(u) => metrics.error_with(
+            format!(
+                "http {} {} ({what})",
+                u.status,
+                u.code.as_deref().unwrap_or("-")
+            ),
+            &u.body,
+        ),
+        None => metrics.error(format!("transport ({what})")),
+    }
+}
+
+/// Places `plan` and follows the order until it is final or the run stops.
+pub async fn place_and_track(
+    api: Api,
+    metrics: Arc<Metrics>,
+    plan: OrderPlan,
+    mut stop: watch::Receiver<bool>,
+) {
+    let session = &plan.customer.session;
+    let token = match session.token(&api).await {
+        Ok(t) => t,
+        Err(e) => {
+            count_failure(&metrics, "refresh", &e);
+            metrics.place_failed();
+            return;
+        }
+    };
+    let placed_ms = now_ms();
+    let order = match api
+        .place_order(&token, &plan.lines, plan.to, &plan.idempotency_key)
+        .await
+    {
+        Ok(o) => o,
+        Err(e) => {
+            count_failure(&metrics, "place order", &e);
+            metrics.place_failed();
+            return;
+        }
+    };
+    metrics.order_placed(order.id, placed_ms, order.code);
+    if let Some(outcome) = Outcome::parse(&order.status) {
+        metrics.order_final(order.id, outcome);
+        return;
+    }
+
+    let mut failures = 0u32;
+    while !metrics.is_final(order.id) && !*stop.borrow() {
+        if failures >= 5 {
+            // The socket will not stay up: read the order every two seconds instead.
+            poll_until_final(&api, &metrics, session, order.id, &mut stop).await;
+            return;
+        }
+        let token = match session.token(&api).await {
+            Ok(t) => t,
+            Err(e) => {
+                count_failure(&metrics, "refresh", &e);
+                failures += 1;
+                continue;
+            }
+        };
+        let url = api.ws_url(&format!("/ws/orders/{}/track", order.id), &token);
+        let ws = tokio_tungstenite::connect_async(url).await;
+        let mut ws = match ws {
+            Ok((ws, _)) => ws,
+            Err(tungstenite::Error::Http(res)) => {
+                metrics.http_error("track socket upgrade", res.status().as_u16(), None);
+                failures += 1;
+                continue;
+            }
+            Err(e) => {
+                metrics.error(format!("track socket: {e}"));
+                failures += 1;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        loop {
+            tokio::select! {
+                _ = stop.changed() => {
+                    let _ = ws.close(None).await;
+                    return;
+                }
+                frame = ws.next() => match frame {
+                    Some(Ok(Message::Text(text))) => {
+                        metrics.frame_received();
+                        match serde_json::from_str::<Value>(text.as_str()) {
+                            Ok(v) => on_frame(&metrics, order.id, &v),
+                            Err(_) => metrics.error("ws non-JSON frame (track)"),
+                        }
+                    }
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                    Some(Ok(_)) => {}
+                },
+            }
+        }
+        if !metrics.is_final(order.id) {
+            // Closed before the end: watch again.
+            metrics.track_reconnected();
+            failures += 1;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+fn on_frame(metrics: &Metrics, order: Uuid, v: &Value) {
+    match v.get("type").and_then(Value::as_str).unwrap_or("") {
+        "snapshot" => {
+            let status = v
+                .get("order")
+                .and_then(|o| o.get("status"))
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            if let Some(outcome) = Outcome::parse(status) {
+                metrics.order_final(order, outcome);
+            }
+        }
+        "rider_location" => {
+            if let Some(ts) = v.get("ts").and_then(Value::as_i64) {
+                metrics.tracking_latency((now_ms() - ts).max(0) as f64);
+            }
+        }
+        "status" => {
+            let status = v.get("status").and_then(Value::as_str).unwrap_or("");
+            if let Some(outcome) = Outcome::parse(status) {
+                metrics.order_final(order, outcome);
+            }
+        }
+        "error" => {
+            let code = v.get("code").and_then(Value::as_str).unwrap_or("?");
+            let message = v.get("message").and_then(Value::as_str).unwrap_or("");
+            metrics.error_with(format!("ws {code} (track)"), message);
+        }
+        _ => {} // arriving, and anything added later
+    }
+}
+
+async fn poll_until_final(
+    api: &Api,
+    metrics: &Metrics,
+    session: &Session,
+    order: Uuid,
+    stop: &mut watch::Receiver<bool>,
+) {
+    loop {
+        if let Ok(token) = session.token(api).await {
+            match api.order_status(&token, order).await {
+                Ok(status) => {
+                    if let Some(outcome) = Outcome::parse(&status) {
+                        metrics.order_final(order, outcome);
+                        return;
+                    }
+                }
+                Err(e) => count_failure(metrics, "get order", &e),
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}

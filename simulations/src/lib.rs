@@ -1,0 +1,438 @@
+//! `medify-sim`: a city simulator for Medify.
+//!
+//! [`run`] plays one [`Scenario`] against a running server: it creates the pharmacies,
+//! catalog and stock as the admin, registers riders and customers through the public API,
+//! brings every rider online over `/ws/rider`, places orders at the scenario's pace and
+//! follows each one over `/ws/orders/{id}/track` until it is delivered, cancelled or
+//! failed (or the drain timeout passes), then returns a [`Report`].
+//!
+//! Everything random comes from the scenario's seed: each agent has its own RNG stream
+//! derived from it, so a rider's choices do not depend on how tasks interleave.
+//!
+//! Modules: [`scenario`] (TOML), [`api`] / [`http`] (REST), [`rider`] and [`customer`]
+//! (agents), [`metrics`] (what agents record), [`report`], [`server`] (starting a `medify`
+//! child process), [`geo`].
+
+pub mod api;
+pub mod customer;
+pub mod geo;
+pub mod http;
+pub mod metrics;
+pub mod report;
+pub mod rider;
+pub mod scenario;
+pub mod server;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::rngs::StdRng;
+use rand::seq::index::sample;
+use rand::{Rng, SeedableRng};
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::task::JoinSet;
+use uuid::Uuid;
+
+use crate::api::{Api, Session};
+use crate::customer::{count_failure, Customer, OrderPlan};
+use crate::geo::Point;
+use crate::metrics::Metrics;
+pub use crate::report::Report;
+use crate::rider::RiderAgent;
+pub use crate::scenario::{Matching, Scenario};
+
+/// The admin account the sim signs in with (it creates pharmacies, medicines and stock).
+#[derive(Debug, Clone)]
+pub struct Admin {
+    pub email: String,
+    pub password: String,
+}
+
+/// Independent, reproducible RNG streams from one seed (SplitMix64 over seed, stream and
+/// index), so that each agent's randomness is its own.
+pub fn stream_rng(seed: u64, stream: u64, index: u64) -> StdRng {
+    let mut z = seed
+        ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ index.wrapping_mul(0xD1B5_4A32_D192_ED03);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    StdRng::seed_from_u64(z ^ (z >> 31))
+}
+
+const STREAM_WORLD: u64 = 1;
+const STREAM_RIDER: u64 = 2;
+const STREAM_ORDERS: u64 = 3;
+
+/// A simulated catalog entry and stock per pharmacy.
+const STOCK_PER_MEDICINE: i64 = 100_000;
+
+fn bar(progress: bool, len: u64, template: &str) -> ProgressBar {
+    if !progress {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(len);
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        pb.set_style(style.progress_chars("=> "));
+    }
+    pb.enable_steady_tick(Duration::from_millis(200));
+    pb
+}
+
+/// Plays `scenario` against the server at `base`; `progress` shows progress bars on the
+/// terminal.
+pub async fn run(
+    base: &str,
+    scenario: &Scenario,
+    admin: &Admin,
+    progress: bool,
+) -> anyhow::Result<Report> {
+    scenario.validate()?;
+    let api = Api::new(base)?;
+    let metrics = Arc::new(Metrics::default());
+    let setup_started = Instant::now();
+    // Unique account names per run (not from the seed: a second run against the same
+    // server must not collide with the first; names do not affect any random choice).
+    let tag = format!("{:x}{:x}", metrics::now_ms(), std::process::id());
+    let mut world_rng = stream_rng(scenario.seed, STREAM_WORLD, 0);
+    let centre = scenario.area.centre();
+    let radius = scenario.area.radius_m;
+
+    // The admin's world: medicines, pharmacies, stock.
+    let admin_session = api
+        .login(&admin.email, &admin.password)
+        .await
+        .context("the admin could not sign in")?;
+    let admin_token = admin_session.token(&api).await?;
+    let setup_total = u64::from(scenario.medicines)
+        + u64::from(scenario.pharmacies)
+        + u64::from(scenario.riders)
+        + u64::from(scenario.customers);
+    let pb = bar(
+        progress,
+        setup_total,
+        "set-up  [{elapsed_precise}] [{bar:40}] {pos}/{len} {msg}",
+    );
+    pb.set_message("catalog");
+    let mut medicines = Vec::new();
+    for i in 0..scenario.medicines {
+        let id = api
+            .create_medicine(
+                &admin_token,
+                &format!("Sim medicine {i}"),
+                &format!("SIM-{tag}-{i}"),
+                100 + i64::from(i) * 25,
+            )
+            .await?;
+        medicines.push(id);
+        pb.inc(1);
+    }
+    pb.set_message("pharmacies");
+    let stock: Vec<(Uuid, i64)> = medicines.iter().map(|m| (*m, STOCK_PER_MEDICINE)).collect();
+    for i in 0..scenario.pharmacies {
+        let at = centre.random_within(radius, &mut world_rng);
+        let id = api
+            .create_pharmacy(&admin_token, &format!("Sim pharmacy {i}"), at)
+            .await?;
+        api.put_stock(&admin_token, id, &stock).await?;
+        pb.inc(1);
+    }
+
+    // Accounts register themselves (and sign in), a few at a time.
+    pb.set_message("riders and customers");
+    let rider_starts: Vec<Point> = (0..scenario.riders)
+        .map(|_| centre.random_within(radius, &mut world_rng))
+        .collect();
+    let homes: Vec<Point> = (0..scenario.customers)
+        .map(|_| centre.random_within(radius, &mut world_rng))
+        .collect();
+    let password = format!("sim-password-{tag}");
+    let riders = register_all(
+        &api,
+        "rider",
+        scenario.riders,
+        &tag,
+        &password,
+        scenario.timing.setup_concurrency,
+        &pb,
+    )
+    .await?;
+    let customer_sessions = register_all(
+        &api,
+        "customer",
+        scenario.customers,
+        &tag,
+        &password,
+        scenario.timing.setup_concurrency,
+        &pb,
+    )
+    .await?;
+    let customers: Vec<Arc<Customer>> = customer_sessions
+        .into_iter()
+        .zip(homes)
+        .map(|(session, home)| Arc::new(Customer { session, home }))
+        .collect();
+
+    // Riders online.
+    pb.set_message("riders going online");
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (online_tx, mut online_rx) = mpsc::channel(scenario.riders.max(1) as usize);
+    let gate = Arc::new(Semaphore::new(scenario.timing.setup_concurrency.max(8)));
+    let mut agents = JoinSet::new();
+    for (i, (session, start)) in riders.into_iter().zip(rider_starts).enumerate() {
+        let agent = RiderAgent {
+            index: i,
+            api: api.clone(),
+            session,
+            metrics: metrics.clone(),
+            behaviour: scenario.rider.clone(),
+            area: scenario.area.clone(),
+            start,
+            rng: stream_rng(scenario.seed, STREAM_RIDER, i as u64),
+            stop: stop_rx.clone(),
+            connect_gate: gate.clone(),
+            online: online_tx.clone(),
+        };
+        agents.spawn(agent.run());
+    }
+    drop(online_tx);
+    let online_bar = bar(
+        progress,
+        u64::from(scenario.riders),
+        "online  [{elapsed_precise}] [{bar:40}] {pos}/{len} riders",
+    );
+    let mut online = 0u32;
+    let online_deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while online < scenario.riders {
+        match tokio::time::timeout_at(online_deadline, online_rx.recv()).await {
+            Ok(Some(_)) => {
+                online += 1;
+                online_bar.inc(1);
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    online_bar.finish_and_clear();
+    pb.finish_and_clear();
+    if online < scenario.riders {
+        let _ = stop_tx.send(true);
+        anyhow::bail!(
+            "only {online} of {} riders came online within 120 s (protocol errors so far: {:?})",
+            scenario.riders,
+            metrics.errors()
+        );
+    }
+    let setup_s = setup_started.elapsed().as_secs_f64();
+
+    // Orders.
+    let planned = u64::from(scenario.orders.total());
+    let run_started = Instant::now();
+    let start_at =
+        tokio::time::Instant::now() + Duration::from_secs_f64(scenario.orders.start_after_s);
+    let schedule = order_schedule(scenario, &medicines, &customers);
+    let run_bar = bar(
+        progress,
+        planned,
+        "orders  [{elapsed_precise}] [{bar:40}] {pos}/{len} final | {msg}",
+    );
+    let placed_all = Arc::new(AtomicU64::new(0));
+    let mut orders_task = {
+        let (api, metrics, stop_rx) = (api.clone(), metrics.clone(), stop_rx.clone());
+        let placed_all = placed_all.clone();
+        tokio::spawn(async move {
+            let mut tasks = JoinSet::new();
+            for (offset, plan) in schedule {
+                tokio::time::sleep_until(start_at + offset).await;
+                tasks.spawn(customer::place_and_track(
+                    api.clone(),
+                    metrics.clone(),
+                    plan,
+                    stop_rx.clone(),
+                ));
+                placed_all.fetch_add(1, Ordering::Relaxed);
+            }
+            while tasks.join_next().await.is_some() {}
+        })
+    };
+
+    // Wait: every order final, or the drain timeout after the last one was sent.
+    let mut last_locations = 0u64;
+    let mut last_sample = Instant::now();
+    let mut last_line = Instant::now();
+    let mut drain_deadline: Option<Instant> = None;
+    let mut orders_done = false;
+    let completed = loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            r = &mut orders_task, if !orders_done => {
+                orders_done = true;
+                if let Err(e) = r {
+                    tracing_like_warning(&format!("order task ended abnormally: {e}"));
+                }
+            }
+        }
+        let sent = placed_all.load(Ordering::Relaxed);
+        let finished = metrics.finished() + Metrics::get(&metrics.place_failed);
+        if sent >= planned && drain_deadline.is_none() {
+            drain_deadline =
+                Some(Instant::now() + Duration::from_secs_f64(scenario.timing.drain_timeout_s));
+        }
+        let locs = Metrics::get(&metrics.locations_sent);
+        let dt = last_sample.elapsed().as_secs_f64();
+        let rate = if dt > 0.0 {
+            (locs - last_locations) as f64 / dt
+        } else {
+            0.0
+        };
+        let status = format!(
+            "placed {} assigned {} delivered {} failed {} | {:.0} loc/s | errors {}",
+            Metrics::get(&metrics.placed),
+            Metrics::get(&metrics.assigned),
+            Metrics::get(&metrics.delivered),
+            Metrics::get(&metrics.failed) + Metrics::get(&metrics.place_failed),
+            rate,
+            metrics.errors().values().sum::<u64>()
+        );
+        if dt >= 1.0 {
+            last_locations = locs;
+            last_sample = Instant::now();
+        }
+        run_bar.set_position(finished);
+        run_bar.set_message(status.clone());
+        if !progress && last_line.elapsed() >= Duration::from_secs(10) {
+            last_line = Instant::now();
+            eprintln!(
+                "[{:>5.0} s] {}/{} final; {status}",
+                run_started.elapsed().as_secs_f64(),
+                finished,
+                planned
+            );
+        }
+        if sent >= planned && finished >= planned {
+            break true;
+        }
+        if drain_deadline.is_some_and(|d| Instant::now() >= d) {
+            break false;
+        }
+    };
+    let run_s = run_started.elapsed().as_secs_f64();
+    run_bar.finish_and_clear();
+
+    // Stop every agent, then settle what the sockets did not tell: read open orders.
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        while agents.join_next().await.is_some() {}
+        if !orders_done {
+            let _ = (&mut orders_task).await;
+        }
+    })
+    .await;
+    agents.abort_all();
+    orders_task.abort();
+    if let Ok(token) = admin_session.token(&api).await {
+        for id in metrics.open_orders() {
+            match api.order_status(&token, id).await {
+                Ok(status) => {
+                    if let Some(outcome) = metrics::Outcome::parse(&status) {
+                        metrics.order_final(id, outcome);
+                    }
+                }
+                Err(e) => count_failure(&metrics, "get order", &e),
+            }
+        }
+    }
+
+    let mut report = Report::build(&metrics, planned);
+    report.scenario = scenario.name.clone();
+    report.seed = scenario.seed;
+    report.base = api.http.base().to_owned();
+    report.riders = scenario.riders;
+    report.pharmacies = scenario.pharmacies;
+    report.customers = scenario.customers;
+    report.setup_s = (setup_s * 10.0).round() / 10.0;
+    report.run_s = (run_s * 10.0).round() / 10.0;
+    report.completed = completed;
+    report.location_msgs_per_s = if run_s > 0.0 {
+        ((report.locations_sent as f64 / run_s) * 10.0).round() / 10.0
+    } else {
+        0.0
+    };
+    Ok(report)
+}
+
+fn tracing_like_warning(msg: &str) {
+    eprintln!("medify-sim: warning: {msg}");
+}
+
+/// Registers and signs in `count` accounts of `role`, `concurrency` at a time.
+async fn register_all(
+    api: &Api,
+    role: &'static str,
+    count: u32,
+    tag: &str,
+    password: &str,
+    concurrency: usize,
+    pb: &ProgressBar,
+) -> anyhow::Result<Vec<Arc<Session>>> {
+    let gate = Arc::new(Semaphore::new(concurrency.max(1)));
+    let mut set = JoinSet::new();
+    for i in 0..count {
+        let (api, gate, password) = (api.clone(), gate.clone(), password.to_owned());
+        let email = format!("{role}-{i}.{tag}@sim.medify.test");
+        let name = format!("Sim {role} {i}");
+        set.spawn(async move {
+            let _permit = gate.acquire_owned().await;
+            let session = api
+                .register(role, &name, &email, &password)
+                .await
+                .with_context(|| format!("could not register {email}"))?;
+            anyhow::Ok((i, session))
+        });
+    }
+    let mut out: Vec<Option<Arc<Session>>> = vec![None; count as usize];
+    while let Some(joined) = set.join_next().await {
+        let (i, session) = joined.context("a registration task panicked")??;
+        out[i as usize] = Some(session);
+        pb.inc(1);
+    }
+    Ok(out.into_iter().flatten().collect())
+}
+
+/// When each order is placed (offset from the start), by whom, what and where: all drawn
+/// from the scenario's order stream.
+fn order_schedule(
+    scenario: &Scenario,
+    medicines: &[Uuid],
+    customers: &[Arc<Customer>],
+) -> Vec<(Duration, OrderPlan)> {
+    let mut rng = stream_rng(scenario.seed, STREAM_ORDERS, 0);
+    let rate = scenario.orders.rate_per_s.unwrap_or(0.0);
+    let [lo, hi] = scenario.orders.lines;
+    let mut t = 0.0f64;
+    let run_id = Uuid::now_v7().simple().to_string();
+    (0..scenario.orders.total())
+        .map(|i| {
+            if rate > 0.0 && i > 0 {
+                // Exponential gaps: Poisson arrivals at `rate`.
+                let u: f64 = rng.random_range(f64::EPSILON..1.0);
+                t += -u.ln() / rate;
+            }
+            let customer = customers[rng.random_range(0..customers.len())].clone();
+            let n = rng.random_range(lo..=hi) as usize;
+            let lines = sample(&mut rng, medicines.len(), n.min(medicines.len()))
+                .into_iter()
+                .map(|m| (medicines[m], rng.random_range(1..=2u32)))
+                .collect();
+            let to = customer.home.random_within(30.0, &mut rng);
+            let plan = OrderPlan {
+                customer,
+                lines,
+                to,
+                idempotency_key: format!("sim-{run_id}-{i}"),
+            };
+            (Duration::from_secs_f64(t), plan)
+        })
+        .collect()
+}

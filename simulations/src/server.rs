@@ -1,0 +1,239 @@
+//! Starting a `medify` server for a run: a child process on a fresh SQLite file in its
+//! own temporary directory, on a free loopback port, with an admin, generous auth rate
+//! limits (mass registration) and the chosen matching strategy.
+//!
+//! The child never outlives the sim: [`ServerProcess`] stops it when dropped (SIGTERM,
+//! then SIGKILL after a few seconds), which also happens when a run fails or is
+//! interrupted, and on Linux the child gets SIGTERM from the kernel if the sim itself
+//! dies without unwinding.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use rand::RngCore;
+
+use crate::api::Api;
+use crate::scenario::Matching;
+use crate::Admin;
+
+/// How long the server may take to answer `/readyz`.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A running child server.
+pub struct ServerProcess {
+    child: Option<Child>,
+    dir: PathBuf,
+    pub base: String,
+    pub admin: Admin,
+    log: PathBuf,
+    keep_dir: bool,
+    stopped: bool,
+}
+
+/// The `medify` binary next to this executable (how cargo lays out a workspace's
+/// binaries), if there is one.
+pub fn default_server_bin() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("could not find the sim's own executable")?;
+    let dir = exe
+        .parent()
+        .ok_or_else(|| anyhow!("the sim's executable has no directory"))?;
+    let bin = dir.join(format!("medify{}", std::env::consts::EXE_SUFFIX));
+    if !bin.is_file() {
+        bail!(
+            "no server binary at {} (build it with `cargo build --release -p medify`, \
+             or pass --server-bin PATH or --base URL)",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    let l = TcpListener::bind("127.0.0.1:0").context("could not find a free port")?;
+    Ok(l.local_addr()?.port())
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+impl ServerProcess {
+    /// Starts `bin` and waits until `/readyz` answers 200.
+    pub async fn start(
+        bin: &Path,
+        matching: Matching,
+        extra_env: &BTreeMap<String, String>,
+    ) -> anyhow::Result<Self> {
+        let dir = std::env::temp_dir().join(format!("medify-sim-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("could not create {}", dir.display()))?;
+        let log = dir.join("server.log");
+        let port = free_port()?;
+        let admin = Admin {
+            email: "sim-admin@medify.test".to_owned(),
+            password: format!("sim-{}", random_hex(12)),
+        };
+        let db = dir.join("sim.db");
+        let log_file =
+            File::create(&log).with_context(|| format!("could not create {}", log.display()))?;
+        let mut cmd = Command::new(bin);
+        cmd.env("MEDIFY_ENV", "development")
+            .env("MEDIFY_BIND", format!("127.0.0.1:{port}"))
+            .env(
+                "DATABASE_URL",
+                format!("sqlite://{}?mode=rwc", db.display()),
+            )
+            .env("JWT_SECRET", random_hex(32))
+            .env("MEDIFY_ADMIN_EMAIL", &admin.email)
+            .env("MEDIFY_ADMIN_PASSWORD", &admin.password)
+            .env("MATCHING", matching.as_str())
+            .env("OTP_DELIVERY", "response")
+            .env("RATE_LIMIT_AUTH_PER_IP", "1000000")
+            .env("RATE_LIMIT_AUTH_PER_ACCOUNT", "1000")
+            .env("MEDIFY_SHUTDOWN_TIMEOUT_S", "2")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file);
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                    Ok(())
+                });
+            }
+        }
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("could not start the server {}", bin.display()))?;
+        let mut server = Self {
+            child: Some(child),
+            dir,
+            base: format!("http://127.0.0.1:{port}"),
+            admin,
+            log,
+            keep_dir: false,
+            stopped: false,
+        };
+        server.wait_ready().await?;
+        Ok(server)
+    }
+
+    async fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let api = Api::new(&self.base)?;
+        let start = Instant::now();
+        loop {
+            if let Some(child) = self.child.as_mut() {
+                if let Some(status) = child.try_wait()? {
+                    self.keep_dir = true;
+                    bail!(
+                        "the server exited during start-up ({status}); its log ({}):\n{}",
+                        self.log.display(),
+                        self.log_tail()
+                    );
+                }
+            }
+            if api.ready().await {
+                return Ok(());
+            }
+            if start.elapsed() > READY_TIMEOUT {
+                self.keep_dir = true;
+                bail!(
+                    "the server did not become ready within {READY_TIMEOUT:?}; its log ({}):\n{}",
+                    self.log.display(),
+                    self.log_tail()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The last lines of the server's log.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    /// Whether the child is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.as_mut().map(Child::try_wait), Some(Ok(None)))
+    }
+
+    /// Resolves when the child exits (checked twice a second), with its exit status and
+    /// the end of its log. The server's files are then kept for a post-mortem.
+    pub async fn died(&mut self) -> String {
+        loop {
+            let status = match self.child.as_mut().map(Child::try_wait) {
+                Some(Ok(None)) => None,
+                Some(Ok(Some(status))) => Some(status.to_string()),
+                Some(Err(e)) => Some(format!("unknown status ({e})")),
+                None => Some("not running".to_owned()),
+            };
+            if let Some(status) = status {
+                self.keep_dir = true;
+                return format!(
+                    "the server exited during the run ({status}); the end of its log ({}):\n{}",
+                    self.log.display(),
+                    self.log_tail()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Stops the server (SIGTERM, then SIGKILL after 5 s) and removes its files.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if self.stopped {
+            return;
+        }
+        self.stopped = true;
+        if let Some(mut child) = self.child.take() {
+            if let Ok(None) = child.try_wait() {
+                if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+                    // SAFETY: signalling our own child, whose pid we hold un-reaped.
+                    unsafe {
+                        libc::kill(pid, libc::SIGTERM);
+                    }
+                }
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while Instant::now() < deadline {
+                    if let Ok(Some(_)) = child.try_wait() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        if self.keep_dir {
+            eprintln!("medify-sim: server files kept in {}", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

@@ -1,0 +1,130 @@
+//! The `smoke` scenario end to end: the real server (started in-process on its own actix
+//! system, over a fresh SQLite file) and the simulator driven through its library.
+//!
+//! It asserts on outcomes only: every order reaches a final state, at least 95% are
+//! delivered, and the server sent no error frame and no unexpected HTTP status.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::mpsc;
+
+use medify::config::Settings;
+use medify::startup::Application;
+use medify_sim::{Admin, Scenario};
+
+const ADMIN_EMAIL: &str = "sim-admin@medify.test";
+const ADMIN_PASSWORD: &str = "sim-admin-password";
+
+/// A server on its own thread; stopped and its database removed on drop.
+struct Server {
+    port: u16,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    db: PathBuf,
+}
+
+impl Server {
+    fn start() -> Self {
+        let db = std::env::temp_dir().join(format!("medify-sim-smoke-{}.db", uuid::Uuid::now_v7()));
+        let env: HashMap<&str, String> = HashMap::from([
+            ("MEDIFY_ENV", "test".to_owned()),
+            ("MEDIFY_BIND", "127.0.0.1:0".to_owned()),
+            ("MEDIFY_SHUTDOWN_TIMEOUT_S", "1".to_owned()),
+            (
+                "DATABASE_URL",
+                format!("sqlite://{}?mode=rwc", db.display()),
+            ),
+            (
+                "JWT_SECRET",
+                "smoke-secret-smoke-secret-smoke-secret-0123".to_owned(),
+            ),
+            ("MEDIFY_ADMIN_EMAIL", ADMIN_EMAIL.to_owned()),
+            ("MEDIFY_ADMIN_PASSWORD", ADMIN_PASSWORD.to_owned()),
+            ("OTP_DELIVERY", "response".to_owned()),
+            ("RATE_LIMIT_AUTH_PER_IP", "1000000".to_owned()),
+            ("RATE_LIMIT_AUTH_PER_ACCOUNT", "1000".to_owned()),
+            ("RUST_LOG", "warn".to_owned()),
+        ]);
+        let settings = Settings::from_lookup(|k| env.get(k).cloned()).expect("settings");
+        let (port_tx, port_rx) = mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                let app = Application::build(settings).await.expect("server start");
+                port_tx.send(app.port()).expect("port");
+                let _ = app
+                    .run_until(async {
+                        let _ = stop_rx.await;
+                    })
+                    .await;
+            });
+        });
+        let port = port_rx
+            .recv()
+            .expect("the server thread died during start-up");
+        Self {
+            port,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+            db,
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = self.db.clone().into_os_string();
+            p.push(suffix);
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+#[test]
+fn smoke_scenario_delivers_every_order() {
+    let server = Server::start();
+    let scenario = Scenario::load("smoke").expect("the smoke scenario");
+    let admin = Admin {
+        email: ADMIN_EMAIL.to_owned(),
+        password: ADMIN_PASSWORD.to_owned(),
+    };
+    let base = format!("http://127.0.0.1:{}", server.port);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let report = rt
+        .block_on(medify_sim::run(&base, &scenario, &admin, false))
+        .expect("the smoke run");
+    drop(rt);
+    drop(server);
+    println!("{}", report.table());
+
+    let o = &report.orders;
+    assert_eq!(o.placed, o.planned, "every order placed: {o:?}");
+    assert!(report.all_final(), "orders still open: {o:?}");
+    assert_eq!(
+        o.delivered + o.cancelled + o.failed,
+        o.placed,
+        "final states add up: {o:?}"
+    );
+    assert!(
+        o.delivered * 100 >= o.placed * 95,
+        "at least 95% delivered: {o:?}"
+    );
+    assert_eq!(
+        report.protocol_errors_total, 0,
+        "protocol errors: {:?}",
+        report.protocol_errors
+    );
+    assert!(report.locations_sent > 0);
+    assert_eq!(report.assignment_latency_ms.count as u64, o.assigned);
+}
