@@ -97,7 +97,7 @@ impl Application {
             None => None,
         };
 
-        let passwords = Passwords::new(settings.workers.max(2));
+        let passwords = Passwords::new(settings.workers.max(2))?;
         if let Some(admin) = &settings.admin {
             bootstrap_admin(&store, &passwords, admin).await?;
         }
