@@ -5,9 +5,52 @@ pub mod ops;
 pub mod rider;
 pub mod track;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use actix_web_actors::ws::{self, CloseCode, CloseReason, ProtocolError};
 
 /// Every socket is pinged this often (PROTOCOL.md: every 10 s) ...
-pub(crate) const PING_EVERY: Duration = Duration::from_secs(10);
+const PING_EVERY: Duration = Duration::from_secs(10);
 /// ... and dropped when nothing (no frame, no pong) came for this long.
-pub(crate) const SILENCE_LIMIT: Duration = Duration::from_secs(30);
+const SILENCE_LIMIT: Duration = Duration::from_secs(30);
+
+/// A socket actor that knows when its peer last sent anything.
+pub(crate) trait Heard: Actor<Context = ws::WebsocketContext<Self>> {
+    fn last_heard(&self) -> Instant;
+}
+
+/// Pings the peer every [`PING_EVERY`]; closes (1001) and stops a socket from which nothing
+/// came for [`SILENCE_LIMIT`].
+pub(crate) fn keep_alive<A: Heard>(ctx: &mut ws::WebsocketContext<A>) {
+    ctx.run_interval(PING_EVERY, |act, ctx| {
+        if act.last_heard().elapsed() > SILENCE_LIMIT {
+            ctx.close(Some(CloseReason {
+                code: CloseCode::Away,
+                description: Some("silent for 30 s".into()),
+            }));
+            ctx.stop();
+        } else {
+            ctx.ping(b"");
+        }
+    });
+}
+
+/// What a watch-only socket (tracking, ops) does with what its peer sends: answers pings,
+/// honours a close, stops on a protocol error and ignores the rest.
+pub(crate) fn watcher_frame<A>(
+    msg: Result<ws::Message, ProtocolError>,
+    ctx: &mut ws::WebsocketContext<A>,
+) where
+    A: Actor<Context = ws::WebsocketContext<A>>,
+{
+    match msg {
+        Ok(ws::Message::Ping(p)) => ctx.pong(&p),
+        Ok(ws::Message::Close(reason)) => {
+            ctx.close(reason);
+            ctx.stop();
+        }
+        Ok(_) => {}
+        Err(_) => ctx.stop(),
+    }
+}

@@ -27,7 +27,7 @@ use crate::startup::AppState;
 use crate::store::orders::OrderPin;
 use crate::store::Store;
 use crate::telemetry::Metrics;
-use crate::ws::{PING_EVERY, SILENCE_LIMIT};
+use crate::ws::{keep_alive, watcher_frame, Heard};
 
 /// At most two frames a second (PROTOCOL.md).
 pub const FRAME_EVERY: Duration = Duration::from_millis(500);
@@ -188,13 +188,7 @@ impl Actor for OpsSocket {
                 Some((Frame(frame), rx))
             }));
         }
-        ctx.run_interval(PING_EVERY, |act, ctx| {
-            if act.last_heard.elapsed() > SILENCE_LIMIT {
-                ctx.stop();
-            } else {
-                ctx.ping(b"");
-            }
-        });
+        keep_alive(ctx);
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
@@ -202,6 +196,12 @@ impl Actor for OpsSocket {
             .ws_connections
             .with_label_values(&["ops"])
             .dec();
+    }
+}
+
+impl Heard for OpsSocket {
+    fn last_heard(&self) -> Instant {
+        self.last_heard
     }
 }
 
@@ -214,15 +214,7 @@ impl StreamHandler<Frame> for OpsSocket {
 impl StreamHandler<Result<ws::Message, ProtocolError>> for OpsSocket {
     fn handle(&mut self, msg: Result<ws::Message, ProtocolError>, ctx: &mut Self::Context) {
         self.last_heard = Instant::now();
-        match msg {
-            Ok(ws::Message::Ping(p)) => ctx.pong(&p),
-            Ok(ws::Message::Close(reason)) => {
-                ctx.close(reason);
-                ctx.stop();
-            }
-            Ok(_) => {}
-            Err(_) => ctx.stop(),
-        }
+        watcher_frame(msg, ctx);
     }
 }
 

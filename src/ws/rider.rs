@@ -26,7 +26,7 @@ use crate::domain::Role;
 use crate::error::ApiError;
 use crate::startup::AppState;
 use crate::telemetry::Metrics;
-use crate::ws::{PING_EVERY, SILENCE_LIMIT};
+use crate::ws::{keep_alive, Heard};
 
 /// Largest frame accepted.
 pub const MAX_FRAME: usize = 16 * 1024;
@@ -296,17 +296,7 @@ impl Actor for RiderSocket {
             .ws_connections
             .with_label_values(&["rider"])
             .inc();
-        ctx.run_interval(PING_EVERY, |act, ctx| {
-            if act.last_heard.elapsed() > SILENCE_LIMIT {
-                ctx.close(Some(CloseReason {
-                    code: CloseCode::Away,
-                    description: Some("silent for 30 s".into()),
-                }));
-                ctx.stop();
-            } else {
-                ctx.ping(b"");
-            }
-        });
+        keep_alive(ctx);
         self.session.do_send(Attach {
             socket_id: self.id,
             socket: ctx.address().recipient(),
@@ -334,6 +324,12 @@ impl Handler<ToSocket> for RiderSocket {
             return;
         }
         Self::send(ctx, &frame);
+    }
+}
+
+impl Heard for RiderSocket {
+    fn last_heard(&self) -> Instant {
+        self.last_heard
     }
 }
 

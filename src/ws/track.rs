@@ -25,7 +25,7 @@ use crate::error::ApiError;
 use crate::startup::AppState;
 use crate::store::orders::OrderView;
 use crate::telemetry::Metrics;
-use crate::ws::{PING_EVERY, SILENCE_LIMIT};
+use crate::ws::{keep_alive, watcher_frame, Heard};
 
 /// One watching socket.
 pub struct TrackSocket {
@@ -81,13 +81,7 @@ impl Actor for TrackSocket {
         let slot = Slot::new(ctx.address().recipient());
         self.watchers.add(self.order.id, self.id, slot.clone());
         self.slot = Some(slot);
-        ctx.run_interval(PING_EVERY, |act, ctx| {
-            if act.last_heard.elapsed() > SILENCE_LIMIT {
-                ctx.stop();
-            } else {
-                ctx.ping(b"");
-            }
-        });
+        keep_alive(ctx);
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
@@ -96,6 +90,12 @@ impl Actor for TrackSocket {
             .with_label_values(&["track"])
             .dec();
         self.watchers.remove(self.order.id, self.id);
+    }
+}
+
+impl Heard for TrackSocket {
+    fn last_heard(&self) -> Instant {
+        self.last_heard
     }
 }
 
@@ -117,15 +117,7 @@ impl Handler<Wake> for TrackSocket {
 impl StreamHandler<Result<ws::Message, ProtocolError>> for TrackSocket {
     fn handle(&mut self, msg: Result<ws::Message, ProtocolError>, ctx: &mut Self::Context) {
         self.last_heard = Instant::now();
-        match msg {
-            Ok(ws::Message::Ping(p)) => ctx.pong(&p),
-            Ok(ws::Message::Close(reason)) => {
-                ctx.close(reason);
-                ctx.stop();
-            }
-            Ok(_) => {}
-            Err(_) => ctx.stop(),
-        }
+        watcher_frame(msg, ctx);
     }
 }
 
