@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{http_request, ms, percentile, rss_kib, spawn_server};
+use common::{client_runtime, env_or, http_request, ms, percentile, rss_kib, spawn_server};
 use futures_util::{SinkExt, StreamExt};
 use medify::auth::jwt::JwtKeys;
 use medify::domain::Role;
@@ -37,13 +37,6 @@ type Ws =
 
 /// When each fix was sent: (order index, ts) → instant.
 type Sent = Arc<Mutex<HashMap<(usize, i64), Instant>>>;
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 async fn call(address: &str, method: &str, path: &str, token: &str, body: &Value) -> Value {
     let (status, text) = http_request(address, method, path, Some(token), Some(body))
@@ -195,11 +188,7 @@ fn main() {
         ],
     );
     let pid = server.id();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = client_runtime();
     rt.block_on(async {
         let keys = JwtKeys::new(SECRET.as_bytes());
         let setup = Instant::now();

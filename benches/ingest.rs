@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{http_get, ms, percentile, rss_kib, spawn_server};
+use common::{client_runtime, env_or, http_get, ms, percentile, rss_kib, spawn_server};
 use futures_util::{SinkExt, StreamExt};
 use medify::auth::jwt::JwtKeys;
 use medify::domain::Role;
@@ -40,13 +40,6 @@ use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
 const SECRET: &str = "ingest-bench-secret-ingest-bench-secret";
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// `medify_location_updates_total` by outcome, from the server's /metrics.
 async fn counters(address: &str) -> (u64, u64, u64) {
@@ -121,11 +114,7 @@ fn main() {
     let db = std::env::temp_dir().join(format!("medify-ingest-{}.db", Uuid::now_v7()));
     let (mut server, address) = spawn_server(env!("CARGO_BIN_EXE_medify"), &db, SECRET, &[]);
     let pid = server.id();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = client_runtime();
     rt.block_on(async {
         let keys = JwtKeys::new(SECRET.as_bytes());
         let before = rss_kib(pid);
