@@ -1,6 +1,6 @@
 //! The customer's tracking socket with a real rider on the other end.
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::backend_tests;
 use crate::helpers::TestApp;
@@ -12,17 +12,29 @@ backend_tests!(
     arrival_is_told_once_on_the_socket_and_as_a_notification,
 );
 
-async fn watchers_follow_the_rider_to_the_door(app: TestApp) {
+/// An order accepted by a rider: what each test starts from.
+struct Delivery {
+    admin: String,
+    customer: String,
+    rider: RiderWs,
+    /// The order as placed (with its `delivery_code`).
+    placed: Value,
+    id: String,
+}
+
+/// A stocked pharmacy at (12.9716, 77.5946), a rider free at latitude `rider_lat` on the
+/// same meridian, and a customer's order delivered 1.1 km north, offered to and accepted
+/// by that rider.
+async fn assigned_delivery(app: &TestApp, rider_lat: f64) -> Delivery {
     let admin = app.admin_token().await;
     let (_, medicine) = app
         .stocked_pharmacy(&admin, "Hub", 12.9716, 77.5946, 5)
         .await;
     let (_, customer) = app.user_token("customer").await;
-    let (_, stranger) = app.user_token("customer").await;
     let (_, rider_token) = app.user_token("rider").await;
-    let mut rider = RiderWs::connect(&app, &rider_token).await;
+    let mut rider = RiderWs::connect(app, &rider_token).await;
     rider.expect("welcome").await;
-    rider.at(12.9726, 77.5946).await;
+    rider.at(rider_lat, 77.5946).await;
     rider
         .send(json!({"type": "availability", "available": true}))
         .await;
@@ -36,6 +48,24 @@ async fn watchers_follow_the_rider_to_the_door(app: TestApp) {
         .send(json!({"type": "offer_response", "offer_id": offer["offer_id"], "accept": true}))
         .await;
     rider.expect("assigned").await;
+    Delivery {
+        admin,
+        customer,
+        rider,
+        placed,
+        id,
+    }
+}
+
+async fn watchers_follow_the_rider_to_the_door(app: TestApp) {
+    let (_, stranger) = app.user_token("customer").await;
+    let Delivery {
+        admin,
+        customer,
+        mut rider,
+        placed,
+        id,
+    } = assigned_delivery(&app, 12.9726).await;
 
     // Before the upgrade: no token 401, someone else's order 404.
     let path = format!("/ws/orders/{id}/track");
@@ -114,28 +144,13 @@ async fn positions_are_conflated_per_watcher() {
     let app = spawn_app_with(Backend::Sqlite, Options::default())
         .await
         .expect("sqlite");
-    let admin = app.admin_token().await;
-    let (_, medicine) = app
-        .stocked_pharmacy(&admin, "Hub", 12.9716, 77.5946, 5)
-        .await;
-    let (_, customer) = app.user_token("customer").await;
-    let (_, rider_token) = app.user_token("rider").await;
-    let mut rider = RiderWs::connect(&app, &rider_token).await;
-    rider.expect("welcome").await;
-    rider.at(12.9726, 77.5946).await;
-    rider
-        .send(json!({"type": "availability", "available": true}))
-        .await;
-    let placed = app
-        .place_order(&customer, &[(medicine, 1)], 12.9816, 77.5946)
-        .await
-        .json();
-    let offer = rider.expect("offer").await;
-    rider
-        .send(json!({"type": "offer_response", "offer_id": offer["offer_id"], "accept": true}))
-        .await;
-    rider.expect("assigned").await;
-    let path = format!("/ws/orders/{}/track", placed["id"].as_str().expect("id"));
+    let Delivery {
+        customer,
+        mut rider,
+        id,
+        ..
+    } = assigned_delivery(&app, 12.9726).await;
+    let path = format!("/ws/orders/{id}/track");
     let _idle = RiderWs::connect_to(&app, &path, &customer).await; // never reads
     let mut reader = RiderWs::connect_to(&app, &path, &customer).await;
     assert_eq!(reader.next().await.expect("snapshot")["type"], "snapshot");
@@ -165,29 +180,14 @@ async fn positions_are_conflated_per_watcher() {
 /// After pick-up, the first fix within 300 m of the drop-off sends `arriving` (once) and
 /// writes a `rider_arriving` notification (once); the ETA counts down smoothly meanwhile.
 async fn arrival_is_told_once_on_the_socket_and_as_a_notification(app: TestApp) {
-    let admin = app.admin_token().await;
-    let (_, medicine) = app
-        .stocked_pharmacy(&admin, "Hub", 12.9716, 77.5946, 5)
-        .await;
-    let (_, customer) = app.user_token("customer").await;
-    let (_, rider_token) = app.user_token("rider").await;
-    let mut rider = RiderWs::connect(&app, &rider_token).await;
-    rider.expect("welcome").await;
-    rider.at(12.9716, 77.5946).await;
-    rider
-        .send(json!({"type": "availability", "available": true}))
-        .await;
-    // The drop-off is about 1.1 km north of the pharmacy.
-    let placed = app
-        .place_order(&customer, &[(medicine, 1)], 12.9816, 77.5946)
-        .await
-        .json();
-    let id = placed["id"].as_str().expect("id").to_owned();
-    let offer = rider.expect("offer").await;
-    rider
-        .send(json!({"type": "offer_response", "offer_id": offer["offer_id"], "accept": true}))
-        .await;
-    rider.expect("assigned").await;
+    // The drop-off is about 1.1 km north of the pharmacy; the rider waits at the pharmacy.
+    let Delivery {
+        customer,
+        mut rider,
+        placed,
+        id,
+        ..
+    } = assigned_delivery(&app, 12.9716).await;
     let mut watcher = RiderWs::connect_to(&app, &format!("/ws/orders/{id}/track"), &customer).await;
     watcher.expect("snapshot").await;
     rider
