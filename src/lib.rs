@@ -20,6 +20,7 @@ pub mod redis;
 pub mod routes;
 pub mod search;
 pub mod seed;
+pub mod server;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::middleware::{from_fn, ErrorHandlers};
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{web, App, HttpRequest, HttpResponse};
 use anyhow::Context;
 
 use crate::auth::jwt::JwtKeys;
@@ -242,24 +242,25 @@ impl Application {
         let openapi = web::Data::new(OpenApiJson::render());
 
         let app_state = state.clone();
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(state.clone())
-                .app_data(openapi.clone())
-                .app_data(extract::payload_config())
-                .app_data(extract::path_config())
-                .app_data(extract::query_config())
-                .configure(routes::configure)
-                .default_service(web::to(not_routed))
-                .wrap(ErrorHandlers::new().default_handler(problem_for_framework_errors))
-                .wrap(from_fn(telemetry::observe))
-        })
-        .workers(settings.workers)
-        .shutdown_timeout(settings.shutdown_timeout_s)
-        // Signals are handled by `run_until`'s caller, installed before we bind.
-        .disable_signals()
-        .listen(listener)?
-        .run();
+        let server = crate::server::serve(
+            listener,
+            crate::server::Listening {
+                workers: settings.workers,
+                shutdown_timeout_s: settings.shutdown_timeout_s,
+            },
+            move || {
+                App::new()
+                    .app_data(state.clone())
+                    .app_data(openapi.clone())
+                    .app_data(extract::payload_config())
+                    .app_data(extract::path_config())
+                    .app_data(extract::query_config())
+                    .configure(routes::configure)
+                    .default_service(web::to(not_routed))
+                    .wrap(ErrorHandlers::new().default_handler(problem_for_framework_errors))
+                    .wrap(from_fn(telemetry::observe))
+            },
+        )?;
 
         tracing::info!(address = %address, "listening");
         Ok(Self {

@@ -67,6 +67,9 @@ pub struct Metrics {
     /// Offers by outcome (made, accepted, rejected, expired); acceptance rate is
     /// accepted / made.
     pub offers: IntCounterVec,
+    /// Rider sockets opened, by transport: `direct` (left actix-http's dispatcher after the
+    /// handshake, the lean path) or `dispatcher` (opened on a kept-alive connection).
+    pub rider_sockets: IntCounterVec,
 }
 
 impl Metrics {
@@ -120,8 +123,19 @@ impl Metrics {
             Opts::new("medify_offers_total", "Offers to riders by outcome"),
             &["outcome"],
         )?;
+        let rider_sockets = IntCounterVec::new(
+            Opts::new(
+                "medify_rider_sockets_total",
+                "Rider sockets opened, by transport (direct or dispatcher)",
+            ),
+            &["transport"],
+        )?;
         registry.register(Box::new(location_rejected.clone()))?;
         registry.register(Box::new(offers.clone()))?;
+        registry.register(Box::new(rider_sockets.clone()))?;
+        for transport in ["direct", "dispatcher"] {
+            rider_sockets.with_label_values(&[transport]).inc_by(0);
+        }
         for reason in ["out_of_range", "future", "jump"] {
             location_rejected.with_label_values(&[reason]).inc_by(0);
         }
@@ -150,6 +164,7 @@ impl Metrics {
             orders,
             location_rejected,
             offers,
+            rider_sockets,
         })
     }
 

@@ -1,6 +1,9 @@
 //! WebSocket endpoints: thin transport actors in front of the core's actors. Everything
 //! that uses actix-web-actors lives here, so moving to actix-ws touches this folder alone.
+//! The tracking and ops sockets are actix-web-actors `WebsocketContext`s; the rider socket,
+//! the one there are thousands of, runs on the lean transport in [`conn`].
 
+pub mod conn;
 pub mod ops;
 pub mod rider;
 pub mod track;
@@ -11,9 +14,9 @@ use actix::prelude::*;
 use actix_web_actors::ws::{self, CloseCode, CloseReason, ProtocolError};
 
 /// Every socket is pinged this often (PROTOCOL.md: every 10 s) ...
-const PING_EVERY: Duration = Duration::from_secs(10);
+pub(crate) const PING_EVERY: Duration = Duration::from_secs(10);
 /// ... and dropped when nothing (no frame, no pong) came for this long.
-const SILENCE_LIMIT: Duration = Duration::from_secs(30);
+pub(crate) const SILENCE_LIMIT: Duration = Duration::from_secs(30);
 
 /// A socket actor that knows when its peer last sent anything.
 pub(crate) trait Heard: Actor<Context = ws::WebsocketContext<Self>> {

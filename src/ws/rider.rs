@@ -2,16 +2,21 @@
 //!
 //! The handshake authenticates (401 without a valid token, 403 for a non-rider, both before
 //! the upgrade). The socket actor then decodes frames, checks coordinates, rate-limits
-//! location frames (10 a second; extra frames are dropped with at most one `rate_limited`
-//! error a second), answers pings, pings every 10 s and drops a peer silent for 30 s; frames
-//! over 16 KiB close the socket with 1009. Everything stateful goes to the rider's
-//! [`RiderSession`], which outlives the socket.
+//! location frames (10 a second, as a token bucket; extra frames are dropped with at most
+//! one `rate_limited` error a second), answers pings, pings every 10 s and drops a peer
+//! silent for 30 s; frames over 16 KiB close the socket with 1009. Everything stateful goes
+//! to the rider's [`RiderSession`], which outlives the socket.
+//!
+//! The socket runs on the lean transport of [`crate::ws::conn`] (see [`crate::server`] for
+//! why), so this actor has a plain `Context` and writes its frames through an [`Outbox`].
 
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use actix_web::{get, web, HttpRequest, HttpResponse};
-use actix_web_actors::ws::{self, CloseCode, CloseReason, ProtocolError};
+use actix_http::ws::{CloseCode, CloseReason, Frame, Message, ProtocolError};
+use actix_web::{get, web, HttpMessage, HttpRequest, HttpResponse};
+use bytes::{Bytes, BytesMut};
 use medify_actors::geo::Point;
 use medify_actors::protocol::Outbound;
 use medify_actors::rider::{
@@ -24,14 +29,17 @@ use uuid::Uuid;
 use crate::auth::AuthUser;
 use crate::domain::Role;
 use crate::error::ApiError;
+use crate::server::{FreshConnection, Takeover};
 use crate::startup::AppState;
 use crate::telemetry::Metrics;
-use crate::ws::{keep_alive, Heard};
+use crate::ws::conn::{payload_frames, Flushed, Frames, Outbox};
+use crate::ws::{PING_EVERY, SILENCE_LIMIT};
 
 /// Largest frame accepted.
 pub const MAX_FRAME: usize = 16 * 1024;
-/// Location frames (a batch counts as one) per second.
-const LOCATION_FRAMES_PER_S: u32 = 10;
+/// Location frames (a batch counts as one) per second, sustained; also the burst a rider
+/// may send at once after a quiet spell.
+const LOCATION_FRAMES_PER_S: f64 = 10.0;
 const MAX_BATCH: usize = 100;
 
 #[derive(Deserialize)]
@@ -89,9 +97,16 @@ pub struct RiderSocket {
     id: Uuid,
     session: Addr<RiderSession>,
     metrics: Metrics,
+    out: Outbox,
+    /// A task waits for the socket to take the rest of `out`.
+    draining: bool,
+    /// A close frame is queued: stop once it is written.
+    closing: bool,
     last_heard: Instant,
-    window_start: Instant,
-    frames_in_window: u32,
+    /// Location frames the rider may send now (a token bucket refilled at
+    /// [`LOCATION_FRAMES_PER_S`], holding at most that many).
+    tokens: f64,
+    tokens_at: Instant,
     last_rate_error: Option<Instant>,
     /// A `Locations` request to the session is in flight; newer fixes wait in `queued`.
     in_flight: bool,
@@ -103,26 +118,90 @@ pub struct RiderSocket {
 const MAX_QUEUED: usize = 100;
 
 impl RiderSocket {
-    fn send(ctx: &mut ws::WebsocketContext<Self>, frame: &Outbound) {
+    fn start_with(
+        frames: impl Stream<Item = Result<Frame, ProtocolError>> + 'static,
+        out: Outbox,
+        session: Addr<RiderSession>,
+        metrics: Metrics,
+    ) {
+        RiderSocket::create(move |ctx| {
+            ctx.add_stream(frames);
+            let now = Instant::now();
+            RiderSocket {
+                id: Uuid::now_v7(),
+                session,
+                metrics,
+                out,
+                draining: false,
+                closing: false,
+                last_heard: now,
+                tokens: LOCATION_FRAMES_PER_S,
+                tokens_at: now,
+                last_rate_error: None,
+                in_flight: false,
+                queued: Vec::new(),
+            }
+        });
+    }
+
+    /// Writes a frame; a peer that is gone or not reading is dropped.
+    fn write(&mut self, message: Message, ctx: &mut Context<Self>) {
+        match self.out.send(message) {
+            Ok(flushed) => self.after_flush(flushed, ctx),
+            Err(e) => {
+                tracing::debug!(error = %e, "rider socket write failed");
+                ctx.stop();
+            }
+        }
+    }
+
+    fn after_flush(&mut self, flushed: Flushed, ctx: &mut Context<Self>) {
+        match flushed {
+            Flushed::All if self.closing => ctx.stop(),
+            Flushed::All => {}
+            Flushed::Blocked if self.draining => {}
+            Flushed::Blocked => {
+                self.draining = true;
+                ctx.spawn(self.out.writable().into_actor(self).map(|ready, act, ctx| {
+                    act.draining = false;
+                    match ready.and_then(|()| act.out.flush()) {
+                        Ok(flushed) => act.after_flush(flushed, ctx),
+                        Err(_) => ctx.stop(),
+                    }
+                }));
+            }
+        }
+    }
+
+    fn close(&mut self, reason: Option<CloseReason>, ctx: &mut Context<Self>) {
+        if self.closing {
+            return;
+        }
+        self.closing = true;
+        self.write(Message::Close(reason), ctx);
+    }
+
+    fn send(&mut self, frame: &Outbound, ctx: &mut Context<Self>) {
         match serde_json::to_string(frame) {
-            Ok(text) => ctx.text(text),
+            Ok(text) => self.write(Message::Text(text.into()), ctx),
             Err(e) => tracing::error!(error = %e, "could not encode a frame"),
         }
     }
 
     fn error(
-        ctx: &mut ws::WebsocketContext<Self>,
+        &mut self,
+        ctx: &mut Context<Self>,
         code: &'static str,
         message: impl Into<String>,
         index: Option<usize>,
     ) {
-        Self::send(
-            ctx,
+        self.send(
             &Outbound::Error {
                 code,
                 message: message.into(),
                 index,
             },
+            ctx,
         );
     }
 
@@ -141,18 +220,23 @@ impl RiderSocket {
             .inc();
     }
 
-    /// Whether another location frame is allowed now.
+    /// Whether another location frame is allowed now. A token bucket rather than a fixed
+    /// one-second window: a phone sending exactly ten fixes a second with some jitter is
+    /// never cut, and no second ever carries more than twenty.
     fn admit_location_frame(&mut self) -> bool {
         let now = Instant::now();
-        if now.duration_since(self.window_start) >= Duration::from_secs(1) {
-            self.window_start = now;
-            self.frames_in_window = 0;
+        let refill = now.duration_since(self.tokens_at).as_secs_f64() * LOCATION_FRAMES_PER_S;
+        self.tokens = (self.tokens + refill).min(LOCATION_FRAMES_PER_S);
+        self.tokens_at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
         }
-        self.frames_in_window += 1;
-        self.frames_in_window <= LOCATION_FRAMES_PER_S
     }
 
-    fn locations(&mut self, points: Vec<PointIn>, ctx: &mut ws::WebsocketContext<Self>) {
+    fn locations(&mut self, points: Vec<PointIn>, ctx: &mut Context<Self>) {
         if !self.admit_location_frame() {
             self.count("rate_limited", points.len());
             let quiet = self
@@ -160,7 +244,7 @@ impl RiderSocket {
                 .is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
             if quiet {
                 self.last_rate_error = Some(Instant::now());
-                Self::error(
+                self.error(
                     ctx,
                     "rate_limited",
                     "more than 10 location frames a second; frames dropped",
@@ -175,7 +259,7 @@ impl RiderSocket {
                 Ok(fix) => fixes.push((index, fix)),
                 Err(reason) => {
                     self.refused("out_of_range");
-                    Self::error(
+                    self.error(
                         ctx,
                         "invalid_location",
                         format!("point {index}: {reason}"),
@@ -191,7 +275,7 @@ impl RiderSocket {
 
     /// Sends fixes to the session, one request at a time; fixes arriving meanwhile are
     /// queued (bounded) and sent together when the answer comes.
-    fn forward(&mut self, fixes: Vec<(usize, Fix)>, ctx: &mut ws::WebsocketContext<Self>) {
+    fn forward(&mut self, fixes: Vec<(usize, Fix)>, ctx: &mut Context<Self>) {
         if self.in_flight {
             self.queued.extend(fixes);
             let overflow = self.queued.len().saturating_sub(MAX_QUEUED);
@@ -210,7 +294,7 @@ impl RiderSocket {
                 act.count("accepted", sent - refused.len());
                 for (index, reason) in refused {
                     act.refused(reason.reason());
-                    Self::error(
+                    act.error(
                         ctx,
                         "invalid_location",
                         format!("point {index}: {reason}"),
@@ -225,7 +309,7 @@ impl RiderSocket {
         ));
     }
 
-    fn text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
+    fn text(&mut self, text: &str, ctx: &mut Context<Self>) {
         let message: Inbound = match serde_json::from_str(text) {
             Ok(m) => m,
             Err(e) => {
@@ -235,14 +319,14 @@ impl RiderSocket {
                     .next()
                     .unwrap_or(&reason)
                     .to_owned();
-                return Self::error(ctx, "invalid_message", reason, None);
+                return self.error(ctx, "invalid_message", reason, None);
             }
         };
         match message {
             Inbound::Location(point) => self.locations(vec![point], ctx),
             Inbound::Locations { points } => {
                 if points.is_empty() || points.len() > MAX_BATCH {
-                    return Self::error(
+                    return self.error(
                         ctx,
                         "invalid_message",
                         format!("a batch holds 1 to {MAX_BATCH} points"),
@@ -257,9 +341,9 @@ impl RiderSocket {
                     self.session
                         .send(RespondToOffer { offer_id, accept })
                         .into_actor(self)
-                        .map(|result, _, ctx| {
+                        .map(|result, act, ctx| {
                             if let Ok(Err((code, message))) = result {
-                                Self::error(ctx, code, message, None);
+                                act.error(ctx, code, message, None);
                             }
                         }),
                 );
@@ -277,9 +361,9 @@ impl RiderSocket {
                             code,
                         })
                         .into_actor(self)
-                        .map(|result, _, ctx| {
+                        .map(|result, act, ctx| {
                             if let Ok(Err((code, message))) = result {
-                                Self::error(ctx, code, message, None);
+                                act.error(ctx, code, message, None);
                             }
                         }),
                 );
@@ -289,14 +373,26 @@ impl RiderSocket {
 }
 
 impl Actor for RiderSocket {
-    type Context = ws::WebsocketContext<Self>;
+    type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.metrics
             .ws_connections
             .with_label_values(&["rider"])
             .inc();
-        keep_alive(ctx);
+        ctx.run_interval(PING_EVERY, |act, ctx| {
+            if act.last_heard.elapsed() > SILENCE_LIMIT {
+                act.close(
+                    Some(CloseReason {
+                        code: CloseCode::Away,
+                        description: Some("silent for 30 s".into()),
+                    }),
+                    ctx,
+                );
+            } else {
+                act.write(Message::Ping(Bytes::new()), ctx);
+            }
+        });
         self.session.do_send(Attach {
             socket_id: self.id,
             socket: ctx.address().recipient(),
@@ -316,54 +412,62 @@ impl Handler<ToSocket> for RiderSocket {
     type Result = ();
     fn handle(&mut self, ToSocket(frame): ToSocket, ctx: &mut Self::Context) {
         if frame == Outbound::Replaced {
-            ctx.close(Some(CloseReason {
-                code: CloseCode::Policy,
-                description: Some("replaced by a newer connection".into()),
-            }));
-            ctx.stop();
+            self.close(
+                Some(CloseReason {
+                    code: CloseCode::Policy,
+                    description: Some("replaced by a newer connection".into()),
+                }),
+                ctx,
+            );
             return;
         }
-        Self::send(ctx, &frame);
+        self.send(&frame, ctx);
     }
 }
 
-impl Heard for RiderSocket {
-    fn last_heard(&self) -> Instant {
-        self.last_heard
-    }
-}
-
-impl StreamHandler<Result<ws::Message, ProtocolError>> for RiderSocket {
-    fn handle(&mut self, msg: Result<ws::Message, ProtocolError>, ctx: &mut Self::Context) {
+impl StreamHandler<Result<Frame, ProtocolError>> for RiderSocket {
+    fn handle(&mut self, msg: Result<Frame, ProtocolError>, ctx: &mut Self::Context) {
         self.last_heard = Instant::now();
+        if self.closing {
+            return;
+        }
         match msg {
-            Ok(ws::Message::Text(text)) => self.text(&text, ctx),
-            Ok(ws::Message::Binary(_)) => {
-                Self::error(ctx, "invalid_message", "send JSON text frames", None)
+            Ok(Frame::Text(bytes)) => match std::str::from_utf8(&bytes) {
+                Ok(text) => self.text(text, ctx),
+                Err(_) => self.close(
+                    Some(CloseReason {
+                        code: CloseCode::Invalid,
+                        description: Some("text frames must be UTF-8".into()),
+                    }),
+                    ctx,
+                ),
+            },
+            Ok(Frame::Binary(_)) => {
+                self.error(ctx, "invalid_message", "send JSON text frames", None)
             }
-            Ok(ws::Message::Ping(payload)) => ctx.pong(&payload),
-            Ok(ws::Message::Pong(_)) | Ok(ws::Message::Nop) => {}
-            Ok(ws::Message::Close(reason)) => {
-                ctx.close(reason);
-                ctx.stop();
-            }
-            Ok(ws::Message::Continuation(_)) => Self::error(
+            Ok(Frame::Ping(payload)) => self.write(Message::Pong(payload), ctx),
+            Ok(Frame::Pong(_)) => {}
+            Ok(Frame::Close(reason)) => self.close(reason, ctx),
+            Ok(Frame::Continuation(_)) => self.error(
                 ctx,
                 "invalid_message",
                 "fragmented frames are not accepted",
                 None,
             ),
-            Err(ProtocolError::Overflow) => {
-                ctx.close(Some(CloseReason {
+            Err(ProtocolError::Overflow) => self.close(
+                Some(CloseReason {
                     code: CloseCode::Size,
                     description: Some("frames are limited to 16 KiB".into()),
-                }));
+                }),
+                ctx,
+            ),
+            Err(ProtocolError::Io(e)) => {
+                tracing::debug!(error = %e, "rider socket read failed");
                 ctx.stop();
             }
             Err(e) => {
                 tracing::debug!(error = %e, "rider socket protocol error");
-                ctx.close(Some(CloseCode::Protocol.into()));
-                ctx.stop();
+                self.close(Some(CloseCode::Protocol.into()), ctx);
             }
         }
     }
@@ -373,25 +477,33 @@ impl StreamHandler<Result<ws::Message, ProtocolError>> for RiderSocket {
 #[get("/ws/rider")]
 pub async fn rider_socket(
     req: HttpRequest,
-    stream: web::Payload,
+    payload: web::Payload,
     user: AuthUser,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     user.require(&[Role::Rider])?;
+    let mut res = actix_web_actors::ws::handshake(&req)
+        .map_err(|e| ApiError::BadRequest(format!("not a WebSocket handshake: {e}")))?;
     let session = state.riders.session(user.id);
-    let socket = RiderSocket {
-        id: Uuid::now_v7(),
-        session,
-        metrics: state.metrics.clone(),
-        last_heard: Instant::now(),
-        window_start: Instant::now(),
-        frames_in_window: 0,
-        last_rate_error: None,
-        in_flight: false,
-        queued: Vec::new(),
-    };
-    ws::WsResponseBuilder::new(socket, &req, stream)
-        .frame_size(MAX_FRAME)
-        .start()
-        .map_err(|e| ApiError::BadRequest(format!("not a WebSocket handshake: {e}")))
+    let metrics = state.metrics.clone();
+    if req.extensions().get::<FreshConnection>().is_some() {
+        // The usual case: leave actix-http's dispatcher once the 101 is out.
+        metrics.rider_sockets.with_label_values(&["direct"]).inc();
+        let mut res = res.finish();
+        res.extensions_mut()
+            .insert(Takeover(Box::new(move |stream, early: BytesMut| {
+                let io = Rc::new(stream);
+                let frames = Frames::new(io.clone(), MAX_FRAME, early);
+                RiderSocket::start_with(frames, Outbox::direct(io), session, metrics);
+            })));
+        Ok(res)
+    } else {
+        metrics
+            .rider_sockets
+            .with_label_values(&["dispatcher"])
+            .inc();
+        let (outbox, body) = Outbox::body();
+        RiderSocket::start_with(payload_frames(payload, MAX_FRAME), outbox, session, metrics);
+        Ok(res.streaming(body))
+    }
 }

@@ -31,14 +31,19 @@ impl RiderWs {
         Self::connect_to(http, "/ws/rider", token).await
     }
 
-    /// Any of the server's sockets, token in the query.
+    /// Any of the server's sockets, token in the query, on a new connection (as phones and
+    /// browsers open them).
     pub async fn connect_to(http: &Http, path: &str, token: &str) -> Self {
+        Self::connect_with(&awc::Client::default(), http, path, token).await
+    }
+
+    /// A socket through `client`, whose pool may hand it a kept-alive connection.
+    pub async fn connect_with(client: &awc::Client, http: &Http, path: &str, token: &str) -> Self {
         let url = format!(
             "{}{path}?access_token={token}",
             http.address.replace("http://", "ws://")
         );
-        let (res, framed) = http
-            .client
+        let (res, framed) = client
             .ws(url)
             .max_frame_size(1 << 20)
             .connect()
@@ -95,6 +100,36 @@ impl RiderWs {
                 Ok(v) if v["type"] == kind => return v,
                 Ok(_) => continue,
                 Err(code) => panic!("socket closed ({code:?}) while waiting for {kind}"),
+            }
+        }
+    }
+
+    /// Reads until the server closes the socket; its close code.
+    pub async fn close_code(&mut self) -> Option<u16> {
+        loop {
+            if let Err(code) = self.next().await {
+                return code;
+            }
+        }
+    }
+
+    /// Sends a ping and waits (up to 15 s) for the pong carrying its payload.
+    pub async fn ping_pong(&mut self) {
+        let payload = b"are you there".to_vec();
+        self.framed
+            .send(Message::Ping(payload.clone().into()))
+            .await
+            .expect("send ping");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match actix_web::rt::time::timeout(left, self.framed.next())
+                .await
+                .expect("no pong within 15 s")
+            {
+                Some(Ok(Frame::Pong(p))) if p[..] == payload[..] => return,
+                Some(Ok(_)) => {}
+                other => panic!("socket ended while waiting for a pong: {other:?}"),
             }
         }
     }
@@ -338,9 +373,10 @@ async fn handshake_needs_a_rider_token() {
     let app = spawn_app_with(Backend::Sqlite, Options::default())
         .await
         .expect("sqlite");
+    // Each attempt on a new connection, as a phone makes it: the server answers these
+    // without handing the connection to actix-http's dispatcher.
     let upgrade = |token: Option<String>| {
-        let mut req = app
-            .client
+        let mut req = awc::Client::default()
             .get(app.url("/ws/rider"))
             .insert_header(("upgrade", "websocket"))
             .insert_header(("connection", "upgrade"))
@@ -349,17 +385,87 @@ async fn handshake_needs_a_rider_token() {
         if let Some(t) = token {
             req = req.insert_header(("authorization", format!("Bearer {t}")));
         }
-        async move { req.send().await.expect("send").status().as_u16() }
+        async move {
+            let mut res = req.send().await.expect("send");
+            let body = res.body().await.expect("body");
+            let problem: Value = serde_json::from_slice(&body).expect("problem JSON");
+            (
+                res.status().as_u16(),
+                problem["code"].as_str().map(str::to_owned),
+            )
+        }
     };
-    assert_eq!(upgrade(None).await, 401);
-    assert_eq!(upgrade(Some("not-a-token".into())).await, 401);
+    assert_eq!(upgrade(None).await, (401, Some("unauthorized".into())));
+    assert_eq!(
+        upgrade(Some("not-a-token".into())).await,
+        (401, Some("unauthorized".into()))
+    );
     let (_, customer) = app.user_token("customer").await;
-    assert_eq!(upgrade(Some(customer)).await, 403);
+    assert_eq!(
+        upgrade(Some(customer)).await,
+        (403, Some("forbidden".into()))
+    );
     let admin = app.admin_token().await;
-    assert_eq!(upgrade(Some(admin)).await, 403);
+    assert_eq!(upgrade(Some(admin)).await, (403, Some("forbidden".into())));
     let (_, rider) = app.user_token("rider").await;
+    // A rider's GET without the WebSocket headers is a bad request, not an upgrade.
+    let res = awc::Client::default()
+        .get(app.url("/ws/rider"))
+        .insert_header(("authorization", format!("Bearer {rider}")))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status().as_u16(), 400);
     let mut ws = RiderWs::connect(&app, &rider).await; // asserts 101 Switching Protocols
     ws.expect("welcome").await;
+    assert_eq!(rider_sockets(&app).await, (1, 0));
+}
+
+/// Rider sockets opened so far: (direct, through the dispatcher).
+async fn rider_sockets(app: &TestApp) -> (u64, u64) {
+    let metrics = app.get("/metrics").await.text();
+    let count = |transport: &str| {
+        let series = format!("medify_rider_sockets_total{{transport=\"{transport}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series.as_str()))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("rider socket counter")
+    };
+    (count("direct"), count("dispatcher"))
+}
+
+#[actix_web::test]
+async fn a_rider_socket_on_a_kept_alive_connection_works_too() {
+    let app = spawn_app_with(Backend::Sqlite, Options::default())
+        .await
+        .expect("sqlite");
+    let (_, token) = app.user_token("rider").await;
+    // One connection, one pool slot: the upgrade reuses the connection /healthz used.
+    let client = awc::Client::builder()
+        .connector(awc::Connector::new().limit(1))
+        .finish();
+    let mut res = client
+        .get(app.url("/healthz"))
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(res.status().as_u16(), 200);
+    res.body()
+        .await
+        .expect("body read whole, so the connection goes back to the pool");
+    let mut ws = RiderWs::connect_with(&client, &app, "/ws/rider", &token).await;
+    ws.expect("welcome").await;
+    assert_eq!(rider_sockets(&app).await, (0, 1));
+    // The same rules hold on this path: a bad frame gets an error and the socket goes on;
+    // pings are answered; a big frame closes with 1009.
+    ws.send_raw("not json".into()).await;
+    assert_eq!(ws.expect("error").await["code"], "invalid_message");
+    ws.send(json!({"type": "availability", "available": true}))
+        .await;
+    ws.ping_pong().await;
+    ws.send_raw("x".repeat(20 * 1024)).await;
+    assert_eq!(ws.close_code().await, Some(1009));
 }
 
 #[actix_web::test]
@@ -493,13 +599,7 @@ async fn oversized_frames_close_with_1009() {
         "x".repeat(20 * 1024)
     ))
     .await;
-    let closed = loop {
-        match ws.next().await {
-            Ok(_) => continue,
-            Err(code) => break code,
-        }
-    };
-    assert_eq!(closed, Some(1009));
+    assert_eq!(ws.close_code().await, Some(1009));
 }
 
 #[actix_web::test]

@@ -1,0 +1,275 @@
+//! The listener: actix-server workers serving the actix-web app over HTTP/1.1, with one
+//! detour for rider sockets.
+//!
+//! This is what `HttpServer::listen(..).run()` would build, plus a look at the first bytes
+//! of each new connection. A connection that opens with `GET /ws/rider` is a rider phone:
+//! its handshake still goes through the whole app (middleware, auth, 401 / 403, the
+//! handler), but the connection never enters actix-http's dispatcher, which keeps 16 KiB of
+//! buffers per connection for its whole life; once the app has answered 101, the socket
+//! runs on the lean transport in [`crate::ws::conn`]. Every other connection is handed to
+//! actix-http unchanged.
+//!
+//! A rider socket opened on a kept-alive connection after other requests cannot take the
+//! detour; the handler answers it 400 (WebSocket clients open a new connection for every
+//! socket, so only a hand-rolled client meets this).
+
+use std::fmt;
+use std::net::{SocketAddr, TcpListener};
+use std::rc::Rc;
+use std::time::Duration;
+
+use actix_http::body::{BodySize, MessageBody};
+use actix_http::h1::Codec;
+use actix_http::{
+    ConnectionType, HttpService, KeepAlive, Request, Response, ServiceConfig, StatusCode,
+};
+use actix_server::Server;
+use actix_service::{
+    fn_factory, fn_service, map_config, IntoServiceFactory, Service, ServiceFactory,
+    ServiceFactoryExt,
+};
+use actix_web::dev::AppConfig;
+use actix_web::{Error, HttpMessage};
+use bytes::BytesMut;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio_util::codec::{Decoder, Encoder};
+
+/// How the listener behaves (actix-web's `HttpServer` defaults unless said otherwise).
+pub struct Listening {
+    pub workers: usize,
+    pub shutdown_timeout_s: u64,
+}
+
+/// Time a client has to send its request head (actix-web's default).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// The largest rider handshake read (actix-http's own head limit is larger; a rider's
+/// handshake is a few hundred bytes).
+const MAX_HANDSHAKE: usize = 16 * 1024;
+/// The request line of a rider socket, up to the character after the path.
+const RIDER_PATH: &[u8] = b"GET /ws/rider";
+
+/// Marks a request that arrived as the first on a new connection through the rider detour;
+/// the `/ws/rider` handler upgrades only such requests.
+#[derive(Clone, Copy)]
+pub struct FreshConnection;
+
+/// Put into the 101 response's extensions by a handler that takes over the connection.
+pub struct Takeover(pub Box<dyn FnOnce(TcpStream, BytesMut)>);
+
+/// Starts the workers on `listener`. `factory` builds the actix-web `App`, once per worker
+/// (and once more per worker for the rider detour).
+pub fn serve<F, I, S, B>(
+    listener: TcpListener,
+    listening: Listening,
+    factory: F,
+) -> std::io::Result<Server>
+where
+    F: Fn() -> I + Send + Clone + 'static,
+    I: IntoServiceFactory<S, Request>,
+    S: ServiceFactory<Request, Config = AppConfig> + 'static,
+    S::Error: Into<Error> + 'static,
+    S::InitError: fmt::Debug,
+    S::Response: Into<Response<B>> + 'static,
+    <S::Service as Service<Request>>::Future: 'static,
+    S::Service: 'static,
+    B: MessageBody + 'static,
+{
+    let local = listener.local_addr()?;
+    let builder = Server::build()
+        .workers(listening.workers)
+        .shutdown_timeout(listening.shutdown_timeout_s)
+        // Signals are handled by the caller (see `startup::shutdown_signal`).
+        .disable_signals();
+    let shutdown = builder.graceful_shutdown_signal();
+    let server = builder
+        .listen("medify", listener, move || {
+            let factory = factory.clone();
+            let shutdown = shutdown.clone();
+            fn_factory(move || {
+                let factory = factory.clone();
+                let shutdown = shutdown.clone();
+                async move {
+                    let app = || {
+                        map_config(
+                            factory()
+                                .into_factory()
+                                .map_err(|err| err.into().error_response()),
+                            |_| AppConfig::default(),
+                        )
+                    };
+                    let http = HttpService::build()
+                        .keep_alive(KeepAlive::default())
+                        .client_request_timeout(REQUEST_TIMEOUT)
+                        .client_disconnect_timeout(Duration::from_secs(1))
+                        .local_addr(local)
+                        .graceful_shutdown_signal(move || {
+                            let signal = shutdown.clone();
+                            async move { signal.notified().await }
+                        })
+                        .h1(app())
+                        .new_service(())
+                        .await
+                        .map_err(|_| tracing::error!("could not start an HTTP worker"))?;
+                    let detour = app()
+                        .new_service(())
+                        .await
+                        .map_err(|_| tracing::error!("could not start a rider worker"))?;
+                    let http = Rc::new(http);
+                    let detour = Rc::new(detour);
+                    let config = ServiceConfig::new(
+                        KeepAlive::Disabled,
+                        REQUEST_TIMEOUT,
+                        Duration::from_secs(1),
+                        false,
+                        Some(local),
+                    );
+                    Ok::<_, ()>(fn_service(move |stream: TcpStream| {
+                        let http = http.clone();
+                        let detour = detour.clone();
+                        let config = config.clone();
+                        async move {
+                            let peer = stream.peer_addr().ok();
+                            if is_rider_socket(&stream).await {
+                                rider_handshake(stream, peer, &*detour, config).await;
+                                Ok(())
+                            } else {
+                                http.call((stream, peer)).await.map_err(|_| ())
+                            }
+                        }
+                    }))
+                }
+            })
+        })?
+        .run();
+    Ok(server)
+}
+
+/// Whether the connection opens with `GET /ws/rider` (followed by a space or `?`). Waits
+/// for the bytes without consuming them; a client that dawdles past the request timeout
+/// is left to actix-http, which answers it with its own 408.
+async fn is_rider_socket(stream: &TcpStream) -> bool {
+    let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
+    let mut head = [0u8; RIDER_PATH.len() + 1];
+    loop {
+        let n = match tokio::time::timeout_at(deadline, stream.peek(&mut head)).await {
+            Ok(Ok(n)) => n,
+            _ => return false,
+        };
+        if n == 0 {
+            return false;
+        }
+        if n == head.len() {
+            return head.starts_with(RIDER_PATH) && matches!(head[n - 1], b' ' | b'?');
+        }
+        if !RIDER_PATH.starts_with(&head[..n]) {
+            return false;
+        }
+        // Part of the request line came in its own packet: give the rest a moment.
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Reads the rider's request head, lets the app answer it and, on 101, hands the bare
+/// connection to the handler's [`Takeover`]. Any other answer is written and the connection
+/// closed.
+async fn rider_handshake<A, B>(
+    mut stream: TcpStream,
+    peer: Option<SocketAddr>,
+    app: &A,
+    config: ServiceConfig,
+) where
+    A: Service<Request>,
+    A::Error: Into<Response<actix_http::body::BoxBody>>,
+    A::Response: Into<Response<B>>,
+    B: MessageBody + 'static,
+{
+    let mut codec = Codec::new(config);
+    let mut buf = BytesMut::with_capacity(1024);
+    let head = tokio::time::timeout(REQUEST_TIMEOUT, async {
+        loop {
+            match codec.decode(&mut buf) {
+                Ok(Some(actix_http::h1::Message::Item(req))) => return Ok(req),
+                Ok(Some(actix_http::h1::Message::Chunk(_))) => return Err(StatusCode::BAD_REQUEST),
+                Ok(None) => {}
+                Err(_) => return Err(StatusCode::BAD_REQUEST),
+            }
+            if buf.len() > MAX_HANDSHAKE {
+                return Err(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+            }
+            if stream.readable().await.is_err() {
+                return Err(StatusCode::BAD_REQUEST);
+            }
+            match stream.try_read_buf(&mut buf) {
+                Ok(0) => return Err(StatusCode::BAD_REQUEST),
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => return Err(StatusCode::BAD_REQUEST),
+            }
+        }
+    })
+    .await
+    .unwrap_or(Err(StatusCode::REQUEST_TIMEOUT));
+    let mut req = match head {
+        Ok(req) => req,
+        Err(status) => {
+            let _ = write_response(&mut stream, &mut codec, Response::new(status)).await;
+            return;
+        }
+    };
+    req.head_mut().peer_addr = peer;
+    req.extensions_mut().insert(FreshConnection);
+    let mut res: Response<B> = match app.call(req).await {
+        Ok(res) => res.into(),
+        Err(res) => {
+            let _ = write_response(&mut stream, &mut codec, res.into()).await;
+            return;
+        }
+    };
+    let takeover = res.extensions_mut().remove::<Takeover>();
+    match takeover {
+        Some(Takeover(start)) if res.status() == StatusCode::SWITCHING_PROTOCOLS => {
+            let res = res.drop_body();
+            let mut out = BytesMut::new();
+            if codec
+                .encode(
+                    actix_http::h1::Message::Item((res, BodySize::None)),
+                    &mut out,
+                )
+                .is_err()
+                || stream.write_all(&out).await.is_err()
+            {
+                return;
+            }
+            // `buf` now holds only what the client sent behind its head.
+            start(stream, buf);
+        }
+        _ => {
+            let _ = write_response(&mut stream, &mut codec, res).await;
+        }
+    }
+}
+
+/// Writes a whole response and closes the connection.
+async fn write_response<B: MessageBody>(
+    stream: &mut TcpStream,
+    codec: &mut Codec,
+    mut res: Response<B>,
+) -> std::io::Result<()> {
+    res.head_mut().set_connection_type(ConnectionType::Close);
+    let (res, body) = res.into_parts();
+    let body = actix_http::body::to_bytes(body)
+        .await
+        .map_err(|_| std::io::Error::other("response body failed"))?;
+    let mut out = BytesMut::new();
+    codec.encode(
+        actix_http::h1::Message::Item((res, BodySize::Sized(body.len() as u64))),
+        &mut out,
+    )?;
+    out.extend_from_slice(&body);
+    stream.write_all(&out).await?;
+    stream.shutdown().await
+}
