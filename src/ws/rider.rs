@@ -381,7 +381,11 @@ impl Actor for RiderSocket {
             .with_label_values(&["rider"])
             .inc();
         ctx.run_interval(PING_EVERY, |act, ctx| {
-            if act.last_heard.elapsed() > SILENCE_LIMIT {
+            if act.closing {
+                // Our close frame has not gone out in a whole ping period: the peer is not
+                // reading. Stop without it.
+                ctx.stop();
+            } else if act.last_heard.elapsed() > SILENCE_LIMIT {
                 act.close(
                     Some(CloseReason {
                         code: CloseCode::Away,
@@ -429,6 +433,10 @@ impl StreamHandler<Result<Frame, ProtocolError>> for RiderSocket {
     fn handle(&mut self, msg: Result<Frame, ProtocolError>, ctx: &mut Self::Context) {
         self.last_heard = Instant::now();
         if self.closing {
+            // Waiting for our close frame to go out; the peer's own close ends it at once.
+            if matches!(msg, Ok(Frame::Close(_))) {
+                ctx.stop();
+            }
             return;
         }
         match msg {

@@ -435,6 +435,112 @@ async fn rider_sockets(app: &TestApp) -> (u64, u64) {
     (count("direct"), count("dispatcher"))
 }
 
+/// A client text frame (masked, as RFC 6455 requires of clients).
+fn masked_text(text: &str) -> Vec<u8> {
+    let key = [0x37, 0xfa, 0x21, 0x3d];
+    let payload = text.as_bytes();
+    assert!(payload.len() < 126, "short frames only");
+    let mut frame = vec![0x81, 0x80 | payload.len() as u8];
+    frame.extend_from_slice(&key);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    frame
+}
+
+/// Reads one unmasked server frame: (opcode, payload).
+async fn server_frame(tcp: &mut tokio::net::TcpStream) -> (u8, Vec<u8>) {
+    use tokio::io::AsyncReadExt;
+    let mut head = [0u8; 2];
+    tcp.read_exact(&mut head).await.expect("frame head");
+    let len = match head[1] & 0x7f {
+        126 => {
+            let mut ext = [0u8; 2];
+            tcp.read_exact(&mut ext).await.expect("length");
+            u16::from_be_bytes(ext) as usize
+        }
+        127 => panic!("unexpectedly large frame"),
+        n => n as usize,
+    };
+    let mut payload = vec![0u8; len];
+    tcp.read_exact(&mut payload).await.expect("payload");
+    (head[0] & 0x0f, payload)
+}
+
+/// The next text frame's JSON, skipping pings.
+async fn server_json(tcp: &mut tokio::net::TcpStream) -> Value {
+    loop {
+        match server_frame(tcp).await {
+            (0x1, payload) => return serde_json::from_slice(&payload).expect("JSON"),
+            (0x9, _) => continue,
+            (op, _) => panic!("unexpected opcode {op}"),
+        }
+    }
+}
+
+#[actix_web::test]
+async fn the_rider_transport_takes_split_and_early_bytes() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app_with(Backend::Sqlite, Options::default())
+        .await
+        .expect("sqlite");
+    let (_, token) = app.user_token("rider").await;
+    let addr = app.address.trim_start_matches("http://").to_owned();
+    let mut tcp = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    tcp.set_nodelay(true).expect("nodelay");
+    let head = format!(
+        "GET /ws/rider?access_token={token} HTTP/1.1\r\nHost: {addr}\r\n\
+         Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    // The request line in two writes, then the rest of the head with a first frame right
+    // behind it, before the 101 has come back.
+    tcp.write_all(&head.as_bytes()[..9]).await.expect("write");
+    let mut rest = head.as_bytes()[9..].to_vec();
+    rest.extend(masked_text("not json"));
+    tcp.write_all(&rest).await.expect("write");
+    let mut response = Vec::new();
+    while !response.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        tcp.read_exact(&mut byte).await.expect("response head");
+        response.push(byte[0]);
+    }
+    let response = String::from_utf8(response)
+        .expect("ASCII head")
+        .to_lowercase();
+    assert!(response.starts_with("http/1.1 101"), "{response}");
+    // RFC 6455's own example key and answer.
+    assert!(
+        response.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
+        "{response}"
+    );
+    // Welcome and the answer to the early frame, in whichever order the session and the
+    // socket produce them.
+    let mut kinds = vec![
+        server_json(&mut tcp).await["type"]
+            .as_str()
+            .map(str::to_owned),
+        server_json(&mut tcp).await["type"]
+            .as_str()
+            .map(str::to_owned),
+    ];
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [Some("error".to_owned()), Some("welcome".to_owned())]
+    );
+    // A frame dribbled one byte per write is put back together.
+    let ts = chrono::Utc::now().timestamp_millis() + 3_600_000;
+    for byte in masked_text(&format!(
+        r#"{{"type":"location","lat":12.9,"lng":77.5,"ts":{ts}}}"#
+    )) {
+        tcp.write_all(&[byte]).await.expect("write");
+    }
+    let refused = server_json(&mut tcp).await;
+    assert_eq!(refused["code"], "invalid_location", "{refused}");
+    assert_eq!(rider_sockets(&app).await, (1, 0));
+}
+
 #[actix_web::test]
 async fn a_rider_socket_on_a_kept_alive_connection_works_too() {
     let app = spawn_app_with(Backend::Sqlite, Options::default())
