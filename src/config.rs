@@ -181,6 +181,8 @@ pub struct Settings {
 pub struct DispatchSettings {
     pub strategy: medify_actors::matcher::assign::Strategy,
     pub h3_resolution: h3o::Resolution,
+    /// Matcher shards are keyed by the parent cell at this resolution.
+    pub shard_resolution: h3o::Resolution,
     pub search_radius_m: f64,
     pub batch_window_ms: u64,
     pub offer_timeout_s: u64,
@@ -502,6 +504,10 @@ impl Settings {
                 let n: u8 = parse_number(raw, 5, 12)?;
                 h3o::Resolution::try_from(n).map_err(|e| e.to_string())
             }),
+            shard_resolution: r.parse("MATCHER_SHARD_RESOLUTION", h3o::Resolution::Five, |raw| {
+                let n: u8 = parse_number(raw, 0, 12)?;
+                h3o::Resolution::try_from(n).map_err(|e| e.to_string())
+            }),
             search_radius_m: f64::from(r.parse("SEARCH_RADIUS_M", 5_000u32, |raw| {
                 parse_number(raw, 100, 50_000)
             })),
@@ -510,6 +516,12 @@ impl Settings {
             rider_grace_s: r.parse("RIDER_GRACE_S", 120, |raw| parse_number(raw, 0, 3_600)),
         };
 
+        if dispatch.shard_resolution > dispatch.h3_resolution {
+            r.fail(
+                "MATCHER_SHARD_RESOLUTION",
+                "must not be finer than H3_RESOLUTION (shards are regions of index cells)",
+            );
+        }
         if !r.problems.is_empty() {
             return Err(ConfigError {
                 problems: r.problems,
@@ -586,6 +598,19 @@ mod tests {
         for var in ["MEDIFY_BIND", "DATABASE_URL", "JWT_SECRET", "LOG_FORMAT"] {
             assert!(text.contains(var), "{text}");
         }
+    }
+
+    #[test]
+    fn matcher_shards_must_be_coarser_than_the_index() {
+        let s = settings(&[]).expect("defaults");
+        assert_eq!(s.dispatch.shard_resolution, h3o::Resolution::Five);
+        let s = settings(&[("MATCHER_SHARD_RESOLUTION", "4")]).expect("valid");
+        assert_eq!(s.dispatch.shard_resolution, h3o::Resolution::Four);
+        let err = settings(&[("H3_RESOLUTION", "7"), ("MATCHER_SHARD_RESOLUTION", "8")])
+            .expect_err("finer than the index");
+        assert_eq!(err.variables(), vec!["MATCHER_SHARD_RESOLUTION"]);
+        let err = settings(&[("MATCHER_SHARD_RESOLUTION", "sixteen")]).expect_err("not a number");
+        assert_eq!(err.variables(), vec!["MATCHER_SHARD_RESOLUTION"]);
     }
 
     #[test]

@@ -39,7 +39,6 @@ use crate::store::riders::TrailWriter;
 use crate::store::users::NewUser;
 use crate::store::Store;
 use crate::telemetry::{self, Metrics};
-use actix::{Actor, Arbiter};
 use medify_actors::fleet::Fleet;
 use medify_actors::inventory::Inventory;
 use medify_actors::matcher::{Matcher, MatcherConfig};
@@ -162,6 +161,7 @@ impl Application {
         let offers = metrics.offers.clone();
         let matcher_config = MatcherConfig {
             resolution: d.h3_resolution,
+            shard_resolution: d.shard_resolution,
             search_radius_m: d.search_radius_m,
             batch_window: Duration::from_millis(d.batch_window_ms),
             offer_timeout: Duration::from_secs(d.offer_timeout_s),
@@ -170,10 +170,7 @@ impl Application {
             on_offer: Arc::new(move |outcome| offers.with_label_values(&[outcome]).inc()),
             ..MatcherConfig::default()
         };
-        let matcher_fleet = fleet.clone();
-        let matcher = Matcher::start_in_arbiter(&Arbiter::new().handle(), move |_| {
-            Matcher::new(matcher_config, matcher_fleet)
-        });
+        let matcher = Matcher::start(matcher_config, fleet.clone(), settings.workers);
         let orders = OrderRegistry::new(
             OrderDeps {
                 journal: Arc::new(store.clone()),

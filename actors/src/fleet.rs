@@ -1,7 +1,7 @@
 //! The fleet registry: rider id → live session, and the picture of every rider that
 //! `GET /api/v1/riders` and the ops views read without asking each actor.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use actix::Addr;
@@ -47,6 +47,8 @@ impl RiderView {
 struct Inner {
     sessions: Mutex<HashMap<Uuid, Addr<RiderSession>>>,
     views: Mutex<HashMap<Uuid, RiderView>>,
+    /// Riders a matcher shard holds (offered, or on the delivery they accepted).
+    claims: Mutex<HashSet<Uuid>>,
 }
 
 /// Cheap to clone; shared by sessions, the matcher and the HTTP layer.
@@ -96,6 +98,19 @@ impl Fleet {
     /// Every rider the fleet has seen since start.
     pub fn views(&self) -> Vec<RiderView> {
         lock(&self.inner.views).values().cloned().collect()
+    }
+
+    /// Claims the rider for an offer; false if someone (another matcher shard) holds them.
+    pub fn try_claim(&self, rider: Uuid) -> bool {
+        lock(&self.inner.claims).insert(rider)
+    }
+
+    pub fn is_claimed(&self, rider: Uuid) -> bool {
+        lock(&self.inner.claims).contains(&rider)
+    }
+
+    pub fn release(&self, rider: Uuid) {
+        lock(&self.inner.claims).remove(&rider);
     }
 
     /// Riders with a connected socket.

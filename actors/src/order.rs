@@ -229,13 +229,13 @@ pub struct OrderDeps {
     pub inventory: Inventory,
     pub dispatch_timeout: Duration,
     /// Where orders in `dispatching` go to find a rider.
-    pub matcher: Option<Addr<crate::matcher::Matcher>>,
+    pub matcher: Option<crate::matcher::Matcher>,
 }
 
 /// Hands an order waiting for a rider to the matcher.
 fn dispatch(deps: &OrderDeps, record: &OrderRecord) {
     if let Some(matcher) = &deps.matcher {
-        matcher.do_send(crate::matcher::DispatchOrder {
+        matcher.dispatch(crate::matcher::DispatchOrder {
             order_id: record.id,
             pickup: record.pickup,
             pickup_name: Some(record.pharmacy_name.clone()),
@@ -428,7 +428,7 @@ async fn execute(
         OrderStatus::Dispatching => dispatch(&deps, &next),
         OrderStatus::Cancelled | OrderStatus::Failed => {
             if let Some(matcher) = &deps.matcher {
-                matcher.do_send(crate::matcher::Withdraw {
+                matcher.withdraw(crate::matcher::Withdraw {
                     order_id: record.id,
                     rider: rider_id,
                 });

@@ -119,7 +119,7 @@ fn now_ms() -> i64 {
 /// What every session needs.
 pub struct RiderDeps {
     pub fleet: Fleet,
-    pub matcher: Addr<Matcher>,
+    pub matcher: Matcher,
     pub orders: OrderRegistry,
     pub directory: Arc<dyn RiderDirectory>,
     pub trail: Arc<dyn TrailSink>,
@@ -223,7 +223,7 @@ impl Riders {
         &self.deps.fleet
     }
 
-    pub fn matcher(&self) -> &Addr<Matcher> {
+    pub fn matcher(&self) -> &Matcher {
         &self.deps.matcher
     }
 }
@@ -317,7 +317,7 @@ impl RiderSession {
     /// Tells the matcher and the fleet view what this rider is doing now.
     fn publish(&self) {
         let available = self.available && self.socket.is_some();
-        self.deps.matcher.do_send(RiderState {
+        self.deps.matcher.rider_state(RiderState {
             rider: self.rider,
             available,
             busy: self.active.is_some(),
@@ -507,7 +507,7 @@ impl Handler<Detach> for RiderSession {
                     "offline"
                 };
             });
-            act.deps.matcher.do_send(RiderGone { rider });
+            act.deps.matcher.rider_gone(RiderGone { rider });
             ctx.stop();
         }));
     }
@@ -549,7 +549,7 @@ impl Handler<Locations> for RiderSession {
             });
             if due {
                 self.told_matcher = Some((last.at, last.ts_ms));
-                self.deps.matcher.do_send(RiderMoved {
+                self.deps.matcher.rider_moved(RiderMoved {
                     rider: self.rider,
                     at: last.at,
                     ts_ms: last.ts_ms,
@@ -686,27 +686,29 @@ impl Handler<RespondToOffer> for RiderSession {
 
     fn handle(&mut self, msg: RespondToOffer, _: &mut Context<Self>) -> Self::Result {
         let rider = self.rider;
-        if self
+        let Some(order_id) = self
             .offer
             .as_ref()
-            .is_none_or(|o| o.offer_id != msg.offer_id)
-        {
+            .filter(|o| o.offer_id == msg.offer_id)
+            .map(|o| o.order_id)
+        else {
             return Box::pin(actix::fut::ready(Err((
                 "not_found",
                 "no such offer".to_owned(),
             ))));
-        }
+        };
         let matcher = self.deps.matcher.clone();
         let orders = self.deps.orders.clone();
         let answer = Answer {
             offer_id: msg.offer_id,
+            order_id,
             rider,
             accept: msg.accept,
         };
         Box::pin(
             actix::fut::wrap_future::<_, Self>(async move {
                 let answered = matcher
-                    .send(answer)
+                    .answer(answer)
                     .await
                     .map_err(|e| ("internal_error", e.to_string()))?
                     .map_err(|e| match e {
@@ -731,7 +733,7 @@ impl Handler<RespondToOffer> for RiderSession {
                         },
                     )
                     .await;
-                matcher.do_send(AssignOutcome {
+                matcher.assign_outcome(AssignOutcome {
                     order_id,
                     rider,
                     assigned: assigned.is_ok(),

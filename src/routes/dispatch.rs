@@ -1,7 +1,6 @@
 //! `PUT /api/v1/admin/dispatch` (admins): hold or resume automatic offers.
 
 use actix_web::{put, web};
-use medify_actors::matcher::{SetPaused, Stats};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -23,6 +22,8 @@ pub struct DispatchState {
     pub free_riders: usize,
     pub waiting_orders: usize,
     pub open_offers: usize,
+    /// Matcher shards (regions that have seen a rider or an order).
+    pub shards: usize,
 }
 
 /// Hold or resume the matcher.
@@ -41,11 +42,11 @@ pub async fn set_dispatch(
     user.require(&[Role::Admin])?;
     let matcher = state.riders.matcher();
     matcher
-        .send(SetPaused(body.0.paused))
+        .set_paused(body.0.paused)
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
     let stats = matcher
-        .send(Stats)
+        .stats()
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
     Ok(web::Json(DispatchState {
@@ -53,5 +54,6 @@ pub async fn set_dispatch(
         free_riders: stats.free_riders,
         waiting_orders: stats.waiting_orders,
         open_offers: stats.open_offers,
+        shards: stats.shards,
     }))
 }

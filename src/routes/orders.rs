@@ -566,7 +566,7 @@ pub async fn assign_order(
     let offered = state
         .riders
         .matcher()
-        .send(medify_actors::matcher::ManualOffer {
+        .manual_offer(medify_actors::matcher::ManualOffer {
             order_id: order.id,
             rider: rider.id,
         })

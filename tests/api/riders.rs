@@ -1019,3 +1019,142 @@ async fn a_rider_without_a_fresh_fix_is_not_offered_orders() {
         "stale rider was sent {next}"
     );
 }
+
+/// The matcher region (shard key) of a point with the default settings.
+fn region(lat: f64, lng: f64) -> h3o::CellIndex {
+    let cell = h3o::LatLng::new(lat, lng)
+        .expect("valid")
+        .to_cell(h3o::Resolution::Nine);
+    cell.parent(h3o::Resolution::Five).expect("coarser")
+}
+
+/// Walking east from the test pharmacy: a point about 1 km inside the first region, the
+/// first point (in 20 m steps) of the next region, and a point about 1 km inside that one.
+fn across_a_region_border() -> ((f64, f64), (f64, f64), (f64, f64)) {
+    let step = 0.02 / 111.0; // 20 m of longitude, near enough at this latitude
+    let at = |i: i32| (PHARMACY.0, PHARMACY.1 + f64::from(i) * step);
+    let home = region(PHARMACY.0, PHARMACY.1);
+    let first_out = (1..5_000)
+        .find(|i| region(at(*i).0, at(*i).1) != home)
+        .expect("a border within 100 km");
+    let next = region(at(first_out).0, at(first_out).1);
+    let last_in = (first_out..first_out + 50)
+        .take_while(|i| region(at(*i).0, at(*i).1) == next)
+        .last()
+        .expect("the next region");
+    (at((first_out - 50).max(0)), at(first_out), at(last_in))
+}
+
+#[actix_web::test]
+async fn a_rider_across_a_region_border_gets_the_order() {
+    let app = spawn_app_with(Backend::Sqlite, Options::default())
+        .await
+        .expect("sqlite");
+    let admin = app.admin_token().await;
+    let (inside, border, _) = across_a_region_border();
+    assert_ne!(region(inside.0, inside.1), region(border.0, border.1));
+    let (_, medicine) = app
+        .stocked_pharmacy(&admin, "West", inside.0, inside.1, 5)
+        .await;
+    let (_, customer) = app.user_token("customer").await;
+    // The only rider is in the next region, about a kilometre from the pharmacy.
+    let (_, _, mut rider) = rider_at(&app, border.0, border.1).await;
+    free_riders(&app, &admin, 1).await;
+    let placed = app
+        .place_order(&customer, &[(medicine, 1)], inside.0 - 0.01, inside.1)
+        .await;
+    assert_eq!(placed.status, 201, "{}", placed.text());
+    let offer = rider.expect("offer").await;
+    assert_eq!(offer["order_id"], placed.json()["id"]);
+}
+
+/// Three points within about 1.5 km of one another, each in a different region: where
+/// three regions meet near the test pharmacy.
+fn where_three_regions_meet() -> [(f64, f64); 3] {
+    let step = 0.003; // about 330 m
+    let at = |i: i32, j: i32| {
+        (
+            PHARMACY.0 + f64::from(i) * step,
+            PHARMACY.1 + f64::from(j) * step,
+        )
+    };
+    for i in -150..150 {
+        for j in -150..150 {
+            let mut found: Vec<((f64, f64), h3o::CellIndex)> = Vec::new();
+            for (di, dj) in (0..4).flat_map(|di| (0..4).map(move |dj| (di, dj))) {
+                let p = at(i + di, j + dj);
+                let r = region(p.0, p.1);
+                if found.iter().all(|(_, seen)| *seen != r) {
+                    found.push((p, r));
+                }
+            }
+            if let [a, b, c, ..] = found[..] {
+                return [a.0, b.0, c.0];
+            }
+        }
+    }
+    panic!("no three regions meet within 50 km of the test pharmacy");
+}
+
+#[actix_web::test]
+async fn two_shards_wanting_one_rider_offer_him_once() {
+    let app = spawn_app_with(Backend::Sqlite, Options::default())
+        .await
+        .expect("sqlite");
+    let admin = app.admin_token().await;
+    // The rider is in a third region, so neither shard that wants him holds him: only the
+    // fleet's claim keeps the second from offering him too.
+    let [west, east, border] = where_three_regions_meet();
+    let (_, west_medicine) = app
+        .stocked_pharmacy(&admin, "West", west.0, west.1, 5)
+        .await;
+    let (_, east_medicine) = app
+        .stocked_pharmacy(&admin, "East", east.0, east.1, 5)
+        .await;
+    let (_, customer) = app.user_token("customer").await;
+    let dispatch = |paused: bool| {
+        let (app, admin) = (&app, &admin);
+        async move {
+            let res = app
+                .request(
+                    "PUT",
+                    "/api/v1/admin/dispatch",
+                    Some(admin),
+                    Some(&json!({ "paused": paused })),
+                )
+                .await;
+            assert_eq!(res.status, 200, "{}", res.text());
+            res.json()
+        }
+    };
+    dispatch(true).await;
+    let (_, _, mut rider) = rider_at(&app, border.0, border.1).await;
+    free_riders(&app, &admin, 1).await;
+    let mut ids = Vec::new();
+    for (medicine, at) in [(west_medicine, west), (east_medicine, east)] {
+        let res = app
+            .place_order(&customer, &[(medicine, 1)], at.0 - 0.01, at.1)
+            .await;
+        assert_eq!(res.status, 201, "{}", res.text());
+        ids.push(res.json()["id"].clone());
+    }
+    crate::orders::eventually("both orders and the rider reach their shards", || async {
+        let held = dispatch(true).await;
+        held["waiting_orders"] == 2 && held["free_riders"] == 1 && held["shards"] == 3
+    })
+    .await;
+    // Both shards run a batch on resume and both want the rider; the figures are taken after
+    // those batches (each shard answers in order).
+    let resumed = dispatch(false).await;
+    assert_eq!(resumed["open_offers"], 1, "{resumed}");
+    assert_eq!(resumed["waiting_orders"], 1, "{resumed}");
+    let first = rider.expect("offer").await;
+    assert!(ids.contains(&first["order_id"]), "{first}");
+    // Refused, the rider is free again, and the other region's order finds him.
+    rider
+        .send(json!({"type": "offer_response", "offer_id": first["offer_id"], "accept": false}))
+        .await;
+    let second = rider.expect("offer").await;
+    assert!(ids.contains(&second["order_id"]), "{second}");
+    assert_ne!(second["order_id"], first["order_id"]);
+}

@@ -1,10 +1,12 @@
 //! The matcher: which free rider is offered which waiting order.
 //!
-//! One actor owns the picture of supply (free riders in an H3 [`index::FreeIndex`]) and
-//! demand (orders in `dispatching` without an open offer). Every batch window it builds
-//! the cost matrix of estimated pickup times between waiting orders and the free riders
-//! near them and solves it with the configured [`assign::Strategy`]; each chosen rider gets
-//! an offer that expires after the offer timeout. A rider who refuses or lets an offer
+//! [`Matcher`] is a handle routing to shards, one per coarse H3 region ([`router`]). Each
+//! [`Shard`] actor owns the picture of supply (free riders of its region in an H3
+//! [`index::FreeIndex`]) and demand (its region's orders in `dispatching` without an open
+//! offer). Every batch window it builds the cost matrix of estimated pickup times between
+//! waiting orders and the free riders near them (its own and, near a border, the
+//! neighbouring regions') and solves it with the configured [`assign::Strategy`]; each
+//! chosen rider gets an offer that expires after the offer timeout. A rider who refuses or lets an offer
 //! expire is never offered that order again; the order waits for the next window. One
 //! order per rider: a rider holding an offer or an order is not free.
 //!
@@ -12,18 +14,17 @@
 //! offer and hands back the order ([`Answer`]); the rider's session asks the order actor to
 //! assign; the session reports the outcome ([`AssignOutcome`]) and a failed assignment
 //! puts rider and order back.
-//!
-//! Left for later (see the closing note): sharding by coarse parent cell across arbiters.
 
 pub mod assign;
 pub mod index;
+pub mod router;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock, RwLockWriteGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
-use h3o::Resolution;
+use h3o::{CellIndex, Resolution};
 use uuid::Uuid;
 
 use crate::fleet::Fleet;
@@ -32,6 +33,8 @@ use crate::protocol::{OfferInfo, Place};
 use crate::rider::{OfferExpiredMsg, OfferMsg, OrderCancelledMsg};
 use assign::Strategy;
 use index::{FreeIndex, Position};
+pub use router::Matcher;
+use router::{regions_near, Indexes};
 
 /// Nearest free riders considered for each waiting order in a batch.
 pub const CANDIDATES_PER_ORDER: usize = 32;
@@ -67,6 +70,8 @@ impl Estimator for Haversine {
 #[derive(Clone)]
 pub struct MatcherConfig {
     pub resolution: Resolution,
+    /// Shards are keyed by the parent cell at this resolution (coarser than `resolution`).
+    pub shard_resolution: Resolution,
     pub search_radius_m: f64,
     pub batch_window: Duration,
     pub offer_timeout: Duration,
@@ -84,6 +89,7 @@ impl Default for MatcherConfig {
     fn default() -> Self {
         Self {
             resolution: Resolution::Nine,
+            shard_resolution: Resolution::Five,
             search_radius_m: 5_000.0,
             batch_window: Duration::from_millis(500),
             offer_timeout: Duration::from_secs(20),
@@ -132,22 +138,35 @@ struct OpenOffer {
     timer: SpawnHandle,
 }
 
-/// See the module documentation.
-pub struct Matcher {
+/// One region's matcher; see the module documentation.
+pub struct Shard {
     cfg: MatcherConfig,
+    region: CellIndex,
     paused: bool,
     fleet: Fleet,
-    free: FreeIndex,
+    /// This region's free riders; other shards read it for pickups near the border.
+    free: Arc<RwLock<FreeIndex>>,
+    indexes: Indexes,
+    /// Riders whose position is in this region.
     riders: HashMap<Uuid, RiderInfo>,
     pending: HashMap<Uuid, Pending>,
     offers: HashMap<Uuid, OpenOffer>,
 }
 
-impl Matcher {
-    pub fn new(cfg: MatcherConfig, fleet: Fleet) -> Self {
+impl Shard {
+    fn new(
+        cfg: MatcherConfig,
+        fleet: Fleet,
+        region: CellIndex,
+        free: Arc<RwLock<FreeIndex>>,
+        indexes: Indexes,
+        paused: bool,
+    ) -> Self {
         Self {
-            free: FreeIndex::new(cfg.resolution),
-            paused: false,
+            free,
+            indexes,
+            region,
+            paused,
             cfg,
             fleet,
             riders: HashMap::new(),
@@ -156,25 +175,62 @@ impl Matcher {
         }
     }
 
+    fn free(&self) -> RwLockWriteGuard<'_, FreeIndex> {
+        self.free.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The nearest free, unclaimed riders with a fix newer than `min_ts` around `pickup`,
+    /// from this region's index and those of the regions within the search radius.
+    fn candidates(&self, pickup: Point, min_ts: i64) -> Vec<(Uuid, Position, f64)> {
+        let radius = self.cfg.search_radius_m;
+        let mut found = Vec::new();
+        for region in regions_near(
+            pickup,
+            radius,
+            self.cfg.resolution,
+            self.cfg.shard_resolution,
+        ) {
+            let index = if region == self.region {
+                Some(self.free.clone())
+            } else {
+                self.indexes.get(region)
+            };
+            if let Some(index) = index {
+                let index = index.read().unwrap_or_else(PoisonError::into_inner);
+                found.extend(
+                    index
+                        .candidates(pickup, radius, min_ts, CANDIDATES_PER_ORDER)
+                        .into_iter()
+                        .filter(|(rider, _, _)| !self.fleet.is_claimed(*rider)),
+                );
+            }
+        }
+        found.sort_by(|a, b| a.2.total_cmp(&b.2).then(a.0.cmp(&b.0)));
+        found.truncate(CANDIDATES_PER_ORDER);
+        found
+    }
+
     /// Puts the rider in or out of the free index as their state says.
     fn refresh(&mut self, rider: Uuid) {
         let Some(info) = self.riders.get(&rider) else {
-            self.free.remove(rider);
+            self.free().remove(rider);
             return;
         };
         match info.pos {
             Some(pos) if info.available && !info.busy && info.offered.is_none() => {
-                self.free.upsert(rider, pos);
+                self.free().upsert(rider, pos);
             }
-            _ => self.free.remove(rider),
+            _ => self.free().remove(rider),
         }
     }
 
-    fn offer(&mut self, order_id: Uuid, rider_id: Uuid, ctx: &mut Context<Self>) {
-        let (Some(order), Some(pos)) = (
-            self.pending.get_mut(&order_id),
-            self.riders.get(&rider_id).and_then(|r| r.pos),
-        ) else {
+    /// Offers the order to the rider at `pos`, if the rider can be claimed (another shard
+    /// may have offered them something in the meantime).
+    fn offer(&mut self, order_id: Uuid, rider_id: Uuid, pos: Position, ctx: &mut Context<Self>) {
+        if !self.pending.contains_key(&order_id) || !self.fleet.try_claim(rider_id) {
+            return;
+        }
+        let Some(order) = self.pending.get_mut(&order_id) else {
             return;
         };
         let offer_id = Uuid::now_v7();
@@ -211,15 +267,20 @@ impl Matcher {
         }
     }
 
-    /// Closes an open offer; the rider is excluded from that order if `exclude`.
+    /// Closes an open offer; the rider is excluded from that order if `exclude`, and the
+    /// claim on them released unless they accepted (`release` false).
     fn close_offer(
         &mut self,
         offer_id: Uuid,
         exclude: bool,
+        release: bool,
         ctx: &mut Context<Self>,
     ) -> Option<OpenOffer> {
         let offer = self.offers.remove(&offer_id)?;
         ctx.cancel_future(offer.timer);
+        if release {
+            self.fleet.release(offer.rider_id);
+        }
         if let Some(order) = self.pending.get_mut(&offer.order_id) {
             order.offered = None;
             if exclude {
@@ -244,27 +305,24 @@ impl Matcher {
             .filter(|(_, p)| p.offered.is_none())
             .map(|(id, p)| (*id, p.clone()))
             .collect();
-        if waiting.is_empty() || self.free.is_empty() {
+        if waiting.is_empty() {
             return;
         }
         waiting.sort_by_key(|(id, p)| (p.since_ms, *id));
         let min_ts = now_ms() - i64::try_from(self.cfg.stale_fix.as_millis()).unwrap_or(i64::MAX);
         let mut rider_ids: Vec<Uuid> = Vec::new();
         let mut column: HashMap<Uuid, usize> = HashMap::new();
+        let mut positions: Vec<Position> = Vec::new();
         let mut near: Vec<Vec<(usize, f64)>> = Vec::with_capacity(waiting.len());
         for (_, order) in &waiting {
             let mut row = Vec::new();
-            for (rider, pos, _) in self.free.candidates(
-                order.pickup,
-                self.cfg.search_radius_m,
-                min_ts,
-                CANDIDATES_PER_ORDER,
-            ) {
+            for (rider, pos, _) in self.candidates(order.pickup, min_ts) {
                 if order.excluded.contains(&rider) {
                     continue;
                 }
                 let col = *column.entry(rider).or_insert_with(|| {
                     rider_ids.push(rider);
+                    positions.push(pos);
                     rider_ids.len() - 1
                 });
                 row.push((col, self.cfg.estimator.pickup_seconds(pos.at, order.pickup)));
@@ -289,12 +347,12 @@ impl Matcher {
             Strategy::Batched => assign::batched(&costs),
         };
         for (o, r) in pairs {
-            self.offer(waiting[o].0, rider_ids[r], ctx);
+            self.offer(waiting[o].0, rider_ids[r], positions[r], ctx);
         }
     }
 }
 
-impl Actor for Matcher {
+impl Actor for Shard {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
@@ -328,6 +386,14 @@ pub struct RiderGone {
     pub rider: Uuid,
 }
 
+/// The rider moved to another region: this shard forgets their position (offers it made
+/// them stay open).
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+struct RiderLeft {
+    rider: Uuid,
+}
+
 /// An order entered `dispatching` (or was rehydrated in it).
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "()")]
@@ -354,6 +420,8 @@ pub struct Withdraw {
 #[rtype(result = "Result<Answered, AnswerError>")]
 pub struct Answer {
     pub offer_id: Uuid,
+    /// The order the offer was for (from the offer), which says which shard made it.
+    pub order_id: Uuid,
     pub rider: Uuid,
     pub accept: bool,
 }
@@ -389,11 +457,26 @@ pub struct AssignOutcome {
 }
 
 /// Manual dispatch: offer `order_id` to `rider` now.
-#[derive(Message, Debug, Clone, Copy)]
-#[rtype(result = "Result<(), ManualOfferError>")]
+#[derive(Debug, Clone, Copy)]
 pub struct ManualOffer {
     pub order_id: Uuid,
     pub rider: Uuid,
+}
+
+/// What the router knows of a rider, for a manual offer by a shard that may not hold them.
+#[derive(Debug, Clone, Copy)]
+struct RiderSnapshot {
+    available: bool,
+    busy: bool,
+    pos: Option<Position>,
+}
+
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "Result<(), ManualOfferError>")]
+struct ManualOfferTo {
+    order_id: Uuid,
+    rider_id: Uuid,
+    rider: Option<RiderSnapshot>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -418,7 +501,7 @@ struct ExpireOffer {
 #[rtype(result = "()")]
 pub struct SetPaused(pub bool);
 
-impl Handler<SetPaused> for Matcher {
+impl Handler<SetPaused> for Shard {
     type Result = ();
     fn handle(&mut self, SetPaused(paused): SetPaused, ctx: &mut Context<Self>) {
         self.paused = paused;
@@ -438,9 +521,11 @@ pub struct MatcherStats {
     pub free_riders: usize,
     pub waiting_orders: usize,
     pub open_offers: usize,
+    /// Regions with a shard (summed stats only).
+    pub shards: usize,
 }
 
-impl Handler<RiderState> for Matcher {
+impl Handler<RiderState> for Shard {
     type Result = ();
     fn handle(&mut self, msg: RiderState, _: &mut Context<Self>) {
         let info = self.riders.entry(msg.rider).or_default();
@@ -450,7 +535,7 @@ impl Handler<RiderState> for Matcher {
     }
 }
 
-impl Handler<RiderMoved> for Matcher {
+impl Handler<RiderMoved> for Shard {
     type Result = ();
     fn handle(&mut self, msg: RiderMoved, _: &mut Context<Self>) {
         let info = self.riders.entry(msg.rider).or_default();
@@ -458,21 +543,29 @@ impl Handler<RiderMoved> for Matcher {
             at: msg.at,
             ts_ms: msg.ts_ms,
         });
-        if self.free.contains(msg.rider) {
-            self.free.upsert(
-                msg.rider,
-                Position {
-                    at: msg.at,
-                    ts_ms: msg.ts_ms,
-                },
-            );
+        let position = Position {
+            at: msg.at,
+            ts_ms: msg.ts_ms,
+        };
+        let mut free = self.free();
+        if free.contains(msg.rider) {
+            free.upsert(msg.rider, position);
         } else {
+            drop(free);
             self.refresh(msg.rider);
         }
     }
 }
 
-impl Handler<RiderGone> for Matcher {
+impl Handler<RiderLeft> for Shard {
+    type Result = ();
+    fn handle(&mut self, msg: RiderLeft, _: &mut Context<Self>) {
+        self.riders.remove(&msg.rider);
+        self.free().remove(msg.rider);
+    }
+}
+
+impl Handler<RiderGone> for Shard {
     type Result = ();
     fn handle(&mut self, msg: RiderGone, ctx: &mut Context<Self>) {
         let open: Vec<Uuid> = self
@@ -482,14 +575,14 @@ impl Handler<RiderGone> for Matcher {
             .map(|(id, _)| *id)
             .collect();
         for offer_id in open {
-            self.close_offer(offer_id, true, ctx);
+            self.close_offer(offer_id, true, true, ctx);
         }
         self.riders.remove(&msg.rider);
-        self.free.remove(msg.rider);
+        self.free().remove(msg.rider);
     }
 }
 
-impl Handler<DispatchOrder> for Matcher {
+impl Handler<DispatchOrder> for Shard {
     type Result = ();
     fn handle(&mut self, msg: DispatchOrder, _: &mut Context<Self>) {
         self.pending.entry(msg.order_id).or_insert(Pending {
@@ -503,12 +596,12 @@ impl Handler<DispatchOrder> for Matcher {
     }
 }
 
-impl Handler<Withdraw> for Matcher {
+impl Handler<Withdraw> for Shard {
     type Result = ();
     fn handle(&mut self, msg: Withdraw, ctx: &mut Context<Self>) {
         if let Some(order) = self.pending.get(&msg.order_id) {
             if let Some(offer_id) = order.offered {
-                if let Some(offer) = self.close_offer(offer_id, false, ctx) {
+                if let Some(offer) = self.close_offer(offer_id, false, true, ctx) {
                     if let Some(s) = self.fleet.session(offer.rider_id) {
                         s.do_send(OfferExpiredMsg { offer_id });
                     }
@@ -526,7 +619,7 @@ impl Handler<Withdraw> for Matcher {
     }
 }
 
-impl Handler<Answer> for Matcher {
+impl Handler<Answer> for Shard {
     type Result = Result<Answered, AnswerError>;
     fn handle(&mut self, msg: Answer, ctx: &mut Context<Self>) -> Self::Result {
         match self.offers.get(&msg.offer_id) {
@@ -535,13 +628,14 @@ impl Handler<Answer> for Matcher {
             Some(_) => {}
         }
         if !msg.accept {
-            self.close_offer(msg.offer_id, true, ctx);
+            self.close_offer(msg.offer_id, true, true, ctx);
             (self.cfg.on_offer)("rejected");
             return Ok(Answered::Rejected);
         }
         (self.cfg.on_offer)("accepted");
+        // The claim stays: the rider is on their way to taking the order.
         let offer = self
-            .close_offer(msg.offer_id, false, ctx)
+            .close_offer(msg.offer_id, false, false, ctx)
             .ok_or(AnswerError::Closed)?;
         let order = self
             .pending
@@ -560,22 +654,25 @@ impl Handler<Answer> for Matcher {
     }
 }
 
-impl Handler<AssignOutcome> for Matcher {
+impl Handler<AssignOutcome> for Shard {
     type Result = ();
     fn handle(&mut self, msg: AssignOutcome, _: &mut Context<Self>) {
         if msg.assigned {
             let waited = u64::try_from(now_ms() - msg.since_ms).unwrap_or(0);
             (self.cfg.on_assigned)(Duration::from_millis(waited));
-        } else if let Some(r) = self.riders.get_mut(&msg.rider) {
-            r.busy = false;
-            self.refresh(msg.rider);
+        } else {
+            self.fleet.release(msg.rider);
+            if let Some(r) = self.riders.get_mut(&msg.rider) {
+                r.busy = false;
+                self.refresh(msg.rider);
+            }
         }
     }
 }
 
-impl Handler<ManualOffer> for Matcher {
+impl Handler<ManualOfferTo> for Shard {
     type Result = Result<(), ManualOfferError>;
-    fn handle(&mut self, msg: ManualOffer, ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: ManualOfferTo, ctx: &mut Context<Self>) -> Self::Result {
         let order = self
             .pending
             .get(&msg.order_id)
@@ -583,34 +680,35 @@ impl Handler<ManualOffer> for Matcher {
         if order.offered.is_some() {
             // An admin overrides the matcher's pending offer.
             if let Some(offer_id) = order.offered {
-                if let Some(offer) = self.close_offer(offer_id, false, ctx) {
+                if let Some(offer) = self.close_offer(offer_id, false, true, ctx) {
                     if let Some(s) = self.fleet.session(offer.rider_id) {
                         s.do_send(OfferExpiredMsg { offer_id });
                     }
                 }
             }
         }
-        if self.fleet.session(msg.rider).is_none()
-            || !self.fleet.view(msg.rider).is_some_and(|v| v.online)
+        if self.fleet.session(msg.rider_id).is_none()
+            || !self.fleet.view(msg.rider_id).is_some_and(|v| v.online)
         {
             return Err(ManualOfferError::Offline);
         }
-        let info = self
-            .riders
-            .get(&msg.rider)
-            .ok_or(ManualOfferError::Offline)?;
-        if info.busy || info.offered.is_some() || !info.available || info.pos.is_none() {
+        let info = msg.rider.ok_or(ManualOfferError::Offline)?;
+        let pos = match info.pos {
+            Some(pos) if info.available && !info.busy => pos,
+            _ => return Err(ManualOfferError::Busy),
+        };
+        if self.fleet.is_claimed(msg.rider_id) {
             return Err(ManualOfferError::Busy);
         }
-        self.offer(msg.order_id, msg.rider, ctx);
+        self.offer(msg.order_id, msg.rider_id, pos, ctx);
         Ok(())
     }
 }
 
-impl Handler<ExpireOffer> for Matcher {
+impl Handler<ExpireOffer> for Shard {
     type Result = ();
     fn handle(&mut self, msg: ExpireOffer, ctx: &mut Context<Self>) {
-        if let Some(offer) = self.close_offer(msg.offer_id, true, ctx) {
+        if let Some(offer) = self.close_offer(msg.offer_id, true, true, ctx) {
             (self.cfg.on_offer)("expired");
             if let Some(s) = self.fleet.session(offer.rider_id) {
                 s.do_send(OfferExpiredMsg {
@@ -621,17 +719,18 @@ impl Handler<ExpireOffer> for Matcher {
     }
 }
 
-impl Handler<Stats> for Matcher {
+impl Handler<Stats> for Shard {
     type Result = MessageResult<Stats>;
     fn handle(&mut self, _: Stats, _: &mut Context<Self>) -> Self::Result {
         MessageResult(MatcherStats {
-            free_riders: self.free.len(),
+            free_riders: self.free().len(),
             waiting_orders: self
                 .pending
                 .values()
                 .filter(|p| p.offered.is_none())
                 .count(),
             open_offers: self.offers.len(),
+            shards: 1,
         })
     }
 }
