@@ -783,7 +783,11 @@ async fn batched_assignment_beats_greedy_nearest_first() {
     // On one east-west line: pickup One at 0 km, pickup Two at +2 km, rider A at +0.8 km,
     // rider B at -1 km. Greedy gives order One its nearest rider, A (0.8 km), and sends B
     // 3 km to Two: 3.8 km. The optimum gives One to B (1 km) and Two to A (1.2 km): 2.2 km.
-    let km = 1.0 / (111.195 * 12.97f64.to_radians().cos());
+    // All in the middle of one matcher region, so one shard solves the whole batch (shards
+    // each solve their own region's orders).
+    let centre = h3o::LatLng::from(region(12.97, 77.59));
+    let (lat, lng) = (centre.lat(), centre.lng());
+    let km = 1.0 / (111.195 * lat.to_radians().cos());
     for (strategy, a_gets_first) in [("batched", false), ("greedy", true)] {
         let app = spawn_app_with(
             Backend::Sqlite,
@@ -796,9 +800,9 @@ async fn batched_assignment_beats_greedy_nearest_first() {
         .expect("sqlite");
         let admin = app.admin_token().await;
         let medicine = app.create_medicine(&admin, "M", None, None, 100).await;
-        let p1 = app.create_pharmacy(&admin, "One", 12.97, 77.59).await;
+        let p1 = app.create_pharmacy(&admin, "One", lat, lng).await;
         let p2 = app
-            .create_pharmacy(&admin, "Two", 12.97, 77.59 + 2.0 * km)
+            .create_pharmacy(&admin, "Two", lat, lng + 2.0 * km)
             .await;
         for p in [p1, p2] {
             assert_eq!(app.put_stock(&admin, p, &[(medicine, 5)]).await.status, 200);
@@ -813,8 +817,8 @@ async fn batched_assignment_beats_greedy_nearest_first() {
             )
             .await;
         assert_eq!(paused.status, 200, "{}", paused.text());
-        let (_, _, mut a) = rider_at(&app, 12.97, 77.59 + 0.8 * km).await;
-        let (_, _, mut b) = rider_at(&app, 12.97, 77.59 - km).await;
+        let (_, _, mut a) = rider_at(&app, lat, lng + 0.8 * km).await;
+        let (_, _, mut b) = rider_at(&app, lat, lng - km).await;
         free_riders(&app, &admin, 2).await;
         let mut ids = Vec::new();
         for p in [p1, p2] {
@@ -823,7 +827,7 @@ async fn batched_assignment_beats_greedy_nearest_first() {
                     "/api/v1/orders",
                     &customer,
                     &json!({"items": [{"medicine_id": medicine, "qty": 1}], "pharmacy_id": p,
-                            "delivery": {"lat": 12.975, "lng": 77.60, "address": "x"}}),
+                            "delivery": {"lat": lat + 0.005, "lng": lng + km, "address": "x"}}),
                 )
                 .await;
             assert_eq!(res.status, 201, "{}", res.text());
