@@ -35,6 +35,7 @@ use crate::notify::{
 };
 use crate::redis::Redis;
 use crate::routes::{self, openapi::OpenApiJson};
+use crate::store::offers::OfferWriter;
 use crate::store::riders::TrailWriter;
 use crate::store::users::NewUser;
 use crate::store::Store;
@@ -168,6 +169,7 @@ impl Application {
             strategy: d.strategy,
             on_assigned: Arc::new(move |waited| latency.observe(waited.as_secs_f64())),
             on_offer: Arc::new(move |outcome| offers.with_label_values(&[outcome]).inc()),
+            offer_log: Some(Arc::new(OfferWriter::start(store.clone()))),
             ..MatcherConfig::default()
         };
         let matcher = Matcher::start(matcher_config, fleet.clone(), settings.workers);

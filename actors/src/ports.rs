@@ -257,3 +257,54 @@ pub trait RiderDirectory: Send + Sync + 'static {
 pub trait TrailSink: Send + Sync + 'static {
     fn record(&self, order_id: Uuid, rider_id: Uuid, at: crate::geo::Point, ts_ms: i64);
 }
+
+/// How an offer ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OfferEnd {
+    Accepted,
+    Rejected,
+    /// Timed out, or the rider's session ended with the offer open.
+    Expired,
+    /// Taken back: the order was cancelled, or an admin offered it to someone else.
+    Withdrawn,
+}
+
+impl OfferEnd {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Rejected => "rejected",
+            Self::Expired => "expired",
+            Self::Withdrawn => "withdrawn",
+        }
+    }
+}
+
+/// Something that happened to an offer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum OfferEvent {
+    Made {
+        offer_id: Uuid,
+        order_id: Uuid,
+        rider_id: Uuid,
+        distance_m: i64,
+        /// Epoch milliseconds.
+        at_ms: i64,
+        expires_ms: i64,
+    },
+    Ended {
+        offer_id: Uuid,
+        end: OfferEnd,
+        at_ms: i64,
+    },
+}
+
+/// The offers' record. `record` must not block (a queue in front of storage, written in
+/// batches, never one write per location message).
+pub trait OfferLog: Send + Sync + 'static {
+    fn record(&self, event: OfferEvent);
+
+    /// Riders who refused or let lapse an offer of this order: an order coming back to the
+    /// matcher (after a restart) is not offered to them again.
+    fn refused_by(&self, order_id: Uuid) -> BoxFuture<'_, Result<Vec<Uuid>, JournalError>>;
+}

@@ -19,7 +19,10 @@ pub struct DispatchControl {
 #[derive(Serialize, ToSchema)]
 pub struct DispatchState {
     pub paused: bool,
+    /// Riders in the matchers' free indexes (available, fixed, not on a delivery).
     pub free_riders: usize,
+    /// Orders waiting for a rider without an open offer (counted once their earlier
+    /// refusals have been read back from the offer record).
     pub waiting_orders: usize,
     pub open_offers: usize,
     /// Matcher shards (regions that have seen a rider or an order).

@@ -54,6 +54,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(orders::cancel_order)
         .service(orders::assign_order)
         .service(orders::order_trail)
+        .service(orders::order_offers)
         .service(notifications::list_notifications)
         .service(riders::list_riders)
         .service(dispatch::set_dispatch)

@@ -32,7 +32,8 @@ use crate::store::users::User;
         pharmacies::create_pharmacy, pharmacies::list_pharmacies, pharmacies::get_pharmacy,
         pharmacies::get_stock, pharmacies::put_stock,
         orders::place_order, orders::list_orders, orders::get_order, orders::cancel_order,
-        orders::assign_order, orders::order_trail, notifications::list_notifications,
+        orders::assign_order, orders::order_trail, orders::order_offers,
+        notifications::list_notifications,
         riders::list_riders, dispatch::set_dispatch,
     ),
     components(schemas(
@@ -43,7 +44,7 @@ use crate::store::users::User;
         Pharmacy, pharmacies::NewPharmacy, pharmacies::NearbyPharmacy, pharmacies::StockUpdate,
         pharmacies::StockLineIn, StockRow, OrderView, OrderItem, OrderPharmacy, OrderRider,
         Delivery, orders::NewOrderRequest, orders::NewItem, orders::DeliveryIn,
-        orders::AssignRequest, orders::Trail, Notification, riders::RiderStatus,
+        orders::AssignRequest, orders::Trail, crate::store::offers::OfferRow, Notification, riders::RiderStatus,
         riders::RiderLocation, dispatch::DispatchControl, dispatch::DispatchState,
     )),
     modifiers(&BearerAuth),

@@ -30,6 +30,7 @@ use crate::error::{ApiError, FieldError, FieldErrors, Problem};
 use crate::extract::ApiJson;
 use crate::pagination::{Page, PageParams};
 use crate::startup::AppState;
+use crate::store::offers::OfferRow;
 use crate::store::orders::{KeyClaim, NewOrder, NewOrderLine, OrderScope, OrderView};
 
 const MAX_ITEMS: usize = 50;
@@ -587,6 +588,33 @@ pub struct Trail {
     pub geometry: serde_json::Value,
     #[schema(value_type = Object)]
     pub properties: serde_json::Value,
+}
+
+/// Every offer the matcher (or an admin) made of this order, oldest first, and how each
+/// ended (admins).
+#[utoipa::path(
+    tag = "orders",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses(
+        (status = 200, body = Vec<OfferRow>),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/api/v1/orders/{id}/offers")]
+pub async fn order_offers(
+    user: AuthUser,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<web::Json<Vec<OfferRow>>, ApiError> {
+    user.require(&[Role::Admin])?;
+    let order = state
+        .store
+        .order_view(*id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(web::Json(state.store.offers_of(order.id).await?))
 }
 
 /// The rider's sampled GPS trail for this order as a GeoJSON Feature.

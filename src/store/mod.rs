@@ -14,6 +14,7 @@
 pub mod auth;
 pub mod catalog;
 pub mod notifications;
+pub mod offers;
 pub mod orders;
 pub mod riders;
 pub mod stock;

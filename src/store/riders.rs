@@ -75,32 +75,48 @@ pub struct TrailWriter {
 impl TrailWriter {
     /// Starts the writer task on the current runtime.
     pub fn start(store: Store) -> Self {
-        let (tx, mut rx) = mpsc::channel::<TrailPoint>(QUEUE);
-        actix_web::rt::spawn(async move {
-            let mut buf = Vec::with_capacity(BATCH);
-            loop {
-                let first = tokio::time::timeout(Duration::from_secs(1), rx.recv()).await;
-                match first {
-                    Ok(Some(p)) => buf.push(p),
-                    Ok(None) => break,
-                    Err(_) => {}
-                }
-                while buf.len() < BATCH {
-                    match rx.try_recv() {
-                        Ok(p) => buf.push(p),
-                        Err(_) => break,
-                    }
-                }
-                if !buf.is_empty() {
-                    if let Err(e) = store.insert_trail(&buf).await {
-                        tracing::warn!(error = %e, points = buf.len(), "trail points not written");
-                    }
-                    buf.clear();
+        let tx = batch_writer(QUEUE, BATCH, move |points: Vec<TrailPoint>| {
+            let store = store.clone();
+            async move {
+                if let Err(e) = store.insert_trail(&points).await {
+                    tracing::warn!(error = %e, points = points.len(), "trail points not written");
                 }
             }
         });
         Self { tx }
     }
+}
+
+/// A queue of `queue` items drained by a task that hands them to `write` in batches of up
+/// to `batch`: at once when they come in a burst, else at least every second. Ends when
+/// every sender is gone.
+pub(crate) fn batch_writer<T, F, Fut>(queue: usize, batch: usize, mut write: F) -> mpsc::Sender<T>
+where
+    T: 'static,
+    F: FnMut(Vec<T>) -> Fut + 'static,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
+    let (tx, mut rx) = mpsc::channel::<T>(queue);
+    actix_web::rt::spawn(async move {
+        loop {
+            let mut buf = Vec::new();
+            match tokio::time::timeout(Duration::from_secs(1), rx.recv()).await {
+                Ok(Some(item)) => buf.push(item),
+                Ok(None) => break,
+                Err(_) => {}
+            }
+            while buf.len() < batch {
+                match rx.try_recv() {
+                    Ok(item) => buf.push(item),
+                    Err(_) => break,
+                }
+            }
+            if !buf.is_empty() {
+                write(buf).await;
+            }
+        }
+    });
+    tx
 }
 
 impl TrailSink for TrailWriter {

@@ -129,3 +129,84 @@ async fn an_assigned_order_survives_kill_nine_and_is_delivered() {
         let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
     }
 }
+
+#[actix_web::test]
+async fn a_refusal_outlives_a_restart() {
+    let db = std::env::temp_dir().join(format!("medify-refusal-{}.db", uuid::Uuid::now_v7()));
+    let server = start(&db);
+    let http = &server.http;
+    let admin = http.admin_token().await;
+    let (_, medicine) = http.stocked_pharmacy(&admin, "P", 12.97, 77.59, 5).await;
+    let (_, customer) = http.user_token("customer").await;
+    let (_, rider) = http.user_token("rider").await;
+    let mut ws = RiderWs::connect(http, &rider).await;
+    ws.expect("welcome").await;
+    ws.at(12.971, 77.59).await;
+    ws.send(json!({"type": "availability", "available": true}))
+        .await;
+    let placed = http
+        .place_order(&customer, &[(medicine, 1)], 12.98, 77.60)
+        .await
+        .json();
+    let offers = format!(
+        "/api/v1/orders/{}/offers",
+        placed["id"].as_str().expect("id")
+    );
+    let offer = ws.expect("offer").await;
+    ws.send(json!({"type": "offer_response", "offer_id": offer["offer_id"], "accept": false}))
+        .await;
+    crate::orders::eventually("the refusal is on record", || async {
+        http.get_auth(&offers, &admin).await.json()[0]["status"] == "rejected"
+    })
+    .await;
+
+    let mut server = server;
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(server.child.id() as i32, libc::SIGKILL) };
+    let _ = server.child.wait();
+    drop(ws);
+    drop(server);
+
+    // Back up, the order is dispatching again and the only rider is the one who refused it.
+    let server = start(&db);
+    let http = &server.http;
+    let admin = http.admin_token().await;
+    let mut ws = RiderWs::connect(http, &rider).await;
+    ws.expect("welcome").await;
+    ws.at(12.971, 77.59).await;
+    ws.send(json!({"type": "availability", "available": true}))
+        .await;
+    let batch = || async {
+        let res = http
+            .request(
+                "PUT",
+                "/api/v1/admin/dispatch",
+                Some(&admin),
+                Some(&json!({"paused": false})),
+            )
+            .await;
+        assert_eq!(res.status, 200, "{}", res.text());
+        res.json()
+    };
+    // Each answer follows a batch run by every shard. Once the order (with its refusals
+    // loaded) and the free rider are both in the matcher, a batch runs with both in view
+    // and must still make no offer.
+    crate::orders::eventually("order and rider back in the matcher", || async {
+        let s = batch().await;
+        s["waiting_orders"] == 1 && s["free_riders"] == 1
+    })
+    .await;
+    let after = batch().await;
+    assert_eq!(after["open_offers"], 0, "{after}");
+    assert_eq!(after["waiting_orders"], 1, "{after}");
+    // Not even one offer that then lapsed: this server has made none.
+    let metrics = http.get("/metrics").await.text();
+    assert!(
+        metrics.contains("medify_offers_total{outcome=\"made\"} 0"),
+        "{metrics}"
+    );
+    drop(server);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+}

@@ -339,6 +339,37 @@ async fn a_rejected_offer_goes_to_the_next_rider(app: TestApp) {
         .await
         .json();
     assert_eq!(view["rider"]["id"], next_id.to_string());
+    // The record of offers (written in batches, within a second): who was asked, how far,
+    // and how each ended. Admins only.
+    let path = format!(
+        "/api/v1/orders/{}/offers",
+        placed["id"].as_str().expect("id")
+    );
+    let start = Instant::now();
+    let offers = loop {
+        let offers = app.get_auth(&path, &w.admin).await.json();
+        let ended = offers
+            .as_array()
+            .is_some_and(|o| o.len() == 2 && o.iter().all(|offer| offer["status"] != "pending"));
+        if ended {
+            break offers;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "offers never recorded: {offers}"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(25)).await;
+    };
+    assert_eq!(offers[0]["id"], offer["offer_id"]);
+    assert_eq!(offers[0]["status"], "rejected");
+    assert_eq!(offers[0]["distance_m"], offer["distance_m"]);
+    assert!(offers[0]["responded_at"].is_string(), "{offers}");
+    assert_eq!(offers[1]["id"], second["offer_id"]);
+    assert_eq!(offers[1]["rider_id"], next_id.to_string());
+    assert_eq!(offers[1]["status"], "accepted");
+    assert_eq!(app.get_auth(&path, &w.customer).await.status, 403);
+    let unknown = format!("/api/v1/orders/{}/offers", Uuid::now_v7());
+    assert_eq!(app.get_auth(&unknown, &w.admin).await.status, 404);
 }
 
 async fn strangers_cannot_move_an_order(app: TestApp) {
@@ -833,6 +864,21 @@ async fn batched_assignment_beats_greedy_nearest_first() {
             assert_eq!(res.status, 201, "{}", res.text());
             ids.push(res.json()["id"].clone());
         }
+        // Both orders and both riders in the matcher (an order waits until its earlier
+        // refusals are read back from the offer record) before the one batch runs.
+        crate::orders::eventually("both orders and riders in the matcher", || async {
+            let held = app
+                .request(
+                    "PUT",
+                    "/api/v1/admin/dispatch",
+                    Some(&admin),
+                    Some(&json!({"paused": true})),
+                )
+                .await
+                .json();
+            held["waiting_orders"] == 2 && held["free_riders"] == 2
+        })
+        .await;
         let resumed = app
             .request(
                 "PUT",

@@ -29,6 +29,7 @@ use uuid::Uuid;
 
 use crate::fleet::Fleet;
 use crate::geo::Point;
+use crate::ports::{OfferEnd, OfferEvent, OfferLog};
 use crate::protocol::{OfferInfo, Place};
 use crate::rider::{OfferExpiredMsg, OfferMsg, OrderCancelledMsg};
 use assign::Strategy;
@@ -83,6 +84,8 @@ pub struct MatcherConfig {
     pub on_assigned: Arc<dyn Fn(Duration) + Send + Sync>,
     /// Called with `made`, `accepted`, `rejected` or `expired` for every offer event.
     pub on_offer: Arc<dyn Fn(&'static str) + Send + Sync>,
+    /// Where offers are recorded, and refusals read back for orders that come back.
+    pub offer_log: Option<Arc<dyn OfferLog>>,
 }
 
 impl Default for MatcherConfig {
@@ -98,6 +101,7 @@ impl Default for MatcherConfig {
             estimator: Arc::new(Haversine::default()),
             on_assigned: Arc::new(|_| {}),
             on_offer: Arc::new(|_| {}),
+            offer_log: None,
         }
     }
 }
@@ -130,6 +134,8 @@ struct Pending {
     since_ms: i64,
     excluded: HashSet<Uuid>,
     offered: Option<Uuid>,
+    /// Earlier refusals (from the offer log) are known; until then the order waits.
+    ready: bool,
 }
 
 struct OpenOffer {
@@ -261,25 +267,42 @@ impl Shard {
             },
         );
         (self.cfg.on_offer)("made");
+        if let Some(log) = &self.cfg.offer_log {
+            log.record(OfferEvent::Made {
+                offer_id,
+                order_id,
+                rider_id,
+                distance_m: info.distance_m,
+                at_ms: now_ms(),
+                expires_ms,
+            });
+        }
         match self.fleet.session(rider_id) {
             Some(session) => session.do_send(OfferMsg(info)),
             None => ctx.notify(ExpireOffer { offer_id }),
         }
     }
 
-    /// Closes an open offer; the rider is excluded from that order if `exclude`, and the
-    /// claim on them released unless they accepted (`release` false).
+    /// Closes an open offer. A rider who refused or let it lapse is excluded from that
+    /// order; the claim on the rider is released unless they accepted.
     fn close_offer(
         &mut self,
         offer_id: Uuid,
-        exclude: bool,
-        release: bool,
+        end: OfferEnd,
         ctx: &mut Context<Self>,
     ) -> Option<OpenOffer> {
         let offer = self.offers.remove(&offer_id)?;
         ctx.cancel_future(offer.timer);
-        if release {
+        let exclude = matches!(end, OfferEnd::Rejected | OfferEnd::Expired);
+        if end != OfferEnd::Accepted {
             self.fleet.release(offer.rider_id);
+        }
+        if let Some(log) = &self.cfg.offer_log {
+            log.record(OfferEvent::Ended {
+                offer_id,
+                end,
+                at_ms: now_ms(),
+            });
         }
         if let Some(order) = self.pending.get_mut(&offer.order_id) {
             order.offered = None;
@@ -302,7 +325,7 @@ impl Shard {
         let mut waiting: Vec<(Uuid, Pending)> = self
             .pending
             .iter()
-            .filter(|(_, p)| p.offered.is_none())
+            .filter(|(_, p)| p.offered.is_none() && p.ready)
             .map(|(id, p)| (*id, p.clone()))
             .collect();
         if waiting.is_empty() {
@@ -575,7 +598,7 @@ impl Handler<RiderGone> for Shard {
             .map(|(id, _)| *id)
             .collect();
         for offer_id in open {
-            self.close_offer(offer_id, true, true, ctx);
+            self.close_offer(offer_id, OfferEnd::Expired, ctx);
         }
         self.riders.remove(&msg.rider);
         self.free().remove(msg.rider);
@@ -584,15 +607,42 @@ impl Handler<RiderGone> for Shard {
 
 impl Handler<DispatchOrder> for Shard {
     type Result = ();
-    fn handle(&mut self, msg: DispatchOrder, _: &mut Context<Self>) {
-        self.pending.entry(msg.order_id).or_insert(Pending {
-            pickup: msg.pickup,
-            pickup_name: msg.pickup_name,
-            dropoff: msg.dropoff,
-            since_ms: msg.since_ms,
-            excluded: HashSet::new(),
-            offered: None,
-        });
+    fn handle(&mut self, msg: DispatchOrder, ctx: &mut Context<Self>) {
+        if self.pending.contains_key(&msg.order_id) {
+            return;
+        }
+        let order_id = msg.order_id;
+        self.pending.insert(
+            order_id,
+            Pending {
+                pickup: msg.pickup,
+                pickup_name: msg.pickup_name,
+                dropoff: msg.dropoff,
+                since_ms: msg.since_ms,
+                excluded: HashSet::new(),
+                offered: None,
+                ready: self.cfg.offer_log.is_none(),
+            },
+        );
+        let Some(log) = self.cfg.offer_log.clone() else {
+            return;
+        };
+        // An order back after a restart keeps away the riders who already refused it.
+        let refused = async move { log.refused_by(order_id).await };
+        ctx.spawn(refused.into_actor(self).map(move |refused, act, _| {
+            let Some(order) = act.pending.get_mut(&order_id) else {
+                return;
+            };
+            match refused {
+                Ok(riders) => order.excluded.extend(riders),
+                Err(e) => tracing::warn!(
+                    %order_id,
+                    error = %e,
+                    "earlier refusals unknown; the order is dispatched without them"
+                ),
+            }
+            order.ready = true;
+        }));
     }
 }
 
@@ -601,7 +651,7 @@ impl Handler<Withdraw> for Shard {
     fn handle(&mut self, msg: Withdraw, ctx: &mut Context<Self>) {
         if let Some(order) = self.pending.get(&msg.order_id) {
             if let Some(offer_id) = order.offered {
-                if let Some(offer) = self.close_offer(offer_id, false, true, ctx) {
+                if let Some(offer) = self.close_offer(offer_id, OfferEnd::Withdrawn, ctx) {
                     if let Some(s) = self.fleet.session(offer.rider_id) {
                         s.do_send(OfferExpiredMsg { offer_id });
                     }
@@ -628,14 +678,14 @@ impl Handler<Answer> for Shard {
             Some(_) => {}
         }
         if !msg.accept {
-            self.close_offer(msg.offer_id, true, true, ctx);
+            self.close_offer(msg.offer_id, OfferEnd::Rejected, ctx);
             (self.cfg.on_offer)("rejected");
             return Ok(Answered::Rejected);
         }
         (self.cfg.on_offer)("accepted");
         // The claim stays: the rider is on their way to taking the order.
         let offer = self
-            .close_offer(msg.offer_id, false, false, ctx)
+            .close_offer(msg.offer_id, OfferEnd::Accepted, ctx)
             .ok_or(AnswerError::Closed)?;
         let order = self
             .pending
@@ -680,7 +730,7 @@ impl Handler<ManualOfferTo> for Shard {
         if order.offered.is_some() {
             // An admin overrides the matcher's pending offer.
             if let Some(offer_id) = order.offered {
-                if let Some(offer) = self.close_offer(offer_id, false, true, ctx) {
+                if let Some(offer) = self.close_offer(offer_id, OfferEnd::Withdrawn, ctx) {
                     if let Some(s) = self.fleet.session(offer.rider_id) {
                         s.do_send(OfferExpiredMsg { offer_id });
                     }
@@ -708,7 +758,7 @@ impl Handler<ManualOfferTo> for Shard {
 impl Handler<ExpireOffer> for Shard {
     type Result = ();
     fn handle(&mut self, msg: ExpireOffer, ctx: &mut Context<Self>) {
-        if let Some(offer) = self.close_offer(msg.offer_id, true, true, ctx) {
+        if let Some(offer) = self.close_offer(msg.offer_id, OfferEnd::Expired, ctx) {
             (self.cfg.on_offer)("expired");
             if let Some(s) = self.fleet.session(offer.rider_id) {
                 s.do_send(OfferExpiredMsg {
@@ -727,7 +777,7 @@ impl Handler<Stats> for Shard {
             waiting_orders: self
                 .pending
                 .values()
-                .filter(|p| p.offered.is_none())
+                .filter(|p| p.offered.is_none() && p.ready)
                 .count(),
             open_offers: self.offers.len(),
             shards: 1,
