@@ -225,13 +225,20 @@ impl Shard {
     }
 
     /// Offers the order to the rider at `pos`, if the rider can be claimed (another shard
-    /// may have offered them something in the meantime).
-    fn offer(&mut self, order_id: Uuid, rider_id: Uuid, pos: Position, ctx: &mut Context<Self>) {
+    /// may have offered them something in the meantime). False if no offer was made.
+    fn offer(
+        &mut self,
+        order_id: Uuid,
+        rider_id: Uuid,
+        pos: Position,
+        ctx: &mut Context<Self>,
+    ) -> bool {
         if !self.pending.contains_key(&order_id) || !self.fleet.try_claim(rider_id) {
-            return;
+            return false;
         }
         let Some(order) = self.pending.get_mut(&order_id) else {
-            return;
+            self.fleet.release(rider_id);
+            return false;
         };
         let offer_id = Uuid::now_v7();
         let expires_ms =
@@ -265,6 +272,7 @@ impl Shard {
             Some(session) => session.do_send(OfferMsg(info)),
             None => ctx.notify(ExpireOffer { offer_id }),
         }
+        true
     }
 
     /// Closes an open offer; the rider is excluded from that order if `exclude`, and the
@@ -697,10 +705,11 @@ impl Handler<ManualOfferTo> for Shard {
             Some(pos) if info.available && !info.busy => pos,
             _ => return Err(ManualOfferError::Busy),
         };
-        if self.fleet.is_claimed(msg.rider_id) {
+        // The claim, not a look at it, decides: another shard may be offering him
+        // something at this very moment.
+        if !self.offer(msg.order_id, msg.rider_id, pos, ctx) {
             return Err(ManualOfferError::Busy);
         }
-        self.offer(msg.order_id, msg.rider_id, pos, ctx);
         Ok(())
     }
 }
