@@ -3,7 +3,10 @@
 //! - index update: a fix in the same H3 cell (position only) vs one that changes cell;
 //! - candidate query (5 km, nearest 32) with 10 000 and 100 000 free riders spread over a
 //!   25 km city;
-//! - assignment of 50×50 and 200×200 batches, greedy vs batched (Kuhn–Munkres).
+//! - assignment of 50×50 and 200×200 batches, greedy vs batched (Kuhn–Munkres);
+//! - sharding: the region (shard key) of a fix, which the `Matcher` handle computes for
+//!   every fix it routes, and the regions a shard searches for one waiting order (5 km,
+//!   regions at res 5), which it computes for every waiting order every batch window.
 //!
 //! Run: `cargo bench --bench matcher`
 
@@ -12,6 +15,7 @@ use h3o::Resolution;
 use medify_actors::geo::Point;
 use medify_actors::matcher::assign;
 use medify_actors::matcher::index::{FreeIndex, Position};
+use medify_actors::matcher::router::{region_of, regions_near};
 use uuid::Uuid;
 
 const CENTER: (f64, f64) = (12.9716, 77.5946);
@@ -117,6 +121,29 @@ fn bench(c: &mut Criterion) {
             b.iter(|| assign::batched(black_box(costs)))
         });
     }
+    group.finish();
+
+    let mut group = c.benchmark_group("sharding");
+    let fixes = scatter(1_000, 12.5, 17);
+    let mut i = 0;
+    group.bench_function("region_of", |b| {
+        b.iter(|| {
+            i = (i + 1) % fixes.len();
+            region_of(black_box(fixes[i]), Resolution::Nine, Resolution::Five)
+        })
+    });
+    group.bench_function("regions_near_5km", |b| {
+        b.iter(|| {
+            i = (i + 1) % fixes.len();
+            regions_near(
+                black_box(fixes[i]),
+                5_000.0,
+                Resolution::Nine,
+                Resolution::Five,
+            )
+            .len()
+        })
+    });
     group.finish();
 }
 

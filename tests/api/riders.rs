@@ -1208,3 +1208,60 @@ async fn two_shards_wanting_one_rider_offer_him_once() {
     assert!(ids.contains(&second["order_id"]), "{second}");
     assert_ne!(second["order_id"], first["order_id"]);
 }
+
+/// `PUT /api/v1/admin/dispatch {paused}` as `admin`; the matcher's figures after it.
+async fn set_dispatch(app: &TestApp, admin: &str, paused: bool) -> Value {
+    let res = app
+        .request(
+            "PUT",
+            "/api/v1/admin/dispatch",
+            Some(admin),
+            Some(&json!({ "paused": paused })),
+        )
+        .await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    res.json()
+}
+
+#[actix_web::test]
+async fn distant_regions_are_dispatched_by_their_own_shards_in_one_window() {
+    let app = spawn_app_with(Backend::Sqlite, Options::default())
+        .await
+        .expect("sqlite");
+    let admin = app.admin_token().await;
+    // Bengaluru and Mumbai, 840 km apart: two regions, two shards, each with one order and
+    // one rider of its own.
+    const MUMBAI: (f64, f64) = (19.0760, 72.8777);
+    assert_ne!(region(PHARMACY.0, PHARMACY.1), region(MUMBAI.0, MUMBAI.1));
+    let (_, blr_medicine) = app
+        .stocked_pharmacy(&admin, "Bengaluru", PHARMACY.0, PHARMACY.1, 5)
+        .await;
+    let (_, bom_medicine) = app
+        .stocked_pharmacy(&admin, "Mumbai", MUMBAI.0, MUMBAI.1, 5)
+        .await;
+    let (_, customer) = app.user_token("customer").await;
+    set_dispatch(&app, &admin, true).await;
+    let (_, _, mut blr_rider) = rider_at(&app, PHARMACY.0 + 0.008, PHARMACY.1).await;
+    let (_, _, mut bom_rider) = rider_at(&app, MUMBAI.0 + 0.008, MUMBAI.1).await;
+    free_riders(&app, &admin, 2).await;
+    let mut placed = Vec::new();
+    for (medicine, at) in [(blr_medicine, PHARMACY), (bom_medicine, MUMBAI)] {
+        let res = app
+            .place_order(&customer, &[(medicine, 1)], at.0 - 0.01, at.1)
+            .await;
+        assert_eq!(res.status, 201, "{}", res.text());
+        placed.push(res.json()["id"].clone());
+    }
+    crate::orders::eventually("both orders and riders reach their shards", || async {
+        let held = set_dispatch(&app, &admin, true).await;
+        held["waiting_orders"] == 2 && held["free_riders"] == 2 && held["shards"] == 2
+    })
+    .await;
+    // One resume, one batch per shard: both offers are out at once, each to the rider of
+    // the order's own region.
+    let resumed = set_dispatch(&app, &admin, false).await;
+    assert_eq!(resumed["open_offers"], 2, "{resumed}");
+    assert_eq!(resumed["waiting_orders"], 0, "{resumed}");
+    assert_eq!(blr_rider.expect("offer").await["order_id"], placed[0]);
+    assert_eq!(bom_rider.expect("offer").await["order_id"], placed[1]);
+}

@@ -157,7 +157,14 @@ pub struct Shard {
     riders: HashMap<Uuid, RiderInfo>,
     pending: HashMap<Uuid, Pending>,
     offers: HashMap<Uuid, OpenOffer>,
+    /// The regions to search around each pickup point seen ([`regions_near`], about 20 µs
+    /// a call), kept because pickups are pharmacies: few points, each waiting for many
+    /// windows and serving many orders.
+    near: HashMap<(u64, u64), Vec<CellIndex>>,
 }
+
+/// Pickup points whose search regions a shard remembers before it starts over.
+const NEAR_CACHE: usize = 4_096;
 
 impl Shard {
     fn new(
@@ -178,6 +185,7 @@ impl Shard {
             riders: HashMap::new(),
             pending: HashMap::new(),
             offers: HashMap::new(),
+            near: HashMap::new(),
         }
     }
 
@@ -187,15 +195,20 @@ impl Shard {
 
     /// The nearest free, unclaimed riders with a fix newer than `min_ts` around `pickup`,
     /// from this region's index and those of the regions within the search radius.
-    fn candidates(&self, pickup: Point, min_ts: i64) -> Vec<(Uuid, Position, f64)> {
+    fn candidates(&mut self, pickup: Point, min_ts: i64) -> Vec<(Uuid, Position, f64)> {
         let radius = self.cfg.search_radius_m;
+        let key = (pickup.lat().to_bits(), pickup.lng().to_bits());
+        if self.near.len() >= NEAR_CACHE && !self.near.contains_key(&key) {
+            self.near.clear();
+        }
+        let (res, shard_res) = (self.cfg.resolution, self.cfg.shard_resolution);
+        let regions = self
+            .near
+            .entry(key)
+            .or_insert_with(|| regions_near(pickup, radius, res, shard_res))
+            .clone();
         let mut found = Vec::new();
-        for region in regions_near(
-            pickup,
-            radius,
-            self.cfg.resolution,
-            self.cfg.shard_resolution,
-        ) {
+        for region in regions {
             let index = if region == self.region {
                 Some(self.free.clone())
             } else {
@@ -231,13 +244,20 @@ impl Shard {
     }
 
     /// Offers the order to the rider at `pos`, if the rider can be claimed (another shard
-    /// may have offered them something in the meantime).
-    fn offer(&mut self, order_id: Uuid, rider_id: Uuid, pos: Position, ctx: &mut Context<Self>) {
+    /// may have offered them something in the meantime). False if no offer was made.
+    fn offer(
+        &mut self,
+        order_id: Uuid,
+        rider_id: Uuid,
+        pos: Position,
+        ctx: &mut Context<Self>,
+    ) -> bool {
         if !self.pending.contains_key(&order_id) || !self.fleet.try_claim(rider_id) {
-            return;
+            return false;
         }
         let Some(order) = self.pending.get_mut(&order_id) else {
-            return;
+            self.fleet.release(rider_id);
+            return false;
         };
         let offer_id = Uuid::now_v7();
         let expires_ms =
@@ -281,6 +301,7 @@ impl Shard {
             Some(session) => session.do_send(OfferMsg(info)),
             None => ctx.notify(ExpireOffer { offer_id }),
         }
+        true
     }
 
     /// Closes an open offer. A rider who refused or let it lapse is excluded from that
@@ -747,10 +768,11 @@ impl Handler<ManualOfferTo> for Shard {
             Some(pos) if info.available && !info.busy => pos,
             _ => return Err(ManualOfferError::Busy),
         };
-        if self.fleet.is_claimed(msg.rider_id) {
+        // The claim, not a look at it, decides: another shard may be offering him
+        // something at this very moment.
+        if !self.offer(msg.order_id, msg.rider_id, pos, ctx) {
             return Err(ManualOfferError::Busy);
         }
-        self.offer(msg.order_id, msg.rider_id, pos, ctx);
         Ok(())
     }
 }

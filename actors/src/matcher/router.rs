@@ -424,6 +424,157 @@ mod tests {
         }
     }
 
+    /// A matcher whose batches run only when it is resumed (the window is an hour), with
+    /// the number of offers it has made. No rider here has a session, so every offer
+    /// expires at once and its claim is released.
+    fn counting_matcher(fleet: &Fleet) -> (Matcher, Arc<AtomicUsize>) {
+        let made = Arc::new(AtomicUsize::new(0));
+        let counter = made.clone();
+        let cfg = MatcherConfig {
+            batch_window: std::time::Duration::from_secs(3_600),
+            on_offer: Arc::new(move |event| {
+                if event == "made" {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                }
+            }),
+            ..MatcherConfig::default()
+        };
+        (Matcher::start(cfg, fleet.clone(), 2), made)
+    }
+
+    /// A free rider with a fresh fix at `at`.
+    fn free_rider_at(matcher: &Matcher, at: Point) -> Uuid {
+        let rider = Uuid::now_v7();
+        matcher.rider_state(RiderState {
+            rider,
+            available: true,
+            busy: false,
+        });
+        matcher.rider_moved(RiderMoved {
+            rider,
+            at,
+            ts_ms: super::super::now_ms(),
+        });
+        rider
+    }
+
+    fn order_at(matcher: &Matcher, pickup: Point) -> Uuid {
+        let order_id = Uuid::now_v7();
+        matcher.dispatch(DispatchOrder {
+            order_id,
+            pickup,
+            pickup_name: None,
+            dropoff: offset(pickup, 2_000.0, 0.0),
+            since_ms: super::super::now_ms(),
+        });
+        order_id
+    }
+
+    /// Walking east from `from` in 20 m steps: a point 300 m before the first region
+    /// border, and the first point past it.
+    fn across_a_border(from: Point) -> (Point, Point) {
+        let home = region_of(from, RES, SHARD);
+        let at = |i: i32| offset(from, 20.0 * f64::from(i), 90.0);
+        let first_out = (1..5_000)
+            .find(|i| region_of(at(*i), RES, SHARD) != home)
+            .expect("a border within 100 km");
+        (at(first_out - 15), at(first_out))
+    }
+
+    #[actix_rt::test]
+    async fn distant_regions_each_dispatch_in_their_own_shard() {
+        let fleet = Fleet::new();
+        let (matcher, made) = counting_matcher(&fleet);
+        matcher.set_paused(true).await.expect("paused");
+        // Bengaluru and Mumbai, 840 km apart: each order has one rider within reach.
+        let (blr, bom) = (p(12.9716, 77.5946), p(19.0760, 72.8777));
+        free_rider_at(&matcher, offset(blr, 800.0, 45.0));
+        free_rider_at(&matcher, offset(bom, 800.0, 225.0));
+        order_at(&matcher, blr);
+        order_at(&matcher, bom);
+        let held = matcher.stats().await.expect("stats");
+        assert_eq!(
+            held,
+            MatcherStats {
+                free_riders: 2,
+                waiting_orders: 2,
+                open_offers: 0,
+                shards: 2,
+            }
+        );
+        matcher.set_paused(false).await.expect("resumed");
+        assert_eq!(made.load(Ordering::SeqCst), 2);
+    }
+
+    #[actix_rt::test]
+    async fn a_rider_across_a_region_border_is_a_candidate() {
+        let fleet = Fleet::new();
+        let (matcher, made) = counting_matcher(&fleet);
+        matcher.set_paused(true).await.expect("paused");
+        let (pickup, rider_at) = across_a_border(p(12.9716, 77.5946));
+        assert_ne!(
+            region_of(pickup, RES, SHARD),
+            region_of(rider_at, RES, SHARD)
+        );
+        free_rider_at(&matcher, rider_at);
+        order_at(&matcher, pickup);
+        let held = matcher.stats().await.expect("stats");
+        assert_eq!(
+            (held.shards, held.free_riders, held.waiting_orders),
+            (2, 1, 1)
+        );
+        // The order's shard holds no rider; it finds the one next door.
+        matcher.set_paused(false).await.expect("resumed");
+        assert_eq!(made.load(Ordering::SeqCst), 1);
+    }
+
+    #[actix_rt::test]
+    async fn a_claimed_rider_is_no_shards_candidate() {
+        let fleet = Fleet::new();
+        let (matcher, made) = counting_matcher(&fleet);
+        matcher.set_paused(true).await.expect("paused");
+        let (pickup, rider_at) = across_a_border(p(19.0760, 72.8777));
+        let rider = free_rider_at(&matcher, rider_at);
+        order_at(&matcher, pickup);
+        // Another shard holds the rider (an open offer of its own).
+        assert!(fleet.try_claim(rider));
+        matcher.set_paused(false).await.expect("resumed");
+        assert_eq!(made.load(Ordering::SeqCst), 0);
+        assert!(
+            !fleet.try_claim(rider),
+            "the claim is still the other shard's"
+        );
+        // Released, he is a candidate again at the next batch.
+        fleet.release(rider);
+        matcher.set_paused(false).await.expect("resumed");
+        assert_eq!(made.load(Ordering::SeqCst), 1);
+    }
+
+    #[actix_rt::test]
+    async fn a_rider_crossing_a_border_is_free_in_the_new_region_only() {
+        let fleet = Fleet::new();
+        let (matcher, made) = counting_matcher(&fleet);
+        matcher.set_paused(true).await.expect("paused");
+        let (before, after) = across_a_border(p(-33.87, 151.2));
+        let rider = free_rider_at(&matcher, before);
+        matcher.rider_moved(RiderMoved {
+            rider,
+            at: after,
+            ts_ms: super::super::now_ms(),
+        });
+        let moved = matcher.stats().await.expect("stats");
+        assert_eq!((moved.shards, moved.free_riders), (2, 1));
+        // Gone (once every shard has heard), he is in no index and nobody's candidate.
+        matcher.rider_gone(RiderGone { rider });
+        let gone = matcher.stats().await.expect("stats");
+        assert_eq!(gone.free_riders, 0);
+        order_at(&matcher, before);
+        matcher.set_paused(false).await.expect("resumed");
+        assert_eq!(made.load(Ordering::SeqCst), 0);
+        let waiting = matcher.stats().await.expect("stats");
+        assert_eq!((waiting.free_riders, waiting.waiting_orders), (0, 1));
+    }
+
     #[test]
     fn regions_are_parents_of_index_cells() {
         let at = p(12.9716, 77.5946);
