@@ -773,8 +773,12 @@ impl Handler<RespondToOffer> for RiderSession {
     }
 }
 
+/// Atomic: the session takes no other message (a fix, say) until the order actor has
+/// answered and the new status is recorded here, so the rider's messages act in the order
+/// sent: fixes sent right after `picked_up` count as after pick-up (ETA to the door,
+/// arrival), as the watchers, who already heard `picked_up` from the order, expect.
 impl Handler<ReportStatus> for RiderSession {
-    type Result = ResponseActFuture<Self, Result<(), (&'static str, String)>>;
+    type Result = AtomicResponse<Self, Result<(), (&'static str, String)>>;
 
     fn handle(&mut self, msg: ReportStatus, _: &mut Context<Self>) -> Self::Result {
         let rider = self.rider;
@@ -785,21 +789,21 @@ impl Handler<ReportStatus> for RiderSession {
                 code,
             },
             ("delivered", None) => {
-                return Box::pin(actix::fut::ready(Err((
+                return AtomicResponse::new(Box::pin(actix::fut::ready(Err((
                     "invalid_code",
                     "delivered needs the customer's code".to_owned(),
-                ))));
+                )))));
             }
             (other, _) => {
-                return Box::pin(actix::fut::ready(Err((
+                return AtomicResponse::new(Box::pin(actix::fut::ready(Err((
                     "invalid_message",
                     format!("status must be picked_up or delivered, not {other:?}"),
-                ))));
+                )))));
             }
         };
         let orders = self.deps.orders.clone();
         let order_id = msg.order_id;
-        Box::pin(
+        AtomicResponse::new(Box::pin(
             actix::fut::wrap_future::<_, Self>(
                 async move { orders.apply(order_id, command).await },
             )
@@ -814,7 +818,7 @@ impl Handler<ReportStatus> for RiderSession {
                 act.publish();
                 Ok(())
             }),
-        )
+        ))
     }
 }
 

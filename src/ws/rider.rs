@@ -108,8 +108,9 @@ pub struct RiderSocket {
     tokens: f64,
     tokens_at: Instant,
     last_rate_error: Option<Instant>,
-    /// A `Locations` request to the session is in flight; newer fixes wait in `queued`.
-    in_flight: bool,
+    /// `Locations` requests to the session not answered yet; while there is one, newer
+    /// fixes wait in `queued`.
+    in_flight: u8,
     queued: Vec<(usize, Fix)>,
 }
 
@@ -138,7 +139,7 @@ impl RiderSocket {
                 tokens: LOCATION_FRAMES_PER_S,
                 tokens_at: now,
                 last_rate_error: None,
-                in_flight: false,
+                in_flight: 0,
                 queued: Vec::new(),
             }
         });
@@ -276,7 +277,7 @@ impl RiderSocket {
     /// Sends fixes to the session, one request at a time; fixes arriving meanwhile are
     /// queued (bounded) and sent together when the answer comes.
     fn forward(&mut self, fixes: Vec<(usize, Fix)>, ctx: &mut Context<Self>) {
-        if self.in_flight {
+        if self.in_flight > 0 {
             self.queued.extend(fixes);
             let overflow = self.queued.len().saturating_sub(MAX_QUEUED);
             if overflow > 0 {
@@ -285,11 +286,25 @@ impl RiderSocket {
             }
             return;
         }
-        self.in_flight = true;
+        self.send_fixes(fixes, ctx);
+    }
+
+    /// Sends the queued fixes now, before a message the rider sent after them (a status,
+    /// an offer answer, availability), so the session sees the rider's messages in the
+    /// order they were sent: the session's mailbox keeps the order of one sender.
+    fn flush_fixes(&mut self, ctx: &mut Context<Self>) {
+        if !self.queued.is_empty() {
+            let fixes = std::mem::take(&mut self.queued);
+            self.send_fixes(fixes, ctx);
+        }
+    }
+
+    fn send_fixes(&mut self, fixes: Vec<(usize, Fix)>, ctx: &mut Context<Self>) {
+        self.in_flight += 1;
         let sent = fixes.len();
         ctx.spawn(self.session.send(Locations(fixes)).into_actor(self).map(
             move |result, act, ctx| {
-                act.in_flight = false;
+                act.in_flight = act.in_flight.saturating_sub(1);
                 let refused = result.unwrap_or_default();
                 act.count("accepted", sent - refused.len());
                 for (index, reason) in refused {
@@ -301,7 +316,7 @@ impl RiderSocket {
                         Some(index),
                     );
                 }
-                if !act.queued.is_empty() {
+                if act.in_flight == 0 && !act.queued.is_empty() {
                     let next = std::mem::take(&mut act.queued);
                     act.forward(next, ctx);
                 }
@@ -322,6 +337,9 @@ impl RiderSocket {
                 return self.error(ctx, "invalid_message", reason, None);
             }
         };
+        if !matches!(message, Inbound::Location(_) | Inbound::Locations { .. }) {
+            self.flush_fixes(ctx);
+        }
         match message {
             Inbound::Location(point) => self.locations(vec![point], ctx),
             Inbound::Locations { points } => {
