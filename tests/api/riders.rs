@@ -1118,32 +1118,46 @@ async fn a_rider_across_a_region_border_gets_the_order() {
     assert_eq!(offer["order_id"], placed.json()["id"]);
 }
 
-/// Three points within about 1.5 km of one another, each in a different region: where
-/// three regions meet near the test pharmacy.
-fn where_three_regions_meet() -> [(f64, f64); 3] {
-    let step = 0.003; // about 330 m
-    let at = |i: i32, j: i32| {
-        (
-            PHARMACY.0 + f64::from(i) * step,
-            PHARMACY.1 + f64::from(j) * step,
-        )
-    };
-    for i in -150..150 {
-        for j in -150..150 {
-            let mut found: Vec<((f64, f64), h3o::CellIndex)> = Vec::new();
-            for (di, dj) in (0..4).flat_map(|di| (0..4).map(move |dj| (di, dj))) {
-                let p = at(i + di, j + dj);
-                let r = region(p.0, p.1);
-                if found.iter().all(|(_, seen)| *seen != r) {
-                    found.push((p, r));
+/// Two pickups owned by different matcher shards and a rider within 4.5 km of both whose
+/// own region is neither owner's: two shards want the same rider, and neither holds him.
+fn two_owners_one_rider() -> [(f64, f64); 3] {
+    use medify_actors::geo::Point;
+    use medify_actors::matcher::router::{owner_of, region_of};
+    let (res, shard) = (h3o::Resolution::Nine, h3o::Resolution::Five);
+    let at = |lat: f64, lng: f64| Point::new(lat, lng).expect("valid");
+    let owner = |p: Point| owner_of(p, 5_000.0, res, shard);
+    let km = 1.0 / 111.195;
+    for i in -30..30 {
+        for j in -30..30 {
+            let p1 = at(
+                PHARMACY.0 + f64::from(i) * km,
+                PHARMACY.1 + f64::from(j) * km,
+            );
+            for bearing in (0..12).map(|b| f64::from(b) * 30f64.to_radians()) {
+                // 8.5 km away, the rider half-way.
+                let (dlat, dlng) = (bearing.cos() * 8.5 * km, bearing.sin() * 8.5 * km);
+                let p2 = at(
+                    p1.lat() + dlat,
+                    p1.lng() + dlng / p1.lat().to_radians().cos(),
+                );
+                let rider = at((p1.lat() + p2.lat()) / 2.0, (p1.lng() + p2.lng()) / 2.0);
+                let (o1, o2, home) = (owner(p1), owner(p2), region_of(rider, res, shard));
+                if o1 != o2
+                    && home != o1
+                    && home != o2
+                    && rider.distance_m(p1) < 4_500.0
+                    && rider.distance_m(p2) < 4_500.0
+                {
+                    return [
+                        (p1.lat(), p1.lng()),
+                        (p2.lat(), p2.lng()),
+                        (rider.lat(), rider.lng()),
+                    ];
                 }
-            }
-            if let [a, b, c, ..] = found[..] {
-                return [a.0, b.0, c.0];
             }
         }
     }
-    panic!("no three regions meet within 50 km of the test pharmacy");
+    panic!("no such pair of pickups within 30 km of the test pharmacy");
 }
 
 #[actix_web::test]
@@ -1152,9 +1166,10 @@ async fn two_shards_wanting_one_rider_offer_him_once() {
         .await
         .expect("sqlite");
     let admin = app.admin_token().await;
-    // The rider is in a third region, so neither shard that wants him holds him: only the
-    // fleet's claim keeps the second from offering him too.
-    let [west, east, border] = where_three_regions_meet();
+    // Two shards own one order each and both want the one rider, who is in a third
+    // region, so neither holds him: only the fleet's claim keeps the second from offering
+    // him too.
+    let [west, east, border] = two_owners_one_rider();
     let (_, west_medicine) = app
         .stocked_pharmacy(&admin, "West", west.0, west.1, 5)
         .await;
