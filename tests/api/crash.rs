@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::helpers::{Http, ADMIN_EMAIL, ADMIN_PASSWORD};
-use crate::riders::RiderWs;
+use crate::riders::{set_dispatch, RiderWs};
 
 struct Process {
     child: Child,
@@ -67,6 +67,29 @@ fn start(db: &std::path::Path) -> Process {
     }
 }
 
+/// SIGKILL, no goodbye.
+fn kill_nine(mut server: Process) {
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(server.child.id() as i32, libc::SIGKILL) };
+    let _ = server.child.wait();
+}
+
+fn remove_db(db: &std::path::Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+}
+
+/// A rider online, free, near the test pharmacy.
+async fn online_rider(http: &Http, token: &str) -> RiderWs {
+    let mut ws = RiderWs::connect(http, token).await;
+    ws.expect("welcome").await;
+    ws.at(12.971, 77.59).await;
+    ws.send(json!({"type": "availability", "available": true}))
+        .await;
+    ws
+}
+
 #[actix_web::test]
 async fn an_assigned_order_survives_kill_nine_and_is_delivered() {
     let db = std::env::temp_dir().join(format!("medify-kill9-{}.db", uuid::Uuid::now_v7()));
@@ -76,11 +99,7 @@ async fn an_assigned_order_survives_kill_nine_and_is_delivered() {
     let (pharmacy, medicine) = http.stocked_pharmacy(&admin, "P", 12.97, 77.59, 5).await;
     let (_, customer) = http.user_token("customer").await;
     let (_, rider) = http.user_token("rider").await;
-    let mut ws = RiderWs::connect(http, &rider).await;
-    ws.expect("welcome").await;
-    ws.at(12.971, 77.59).await;
-    ws.send(json!({"type": "availability", "available": true}))
-        .await;
+    let mut ws = online_rider(http, &rider).await;
     let placed = http
         .place_order(&customer, &[(medicine, 2)], 12.98, 77.60)
         .await
@@ -90,12 +109,8 @@ async fn an_assigned_order_survives_kill_nine_and_is_delivered() {
         .await;
     ws.expect("assigned").await;
 
-    let mut server = server;
-    // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(server.child.id() as i32, libc::SIGKILL) };
-    let _ = server.child.wait();
+    kill_nine(server);
     drop(ws);
-    drop(server);
 
     let server = start(&db);
     let http = &server.http;
@@ -125,9 +140,7 @@ async fn an_assigned_order_survives_kill_nine_and_is_delivered() {
     }
     assert_eq!(http.stock_of(pharmacy, medicine).await, (3, 0));
     drop(server);
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
-    }
+    remove_db(&db);
 }
 
 #[actix_web::test]
@@ -139,11 +152,7 @@ async fn a_refusal_outlives_a_restart() {
     let (_, medicine) = http.stocked_pharmacy(&admin, "P", 12.97, 77.59, 5).await;
     let (_, customer) = http.user_token("customer").await;
     let (_, rider) = http.user_token("rider").await;
-    let mut ws = RiderWs::connect(http, &rider).await;
-    ws.expect("welcome").await;
-    ws.at(12.971, 77.59).await;
-    ws.send(json!({"type": "availability", "available": true}))
-        .await;
+    let mut ws = online_rider(http, &rider).await;
     let placed = http
         .place_order(&customer, &[(medicine, 1)], 12.98, 77.60)
         .await
@@ -160,34 +169,16 @@ async fn a_refusal_outlives_a_restart() {
     })
     .await;
 
-    let mut server = server;
-    // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(server.child.id() as i32, libc::SIGKILL) };
-    let _ = server.child.wait();
+    kill_nine(server);
     drop(ws);
-    drop(server);
 
     // Back up, the order is dispatching again and the only rider is the one who refused it.
     let server = start(&db);
     let http = &server.http;
     let admin = http.admin_token().await;
-    let mut ws = RiderWs::connect(http, &rider).await;
-    ws.expect("welcome").await;
-    ws.at(12.971, 77.59).await;
-    ws.send(json!({"type": "availability", "available": true}))
-        .await;
-    let batch = || async {
-        let res = http
-            .request(
-                "PUT",
-                "/api/v1/admin/dispatch",
-                Some(&admin),
-                Some(&json!({"paused": false})),
-            )
-            .await;
-        assert_eq!(res.status, 200, "{}", res.text());
-        res.json()
-    };
+    // Kept open (not dropped) while the matcher runs its batches.
+    let _rider_socket = online_rider(http, &rider).await;
+    let batch = || set_dispatch(http, &admin, false);
     // Each answer follows a batch run by every shard. Once the order (with its refusals
     // loaded) and the free rider are both in the matcher, a batch runs with both in view
     // and must still make no offer.
@@ -206,7 +197,5 @@ async fn a_refusal_outlives_a_restart() {
         "{metrics}"
     );
     drop(server);
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
-    }
+    remove_db(&db);
 }

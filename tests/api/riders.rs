@@ -867,15 +867,7 @@ async fn batched_assignment_beats_greedy_nearest_first() {
         // Both orders and both riders in the matcher (an order waits until its earlier
         // refusals are read back from the offer record) before the one batch runs.
         crate::orders::eventually("both orders and riders in the matcher", || async {
-            let held = app
-                .request(
-                    "PUT",
-                    "/api/v1/admin/dispatch",
-                    Some(&admin),
-                    Some(&json!({"paused": true})),
-                )
-                .await
-                .json();
+            let held = set_dispatch(&app, &admin, true).await;
             held["waiting_orders"] == 2 && held["free_riders"] == 2
         })
         .await;
@@ -1177,22 +1169,7 @@ async fn two_shards_wanting_one_rider_offer_him_once() {
         .stocked_pharmacy(&admin, "East", east.0, east.1, 5)
         .await;
     let (_, customer) = app.user_token("customer").await;
-    let dispatch = |paused: bool| {
-        let (app, admin) = (&app, &admin);
-        async move {
-            let res = app
-                .request(
-                    "PUT",
-                    "/api/v1/admin/dispatch",
-                    Some(admin),
-                    Some(&json!({ "paused": paused })),
-                )
-                .await;
-            assert_eq!(res.status, 200, "{}", res.text());
-            res.json()
-        }
-    };
-    dispatch(true).await;
+    set_dispatch(&app, &admin, true).await;
     let (_, _, mut rider) = rider_at(&app, border.0, border.1).await;
     free_riders(&app, &admin, 1).await;
     let mut ids = Vec::new();
@@ -1204,13 +1181,13 @@ async fn two_shards_wanting_one_rider_offer_him_once() {
         ids.push(res.json()["id"].clone());
     }
     crate::orders::eventually("both orders and the rider reach their shards", || async {
-        let held = dispatch(true).await;
+        let held = set_dispatch(&app, &admin, true).await;
         held["waiting_orders"] == 2 && held["free_riders"] == 1 && held["shards"] == 3
     })
     .await;
     // Both shards run a batch on resume and both want the rider; the figures are taken after
     // those batches (each shard answers in order).
-    let resumed = dispatch(false).await;
+    let resumed = set_dispatch(&app, &admin, false).await;
     assert_eq!(resumed["open_offers"], 1, "{resumed}");
     assert_eq!(resumed["waiting_orders"], 1, "{resumed}");
     let first = rider.expect("offer").await;
@@ -1225,7 +1202,7 @@ async fn two_shards_wanting_one_rider_offer_him_once() {
 }
 
 /// `PUT /api/v1/admin/dispatch {paused}` as `admin`; the matcher's figures after it.
-async fn set_dispatch(app: &TestApp, admin: &str, paused: bool) -> Value {
+pub async fn set_dispatch(app: &Http, admin: &str, paused: bool) -> Value {
     let res = app
         .request(
             "PUT",
