@@ -2,12 +2,13 @@
 //! `GET /api/v1/riders` and the ops views read without asking each actor.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use actix::Addr;
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::lock;
 use crate::rider::RiderSession;
 
 /// What the fleet knows about one rider.
@@ -55,10 +56,6 @@ struct Inner {
 #[derive(Clone, Default)]
 pub struct Fleet {
     inner: Arc<Inner>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Fleet {

@@ -17,3 +17,9 @@ pub mod ports;
 pub mod protocol;
 pub mod rider;
 pub mod tracking;
+
+/// Locks a mutex whose data stays usable after a panic elsewhere (every lock here guards
+/// plain maps and slots, never a half-done invariant), instead of failing on poisoning.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -7,11 +7,13 @@
 //! few statuses, never a backlog, and never slows the rider or the other watchers.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use actix::prelude::*;
 use serde::Serialize;
 use uuid::Uuid;
+
+use crate::lock;
 
 /// A frame for a tracking socket.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -48,10 +50,6 @@ pub struct Slot {
     statuses: Mutex<VecDeque<TrackFrame>>,
     awake: std::sync::atomic::AtomicBool,
     wake: Recipient<Wake>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Slot {

@@ -16,25 +16,32 @@ use actix_web_actors::ws::{self, CloseCode, CloseReason, ProtocolError};
 /// Every socket is pinged this often (PROTOCOL.md: every 10 s) ...
 pub(crate) const PING_EVERY: Duration = Duration::from_secs(10);
 /// ... and dropped when nothing (no frame, no pong) came for this long.
-pub(crate) const SILENCE_LIMIT: Duration = Duration::from_secs(30);
+const SILENCE_LIMIT: Duration = Duration::from_secs(30);
 
 /// A socket actor that knows when its peer last sent anything.
 pub(crate) trait Heard: Actor<Context = ws::WebsocketContext<Self>> {
     fn last_heard(&self) -> Instant;
 }
 
+/// The close (1001) owed to a peer from which nothing came for [`SILENCE_LIMIT`], if it is
+/// owed: every socket's keep-alive asks this each [`PING_EVERY`], and pings otherwise.
+pub(crate) fn silence_close(last_heard: Instant) -> Option<CloseReason> {
+    (last_heard.elapsed() > SILENCE_LIMIT).then(|| CloseReason {
+        code: CloseCode::Away,
+        description: Some("silent for 30 s".into()),
+    })
+}
+
 /// Pings the peer every [`PING_EVERY`]; closes (1001) and stops a socket from which nothing
 /// came for [`SILENCE_LIMIT`].
 pub(crate) fn keep_alive<A: Heard>(ctx: &mut ws::WebsocketContext<A>) {
     ctx.run_interval(PING_EVERY, |act, ctx| {
-        if act.last_heard().elapsed() > SILENCE_LIMIT {
-            ctx.close(Some(CloseReason {
-                code: CloseCode::Away,
-                description: Some("silent for 30 s".into()),
-            }));
-            ctx.stop();
-        } else {
-            ctx.ping(b"");
+        match silence_close(act.last_heard()) {
+            Some(reason) => {
+                ctx.close(Some(reason));
+                ctx.stop();
+            }
+            None => ctx.ping(b""),
         }
     });
 }

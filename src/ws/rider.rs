@@ -33,7 +33,7 @@ use crate::server::{FreshConnection, Takeover};
 use crate::startup::AppState;
 use crate::telemetry::Metrics;
 use crate::ws::conn::{payload_frames, Flushed, Frames, Outbox};
-use crate::ws::{PING_EVERY, SILENCE_LIMIT};
+use crate::ws::{silence_close, PING_EVERY};
 
 /// Largest frame accepted.
 pub const MAX_FRAME: usize = 16 * 1024;
@@ -403,14 +403,8 @@ impl Actor for RiderSocket {
                 // Our close frame has not gone out in a whole ping period: the peer is not
                 // reading. Stop without it.
                 ctx.stop();
-            } else if act.last_heard.elapsed() > SILENCE_LIMIT {
-                act.close(
-                    Some(CloseReason {
-                        code: CloseCode::Away,
-                        description: Some("silent for 30 s".into()),
-                    }),
-                    ctx,
-                );
+            } else if let Some(reason) = silence_close(act.last_heard) {
+                act.close(Some(reason), ctx);
             } else {
                 act.write(Message::Ping(Bytes::new()), ctx);
             }

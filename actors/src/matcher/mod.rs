@@ -138,6 +138,13 @@ struct Pending {
     ready: bool,
 }
 
+impl Pending {
+    /// Waiting for the next batch: no open offer, and earlier refusals known.
+    fn waiting(&self) -> bool {
+        self.offered.is_none() && self.ready
+    }
+}
+
 struct OpenOffer {
     order_id: Uuid,
     rider_id: Uuid,
@@ -252,16 +259,16 @@ impl Shard {
         pos: Position,
         ctx: &mut Context<Self>,
     ) -> bool {
-        if !self.pending.contains_key(&order_id) || !self.fleet.try_claim(rider_id) {
-            return false;
-        }
         let Some(order) = self.pending.get_mut(&order_id) else {
-            self.fleet.release(rider_id);
             return false;
         };
+        if !self.fleet.try_claim(rider_id) {
+            return false;
+        }
         let offer_id = Uuid::now_v7();
+        let made_ms = now_ms();
         let expires_ms =
-            now_ms() + i64::try_from(self.cfg.offer_timeout.as_millis()).unwrap_or(i64::MAX);
+            made_ms + i64::try_from(self.cfg.offer_timeout.as_millis()).unwrap_or(i64::MAX);
         let info = OfferInfo {
             offer_id,
             order_id,
@@ -293,7 +300,7 @@ impl Shard {
                 order_id,
                 rider_id,
                 distance_m: info.distance_m,
-                at_ms: now_ms(),
+                at_ms: made_ms,
                 expires_ms,
             });
         }
@@ -346,7 +353,7 @@ impl Shard {
         let mut waiting: Vec<(Uuid, Pending)> = self
             .pending
             .iter()
-            .filter(|(_, p)| p.offered.is_none() && p.ready)
+            .filter(|(_, p)| p.waiting())
             .map(|(id, p)| (*id, p.clone()))
             .collect();
         if waiting.is_empty() {
@@ -796,11 +803,7 @@ impl Handler<Stats> for Shard {
     fn handle(&mut self, _: Stats, _: &mut Context<Self>) -> Self::Result {
         MessageResult(MatcherStats {
             free_riders: self.free().len(),
-            waiting_orders: self
-                .pending
-                .values()
-                .filter(|p| p.offered.is_none() && p.ready)
-                .count(),
+            waiting_orders: self.pending.values().filter(|p| p.waiting()).count(),
             open_offers: self.offers.len(),
             shards: 1,
         })

@@ -23,7 +23,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use actix::prelude::*;
 use h3o::{CellIndex, Resolution};
@@ -37,11 +37,8 @@ use super::{
 };
 use crate::fleet::Fleet;
 use crate::geo::{disk_k, Point};
+use crate::lock;
 use crate::rider::OrderCancelledMsg;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// Every shard's free index, by region, readable by every shard.
 #[derive(Clone, Default)]
