@@ -174,6 +174,32 @@ pub struct Settings {
     pub dispatch: DispatchSettings,
     /// Base-map tiles for the `/track` and `/ops` pages (a Leaflet URL template).
     pub map_tile_url: String,
+    pub limits: AbuseLimits,
+}
+
+/// What one client may hold or do, so that nobody can take a shared resource (a
+/// pharmacy's shelf, the fan-out, a rider's session, the server's memory) from the others.
+/// The README's "Security" section lists each with what a client sees.
+#[derive(Debug, Clone, Copy)]
+pub struct AbuseLimits {
+    /// Orders one customer may have open (not delivered, cancelled or failed) at once.
+    pub open_orders_per_customer: u32,
+    /// Order placements one customer may make per minute (also the burst).
+    pub orders_per_minute: u32,
+    /// Tracking sockets open at once on one order, and for one user.
+    pub track_sockets_per_order: u32,
+    pub track_sockets_per_user: u32,
+    /// An `assigned` order not picked up by then goes back to dispatching without that
+    /// rider.
+    pub pickup_timeout_s: u64,
+    /// Points in one `/orders/{id}/trail` answer; longer trails are thinned evenly.
+    pub trail_max_points: u32,
+    /// Frames a rider socket may have waiting for the session (beyond the one in flight);
+    /// past that they are shed and answered `rate_limited`.
+    pub rider_frame_queue: u32,
+    /// A held reservation with no order is released at start-up only once it is older
+    /// than this (no live process can still be turning it into an order).
+    pub reservation_grace_s: u64,
 }
 
 /// The matcher and rider sessions.
@@ -516,6 +542,31 @@ impl Settings {
             rider_grace_s: r.parse("RIDER_GRACE_S", 120, |raw| parse_number(raw, 0, 3_600)),
         };
 
+        let limits = AbuseLimits {
+            open_orders_per_customer: r.parse("MAX_OPEN_ORDERS_PER_CUSTOMER", 5, |raw| {
+                parse_number(raw, 1, 10_000)
+            }),
+            orders_per_minute: r.parse("RATE_LIMIT_ORDERS_PER_MINUTE", 10, |raw| {
+                parse_number(raw, 1, 100_000)
+            }),
+            track_sockets_per_order: r.parse("MAX_TRACK_SOCKETS_PER_ORDER", 5, |raw| {
+                parse_number(raw, 1, 10_000)
+            }),
+            track_sockets_per_user: r.parse("MAX_TRACK_SOCKETS_PER_USER", 10, |raw| {
+                parse_number(raw, 1, 100_000)
+            }),
+            pickup_timeout_s: r.parse("PICKUP_TIMEOUT_S", 1_800, |raw| {
+                parse_number(raw, 1, 86_400)
+            }),
+            trail_max_points: r.parse("TRAIL_MAX_POINTS", 5_000, |raw| {
+                parse_number(raw, 2, 1_000_000)
+            }),
+            rider_frame_queue: r.parse("RIDER_FRAME_QUEUE", 32, |raw| parse_number(raw, 1, 4_096)),
+            reservation_grace_s: r.parse("RESERVATION_REPAIR_GRACE_S", 600, |raw| {
+                parse_number(raw, 0, 86_400)
+            }),
+        };
+
         if dispatch.shard_resolution > dispatch.h3_resolution {
             r.fail(
                 "MATCHER_SHARD_RESOLUTION",
@@ -552,6 +603,7 @@ impl Settings {
             smtp,
             dispatch,
             map_tile_url,
+            limits,
         })
     }
 }

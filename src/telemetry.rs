@@ -180,6 +180,24 @@ impl Metrics {
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// The `method` label of a request: one of the standard methods, or `other`. Clients may
+/// send any token as a method; labelling each one would let anyone grow `/metrics` (and
+/// this process) without bound.
+pub fn method_label(method: &actix_web::http::Method) -> &'static str {
+    match method.as_str() {
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "OPTIONS" => "OPTIONS",
+        "CONNECT" => "CONNECT",
+        "TRACE" => "TRACE",
+        _ => "other",
+    }
+}
+
 /// Middleware: request span, request id, completion log line and latency histogram.
 pub async fn observe(
     req: ServiceRequest,
@@ -187,7 +205,7 @@ pub async fn observe(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let start = Instant::now();
     let request_id = Uuid::now_v7();
-    let method = req.method().to_string();
+    let method = method_label(req.method());
     // The route pattern (`/api/v1/orders/{id}`) keeps metric labels bounded; anything that
     // matched no route is "unmatched".
     let route = req
@@ -214,7 +232,7 @@ pub async fn observe(
     if let Some(metrics) = metrics {
         metrics
             .http_request_duration
-            .with_label_values(&[method.as_str(), route.as_str(), status.as_str()])
+            .with_label_values(&[method, route.as_str(), status.as_str()])
             .observe(elapsed.as_secs_f64());
     }
     span.in_scope(|| {
@@ -230,4 +248,20 @@ pub async fn observe(
         }
         res
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::method_label;
+    use actix_web::http::Method;
+
+    #[test]
+    fn standard_methods_keep_their_name_and_others_are_one_label() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::DELETE), "DELETE");
+        for junk in ["FOO", "get", "XYZZY1", "PROPFIND"] {
+            let method = Method::from_bytes(junk.as_bytes()).expect("a valid token");
+            assert_eq!(method_label(&method), "other", "{junk}");
+        }
+    }
 }

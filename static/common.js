@@ -95,6 +95,16 @@ window.Medify = (() => {
   }
 
   /**
+   * Tooltip or popup content that is always text: Leaflet treats a string as HTML, so
+   * anything a user typed (an address, a pharmacy's name) must go in as a text node.
+   */
+  function text(value) {
+    const el = document.createElement("span");
+    el.textContent = String(value);
+    return el;
+  }
+
+  /**
    * fitBounds padding that keeps things out from under the panel when the panel floats
    * over the map (wide screens); on phones the panel sits below the map.
    */
@@ -105,5 +115,5 @@ window.Medify = (() => {
     return { paddingTopLeft: [left, 40], paddingBottomRight: [40, 40], maxZoom };
   }
 
-  return { fragment, tileUrl, createMap, api, socketUrl, backoff, show, setConn, element, fitPadding };
+  return { fragment, tileUrl, createMap, api, socketUrl, backoff, show, setConn, element, text, fitPadding };
 })();

@@ -6,7 +6,7 @@
 "use strict";
 
 (() => {
-  const { fragment, createMap, api, socketUrl, backoff, show, setConn, fitPadding } = Medify;
+  const { fragment, createMap, api, socketUrl, backoff, show, setConn, text, fitPadding } = Medify;
 
   const STATE_COLORS = { free: "#1a9850", offered: "#f39c12", on_delivery: "#1769aa", offline: "#7f8c8d" };
   const OTHER_COLOR = "#8e44ad";
@@ -49,7 +49,7 @@
 
   function cellTooltip(feature, layer) {
     const p = feature.properties || {};
-    layer.bindTooltip(`Free riders: ${p.supply ?? 0} · Orders waiting: ${p.demand ?? 0}`);
+    layer.bindTooltip(text(`Free riders: ${p.supply ?? 0} · Orders waiting: ${p.demand ?? 0}`));
   }
 
   function noteState(state) {
@@ -87,7 +87,7 @@
       if (entry.state !== state) {
         entry.state = state;
         entry.marker.setStyle({ fillColor: colorOf(state) });
-        entry.marker.bindTooltip(`Rider ${r.id.slice(0, 8)} · ${state.replace(/_/g, " ")}`);
+        entry.marker.bindTooltip(text(`Rider ${r.id.slice(0, 8)} · ${state.replace(/_/g, " ")}`));
         const el = entry.marker.getElement();
         if (el) el.setAttribute("data-state", state);
       }
@@ -121,7 +121,7 @@
       }
       if (entry.status !== o.status) {
         entry.status = o.status;
-        entry.pickup.bindTooltip(`Order ${o.id.slice(0, 8)} · ${String(o.status).replace(/_/g, " ")}`);
+        entry.pickup.bindTooltip(text(`Order ${o.id.slice(0, 8)} · ${String(o.status).replace(/_/g, " ")}`));
       }
     }
     for (const [id, entry] of orders) {
@@ -171,12 +171,12 @@
 
   // ---------------------------------------------------------------- session
 
-  function showSignin(text) {
+  function showSignin(message) {
     closeSocket();
     token = "";
     live.hidden = true;
     form.hidden = false;
-    show(messageEl, text || null);
+    show(messageEl, message || null);
     setConn("idle", "Signed out");
     $("email").focus();
   }

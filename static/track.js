@@ -7,7 +7,7 @@
 "use strict";
 
 (() => {
-  const { fragment, createMap, api, socketUrl, backoff, show, setConn, element, fitPadding } = Medify;
+  const { fragment, createMap, api, socketUrl, backoff, show, setConn, element, text, fitPadding } = Medify;
 
   const STEPS = ["confirmed", "dispatching", "assigned", "picked_up", "delivered"];
   const FINAL = new Set(["delivered", "cancelled", "failed"]);
@@ -118,10 +118,10 @@
     const dropoff = [order.delivery.lat, order.delivery.lng];
     map = createMap("map", dropoff, 15);
     L.marker(pharmacy, { icon: pin("pharmacy", "Rx", order.pharmacy.name || "Pharmacy"), keyboard: false })
-      .bindTooltip(order.pharmacy.name || "Pharmacy")
+      .bindTooltip(text(order.pharmacy.name || "Pharmacy"))
       .addTo(map);
     L.marker(dropoff, { icon: pin("dropoff", "⌂", "Delivery address"), keyboard: false })
-      .bindTooltip(order.delivery.address || "Delivery address")
+      .bindTooltip(text(order.delivery.address || "Delivery address"))
       .addTo(map);
     pathLine = L.polyline([], { className: "path", color: "#1769aa", weight: 4, opacity: 0.8 }).addTo(map);
     map.fitBounds([pharmacy, dropoff], fitPadding(16));

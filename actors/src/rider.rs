@@ -26,6 +26,9 @@ use crate::protocol::{OfferInfo, Outbound, Place};
 
 /// Fixes further ahead of the server clock than this are refused.
 pub const MAX_FUTURE_MS: i64 = 60_000;
+/// Fixes older than this (24 h) are refused: no phone buffers a day of points, and a
+/// bounded `ts` keeps every difference between two accepted fixes far from overflow.
+pub const MAX_AGE_MS: i64 = 86_400_000;
 /// A move faster than this between two fixes is refused.
 pub const MAX_SPEED_MPS: f64 = 70.0;
 /// A fix vaguer than this does not move the live position.
@@ -66,6 +69,8 @@ pub enum FixEffect {
 pub enum Refusal {
     /// `ts` more than 60 s ahead of the server.
     Future,
+    /// `ts` more than 24 h behind the server.
+    Stale,
     /// Faster than [`MAX_SPEED_MPS`] since the last fix (metres per second).
     Jump(f64),
 }
@@ -75,6 +80,7 @@ impl Refusal {
     pub fn reason(self) -> &'static str {
         match self {
             Self::Future => "future",
+            Self::Stale => "stale",
             Self::Jump(_) => "jump",
         }
     }
@@ -84,6 +90,7 @@ impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Future => f.write_str("ts is more than 60 s in the future"),
+            Self::Stale => f.write_str("ts is more than 24 h in the past"),
             Self::Jump(speed) => write!(f, "impossible jump: {speed:.0} m/s since the last fix"),
         }
     }
@@ -91,14 +98,17 @@ impl std::fmt::Display for Refusal {
 
 /// The location rules: `Err` with the reason for a fix that must be refused.
 pub fn check_fix(last: Option<&Fix>, fix: &Fix, now_ms: i64) -> Result<FixEffect, Refusal> {
-    if fix.ts_ms > now_ms + MAX_FUTURE_MS {
+    if fix.ts_ms > now_ms.saturating_add(MAX_FUTURE_MS) {
         return Err(Refusal::Future);
+    }
+    if fix.ts_ms < now_ms.saturating_sub(MAX_AGE_MS) {
+        return Err(Refusal::Stale);
     }
     if let Some(last) = last {
         if fix.ts_ms <= last.ts_ms {
             return Ok(FixEffect::Ignored);
         }
-        let dt = (fix.ts_ms - last.ts_ms) as f64 / 1000.0;
+        let dt = fix.ts_ms.saturating_sub(last.ts_ms) as f64 / 1000.0;
         let speed = last.at.distance_m(fix.at) / dt;
         if speed > MAX_SPEED_MPS {
             return Err(Refusal::Jump(speed));
@@ -528,7 +538,7 @@ impl Handler<Locations> for RiderSession {
                     moved = true;
                     if let Some(active) = self.active.as_mut() {
                         let due = active.last_trail.is_none_or(|(p, ts)| {
-                            fix.ts_ms - ts >= TRAIL_EVERY_MS
+                            fix.ts_ms.saturating_sub(ts) >= TRAIL_EVERY_MS
                                 || p.distance_m(fix.at) >= TRAIL_EVERY_M
                         });
                         if due {
@@ -545,7 +555,8 @@ impl Handler<Locations> for RiderSession {
             // The matcher needs a position good to a cell and fresh enough to count as
             // live, not every fix: tell it after 50 m or 5 s, whichever comes first.
             let due = self.told_matcher.is_none_or(|(p, ts)| {
-                p.distance_m(last.at) >= MATCHER_EVERY_M || last.ts_ms - ts >= MATCHER_EVERY_MS
+                p.distance_m(last.at) >= MATCHER_EVERY_M
+                    || last.ts_ms.saturating_sub(ts) >= MATCHER_EVERY_MS
             });
             if due {
                 self.told_matcher = Some((last.at, last.ts_ms));
@@ -599,7 +610,10 @@ impl Handler<Locations> for RiderSession {
                 );
             }
             // The fleet view (GET /riders, ops) is good to a second.
-            if self.told_fleet.is_none_or(|ts| last.ts_ms - ts >= 1_000) {
+            if self
+                .told_fleet
+                .is_none_or(|ts| last.ts_ms.saturating_sub(ts) >= 1_000)
+            {
                 self.told_fleet = Some(last.ts_ms);
                 let rider = self.rider;
                 self.deps.fleet.update(rider, |v| {
@@ -855,6 +869,30 @@ mod tests {
             speed_mps: None,
             heading: None,
         }
+    }
+
+    #[test]
+    fn extreme_timestamps_are_refused_without_wrapping() {
+        let now = 1_764_000_000_000;
+        let forged = fix(12.97, 77.59, i64::MIN);
+        assert_eq!(check_fix(None, &forged, now), Err(Refusal::Stale));
+        assert_eq!(
+            check_fix(None, &fix(12.97, 77.59, now - MAX_AGE_MS - 1), now),
+            Err(Refusal::Stale)
+        );
+        assert_eq!(
+            check_fix(None, &fix(12.97, 77.59, i64::MAX), now),
+            Err(Refusal::Future)
+        );
+        // A clock near the ends of i64 does not overflow the window arithmetic.
+        assert_eq!(
+            check_fix(None, &fix(0.0, 0.0, i64::MAX), i64::MAX),
+            Ok(FixEffect::Moves)
+        );
+        assert_eq!(
+            check_fix(None, &fix(0.0, 0.0, i64::MIN), i64::MIN),
+            Ok(FixEffect::Moves)
+        );
     }
 
     #[test]

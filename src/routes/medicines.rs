@@ -49,7 +49,8 @@ pub struct NewMedicine {
     pub generic_name: Option<String>,
     pub brand: Option<String>,
     pub sku: Option<String>,
-    /// Integer minor units, >= 0.
+    /// Integer minor units, 0 to 10^9.
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
     pub price_cents: Option<i64>,
     /// Defaults to false.
     pub rx_required: Option<bool>,
@@ -65,6 +66,8 @@ pub struct MedicinePatch {
     #[schema(value_type = Option<String>)]
     pub brand: Option<Option<String>>,
     pub sku: Option<String>,
+    /// Integer minor units, 0 to 10^9.
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
     pub price_cents: Option<i64>,
     pub rx_required: Option<bool>,
 }
@@ -89,9 +92,16 @@ fn optional_text(field: &str, raw: Option<&str>, errors: &mut FieldErrors) -> Op
     }
 }
 
+/// The highest price a medicine may have (10 million in major units): far above any real
+/// one, and low enough that 50 lines of 100 never come near overflowing a total.
+pub const MAX_PRICE_CENTS: i64 = 1_000_000_000;
+
 fn price(raw: i64, errors: &mut FieldErrors) -> i64 {
-    if raw < 0 {
-        errors.add("price_cents", "must be an integer >= 0");
+    if !(0..=MAX_PRICE_CENTS).contains(&raw) {
+        errors.add(
+            "price_cents",
+            format!("must be an integer from 0 to {MAX_PRICE_CENTS}"),
+        );
     }
     raw
 }

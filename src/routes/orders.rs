@@ -142,12 +142,26 @@ async fn plan(state: &AppState, body: &NewOrderRequest) -> Result<Planned, ApiEr
     errors.finish()?;
     let delivery =
         delivery.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("validated point missing")))?;
-    let total_cents = lines.iter().map(|l| l.qty * l.price_cents).sum();
+    // Prices are capped and quantities checked, so this cannot overflow; if a row written
+    // before the cap ever made it, the order is refused rather than wrapped.
+    let total_cents = order_total(&lines).ok_or_else(|| {
+        ApiError::Validation(vec![FieldError::new(
+            "items",
+            "the order's total is too large",
+        )])
+    })?;
     Ok(Planned {
         lines,
         total_cents,
         delivery,
         address: address.to_owned(),
+    })
+}
+
+/// The sum of `qty × price_cents` over the lines; `None` if it would overflow.
+fn order_total(lines: &[NewOrderLine]) -> Option<i64> {
+    lines.iter().try_fold(0i64, |total, line| {
+        total.checked_add(line.qty.checked_mul(line.price_cents)?)
     })
 }
 
@@ -631,7 +645,10 @@ pub async fn order_trail(
     id: web::Path<Uuid>,
 ) -> Result<web::Json<Trail>, ApiError> {
     let order = visible_order(&state, &user, *id).await?;
-    let points = state.store.trail(order.id).await?;
+    let points = state
+        .store
+        .trail(order.id, state.settings.limits.trail_max_points)
+        .await?;
     let coordinates: Vec<[f64; 2]> = points.iter().map(|(lat, lng, _)| [*lng, *lat]).collect();
     let ts: Vec<i64> = points.iter().map(|(_, _, ts)| *ts).collect();
     Ok(web::Json(Trail {
@@ -639,4 +656,28 @@ pub async fn order_trail(
         geometry: serde_json::json!({"type": "LineString", "coordinates": coordinates}),
         properties: serde_json::json!({"order_id": order.id, "ts": ts}),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(qty: i64, price_cents: i64) -> NewOrderLine {
+        NewOrderLine {
+            medicine_id: Uuid::nil(),
+            qty,
+            price_cents,
+        }
+    }
+
+    #[test]
+    fn totals_are_checked_not_wrapped() {
+        assert_eq!(order_total(&[line(2, 150), line(1, 99)]), Some(399));
+        assert_eq!(order_total(&[]), Some(0));
+        assert_eq!(order_total(&[line(100, i64::MAX / 50)]), None);
+        assert_eq!(order_total(&[line(1, i64::MAX), line(1, 1)]), None);
+        // The largest order the limits allow: 50 lines of 100 at the price cap.
+        let biggest: Vec<_> = (0..50).map(|_| line(100, 1_000_000_000)).collect();
+        assert_eq!(order_total(&biggest), Some(5_000_000_000_000));
+    }
 }

@@ -351,12 +351,31 @@ impl Store {
     }
 
     /// The GPS trail recorded for an order: `(lat, lng, ts)` oldest first.
-    pub async fn trail(&self, order_id: Uuid) -> Result<Vec<(f64, f64, i64)>, sqlx::Error> {
+    /// The order's trail, oldest first, thinned evenly to at most `max_points` (at least
+    /// 2) by the database, so a long trail never comes into memory whole. The first and
+    /// the last point are always kept.
+    ///
+    /// Row `n` of `total` is kept when `floor(n·(m−1)/(total−1))` steps up at `n`, i.e.
+    /// when `n·(m−1) mod (total−1) < m−1`: exactly `m` rows, spread evenly.
+    pub async fn trail(
+        &self,
+        order_id: Uuid,
+        max_points: u32,
+    ) -> Result<Vec<(f64, f64, i64)>, sqlx::Error> {
+        let m = i64::from(max_points.max(2));
         on_pool!(self, |pool| {
             sqlx::query_as(
-                "SELECT lat, lng, ts FROM rider_trail WHERE order_id = $1 ORDER BY ts, id",
+                "SELECT lat, lng, ts FROM ( \
+                     SELECT lat, lng, ts, id, \
+                            ROW_NUMBER() OVER (ORDER BY ts, id) - 1 AS n, \
+                            COUNT(*) OVER () AS total \
+                     FROM rider_trail WHERE order_id = $1 \
+                 ) t \
+                 WHERE total <= $2 OR (n * ($2 - 1)) % NULLIF(total - 1, 0) < $2 - 1 \
+                 ORDER BY ts, id",
             )
             .bind(order_id)
+            .bind(m)
             .fetch_all(pool)
             .await
         })

@@ -173,6 +173,37 @@ async fn medicine_validation(app: TestApp) {
         .await;
     let body = res.assert_problem(422, "validation_failed");
     assert_eq!(body["errors"][0]["field"], "price_cents", "{body}");
+    // Prices are capped at 10^9 so no order total can overflow.
+    for price in [json!(1_000_000_001i64), json!(i64::MAX)] {
+        let res = app
+            .post_auth(
+                "/api/v1/medicines",
+                &admin,
+                &json!({"name": "Gold", "sku": "GOLD-1", "price_cents": price}),
+            )
+            .await;
+        let body = res.assert_problem(422, "validation_failed");
+        assert_eq!(body["errors"][0]["field"], "price_cents", "{body}");
+    }
+    let top = app
+        .post_auth(
+            "/api/v1/medicines",
+            &admin,
+            &json!({"name": "Gold", "sku": "GOLD-1", "price_cents": 1_000_000_000i64}),
+        )
+        .await;
+    assert_eq!(top.status, 201, "{}", top.text());
+    let id = top.json()["id"].as_str().expect("id").to_owned();
+    let res = app
+        .request(
+            "PATCH",
+            &format!("/api/v1/medicines/{id}"),
+            Some(&admin),
+            Some(&json!({"price_cents": i64::MAX})),
+        )
+        .await;
+    let body = res.assert_problem(422, "validation_failed");
+    assert_eq!(body["errors"][0]["field"], "price_cents", "{body}");
 }
 
 async fn seed_search(app: &TestApp) {

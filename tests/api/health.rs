@@ -7,6 +7,7 @@ backend_tests!(
     healthz_answers_ok,
     readyz_checks_the_database,
     metrics_expose_the_contract_names,
+    invented_methods_do_not_grow_the_metrics,
     openapi_lists_every_route,
     responses_carry_a_request_id,
 );
@@ -28,6 +29,29 @@ async fn readyz_checks_the_database(app: TestApp) {
     };
     assert_eq!(body["database"], expected);
     assert_eq!(body["redis"], "disabled");
+}
+
+async fn invented_methods_do_not_grow_the_metrics(app: TestApp) {
+    let junk = |i: usize| format!("XMETHOD{i}");
+    for i in 0..10 {
+        app.request(&junk(i), "/healthz", None, None).await;
+    }
+    // Once so that `/metrics`' own series exists before the count.
+    assert_eq!(app.get("/metrics").await.status, 200);
+    let before = app.get("/metrics").await.text();
+    for i in 10..400 {
+        let res = app.request(&junk(i), "/healthz", None, None).await;
+        assert_eq!(res.status, 405, "an invented method is not allowed");
+    }
+    let after = app.get("/metrics").await.text();
+    assert!(
+        !after.contains("XMETHOD"),
+        "no invented method becomes a label"
+    );
+    assert!(after.contains("method=\"other\""), "{after}");
+    // The other series may gain samples, never new label sets.
+    let series = |text: &str| text.lines().filter(|l| !l.starts_with('#')).count();
+    assert_eq!(series(&before), series(&after));
 }
 
 async fn metrics_expose_the_contract_names(app: TestApp) {

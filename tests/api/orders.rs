@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::backend_tests;
-use crate::helpers::{spawn_app_with, Backend, Http, Options, Reply, TestApp};
+use crate::helpers::{connect_store, spawn_app_with, Backend, Http, Options, Reply, TestApp};
 
 backend_tests!(
     lifecycle_through_every_state,
@@ -22,6 +22,7 @@ backend_tests!(
     manual_dispatch_checks,
     an_order_actor_restart_loses_nothing,
     unacknowledged_events_are_relayed_once,
+    a_long_trail_is_thinned_evenly,
 );
 
 const CENTER: (f64, f64) = (12.9716, 77.5946);
@@ -87,6 +88,64 @@ pub async fn notification_types(http: &Http, token: &str) -> Vec<String> {
         .iter()
         .map(|n| n["type"].as_str().unwrap_or("").to_owned())
         .collect()
+}
+
+/// A trail of 12 001 points answers with 5 000 (the default bound), evenly spread, the
+/// first and last kept, oldest first.
+async fn a_long_trail_is_thinned_evenly(app: TestApp) {
+    let s = shop(&app, 10).await;
+    let res = app
+        .place_order(&s.customer, &[(s.medicine, 1)], CENTER.0, CENTER.1)
+        .await;
+    assert_eq!(res.status, 201, "{}", res.text());
+    let id = uuid(&res.json()["id"]);
+    let store = connect_store(&app).await;
+    const N: i64 = 12_001;
+    let t0: i64 = 1_764_000_000_000;
+    medify::on_pool!(&store, |pool| {
+        // One statement per 1 000 points; the customer stands in for the rider.
+        for chunk in (0..N).collect::<Vec<_>>().chunks(1_000) {
+            let mut sql =
+                String::from("INSERT INTO rider_trail (order_id, rider_id, lat, lng, ts) VALUES ");
+            for (k, i) in chunk.iter().enumerate() {
+                if k > 0 {
+                    sql.push(',');
+                }
+                sql.push_str(&format!(
+                    "($1, $2, {}, 77.59, {})",
+                    12.9 + *i as f64 * 1e-6,
+                    t0 + i
+                ));
+            }
+            sqlx::query(&sql)
+                .bind(id)
+                .bind(s.customer_id)
+                .execute(pool)
+                .await
+                .expect("trail rows");
+        }
+    });
+    let trail = app
+        .get_auth(&format!("/api/v1/orders/{id}/trail"), &s.customer)
+        .await
+        .json();
+    let ts: Vec<i64> = trail["properties"]["ts"]
+        .as_array()
+        .expect("ts")
+        .iter()
+        .map(|t| t.as_i64().expect("ts"))
+        .collect();
+    assert_eq!(ts.len(), 5_000);
+    assert_eq!(
+        trail["geometry"]["coordinates"].as_array().map(Vec::len),
+        Some(5_000)
+    );
+    assert_eq!((ts[0], ts[4_999]), (t0, t0 + N - 1));
+    // Evenly: every gap is 2 or 3 points of the original (12 000 / 4 999 ≈ 2.4).
+    assert!(
+        ts.windows(2).all(|w| (2..=3).contains(&(w[1] - w[0]))),
+        "uneven thinning"
+    );
 }
 
 async fn lifecycle_through_every_state(app: TestApp) {

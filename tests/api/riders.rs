@@ -605,6 +605,37 @@ async fn a_rider_socket_on_a_kept_alive_connection_works_too() {
     assert_eq!(ws.close_code().await, Some(1009));
 }
 
+/// A `ts` of i64::MIN used to be accepted and then made the next jump's time difference
+/// wrap, so a rider could teleport. It is refused now, and the jump is measured against
+/// the last real fix.
+#[actix_web::test]
+async fn forged_timestamps_cannot_teleport_a_rider() {
+    let app = spawn_app_with(Backend::Sqlite, Options::default())
+        .await
+        .expect("sqlite");
+    let (_, _, mut ws) = rider_at(&app, 12.97, 77.59).await;
+    for ts in [
+        i64::MIN,
+        0,
+        chrono::Utc::now().timestamp_millis() - 25 * 3_600_000,
+    ] {
+        ws.send(json!({"type": "location", "lat": 12.97, "lng": 77.59, "ts": ts}))
+            .await;
+        let err = ws.expect("error").await;
+        assert_eq!(err["code"], "invalid_location", "ts {ts}: {err}");
+    }
+    // 1 700 km north, a second later.
+    let now = chrono::Utc::now().timestamp_millis();
+    ws.send(json!({"type": "location", "lat": 28.61, "lng": 77.21, "ts": now + 1_000}))
+        .await;
+    let err = ws.expect("error").await;
+    assert_eq!(err["code"], "invalid_location", "{err}");
+    assert!(
+        err["message"].as_str().unwrap_or_default().contains("jump"),
+        "{err}"
+    );
+}
+
 #[actix_web::test]
 async fn bad_frames_get_errors_and_the_socket_stays_open() {
     let app = spawn_app_with(Backend::Sqlite, Options::default())

@@ -237,4 +237,38 @@ describe("/track/{order_id}", () => {
       await context.close();
     }
   });
+
+  test("shows what customers and admins typed as text, never as markup", async () => {
+    const admin = await adminToken();
+    const where = offset(PHARMACY, 0, 2_500); // away from the other tests' riders
+    const { medicine, pharmacy } = await pharmacyWithStock(admin, where);
+    const customer = await account("customer");
+    const address = '<img src=x id="injected-img" onerror="window.__pwned=1"><b id="injected">Flat 1</b>';
+    const order = await ok(201, "/api/v1/orders", {
+      method: "POST",
+      token: customer.token,
+      body: {
+        items: [{ medicine_id: medicine.id, qty: 1 }],
+        delivery: { ...offset(where, 300), address },
+        pharmacy_id: pharmacy.id,
+      },
+    });
+    const { page, context, problems } = await watchedPage(browser);
+    try {
+      // The admin's view of the customer's order.
+      await page.goto(`${BASE}/track/${order.id}#token=${admin}`);
+      await page.locator("#dropoff-marker").waitFor({ timeout: WAIT_MS });
+      await page.locator("#dropoff-marker").hover();
+      const tooltip = page.locator(".leaflet-tooltip", { hasText: "Flat 1" });
+      await tooltip.waitFor({ timeout: WAIT_MS });
+      assert.equal(await tooltip.textContent(), address);
+      assert.equal(await page.locator("#injected, #injected-img").count(), 0);
+      assert.equal(await page.evaluate(() => window.__pwned), undefined);
+      assert.deepEqual(problems, []);
+      await screenshot(page, "track-address-as-text");
+    } finally {
+      await context.close();
+      await ok(200, `/api/v1/orders/${order.id}/cancel`, { method: "POST", token: customer.token });
+    }
+  });
 });
