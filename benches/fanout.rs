@@ -185,6 +185,8 @@ fn main() {
             ("MEDIFY_ADMIN_PASSWORD", ADMIN.1),
             ("RATE_LIMIT_AUTH_PER_IP", "1000000"),
             ("RATE_LIMIT_AUTH_PER_ACCOUNT", "1000000"),
+            ("MAX_OPEN_ORDERS_PER_CUSTOMER", "1000000"),
+            ("RATE_LIMIT_ORDERS_PER_MINUTE", "1000000"),
         ],
     );
     let pid = server.id();

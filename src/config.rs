@@ -544,10 +544,10 @@ impl Settings {
 
         let limits = AbuseLimits {
             open_orders_per_customer: r.parse("MAX_OPEN_ORDERS_PER_CUSTOMER", 5, |raw| {
-                parse_number(raw, 1, 10_000)
+                parse_number(raw, 1, 1_000_000)
             }),
             orders_per_minute: r.parse("RATE_LIMIT_ORDERS_PER_MINUTE", 10, |raw| {
-                parse_number(raw, 1, 100_000)
+                parse_number(raw, 1, 1_000_000)
             }),
             track_sockets_per_order: r.parse("MAX_TRACK_SOCKETS_PER_ORDER", 5, |raw| {
                 parse_number(raw, 1, 10_000)

@@ -65,6 +65,8 @@ pub struct AppState {
     pub riders: Riders,
     /// Customers watching orders.
     pub watchers: Watchers,
+    /// Open tracking sockets per order and per user.
+    pub track_admissions: crate::ws::admission::TrackAdmissions,
     /// The admins' fleet picture (`/ws/ops`).
     pub ops: crate::ws::ops::OpsFeed,
     /// This application instance (several may share a process in tests).
@@ -231,6 +233,10 @@ impl Application {
             orders,
             riders,
             watchers,
+            track_admissions: crate::ws::admission::TrackAdmissions::new(
+                settings.limits.track_sockets_per_order,
+                settings.limits.track_sockets_per_user,
+            ),
             ops: crate::ws::ops::OpsFeed::new(),
             instance: uuid::Uuid::now_v7(),
         });

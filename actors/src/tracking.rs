@@ -80,13 +80,27 @@ impl Slot {
     }
 }
 
-/// An order's watchers: (watcher id, slot).
-type Watching = Vec<(Uuid, Arc<Slot>)>;
+/// An order's watchers: (watcher id, slot). Shared, never changed in place: adding or
+/// removing a watcher swaps in a new list, so a fix takes the list with one reference
+/// count instead of copying it.
+type Watching = Arc<[(Uuid, Arc<Slot>)]>;
+
+/// Locks over the order → watchers map; orders are spread over them by id, so fixes of
+/// different orders rarely meet on one lock.
+const SHARDS: usize = 16;
 
 /// Order id → its watchers. Cheap to clone.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Watchers {
-    inner: Arc<Mutex<HashMap<Uuid, Watching>>>,
+    shards: Arc<[Mutex<HashMap<Uuid, Watching>>; SHARDS]>,
+}
+
+impl Default for Watchers {
+    fn default() -> Self {
+        Self {
+            shards: Arc::new(std::array::from_fn(|_| Mutex::new(HashMap::new()))),
+        }
+    }
 }
 
 impl Watchers {
@@ -94,33 +108,46 @@ impl Watchers {
         Self::default()
     }
 
+    fn shard(&self, order: Uuid) -> &Mutex<HashMap<Uuid, Watching>> {
+        // v7 ids end in random bits.
+        let index = (order.as_u128() as usize) % SHARDS;
+        &self.shards[index]
+    }
+
     pub fn add(&self, order: Uuid, watcher: Uuid, slot: Arc<Slot>) {
-        lock(&self.inner)
-            .entry(order)
-            .or_default()
-            .push((watcher, slot));
+        let mut map = lock(self.shard(order));
+        let list = map.entry(order).or_insert_with(|| Arc::from(Vec::new()));
+        let mut next = list.to_vec();
+        next.push((watcher, slot));
+        *list = next.into();
     }
 
     pub fn remove(&self, order: Uuid, watcher: Uuid) {
-        let mut map = lock(&self.inner);
+        let mut map = lock(self.shard(order));
         if let Some(list) = map.get_mut(&order) {
-            list.retain(|(w, _)| *w != watcher);
-            if list.is_empty() {
+            let next: Vec<_> = list
+                .iter()
+                .filter(|(w, _)| *w != watcher)
+                .cloned()
+                .collect();
+            if next.is_empty() {
                 map.remove(&order);
+            } else {
+                *list = next.into();
             }
         }
     }
 
-    fn slots(&self, order: Uuid) -> Vec<Arc<Slot>> {
-        lock(&self.inner)
+    fn slots(&self, order: Uuid) -> Watching {
+        lock(self.shard(order))
             .get(&order)
-            .map(|l| l.iter().map(|(_, s)| s.clone()).collect())
-            .unwrap_or_default()
+            .cloned()
+            .unwrap_or_else(|| Arc::from(Vec::new()))
     }
 
     /// A new rider position: replaces any unsent one.
     pub fn location(&self, order: Uuid, frame: TrackFrame) {
-        for slot in self.slots(order) {
+        for (_, slot) in self.slots(order).iter() {
             *lock(&slot.location) = Some(frame.clone());
             slot.poke();
         }
@@ -128,7 +155,7 @@ impl Watchers {
 
     /// A status change (or `arriving`): queued in order.
     pub fn status(&self, order: Uuid, frame: TrackFrame) {
-        for slot in self.slots(order) {
+        for (_, slot) in self.slots(order).iter() {
             let mut q = lock(&slot.statuses);
             if q.len() >= MAX_STATUSES {
                 q.pop_front();
@@ -141,6 +168,6 @@ impl Watchers {
 
     /// Watchers of `order` (tests, metrics).
     pub fn count(&self, order: Uuid) -> usize {
-        lock(&self.inner).get(&order).map_or(0, Vec::len)
+        lock(self.shard(order)).get(&order).map_or(0, |l| l.len())
     }
 }

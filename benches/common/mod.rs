@@ -15,6 +15,8 @@ pub fn start_server(database_url: String, extra: &[(&str, &str)]) -> String {
         ("DATABASE_URL".into(), database_url),
         ("RATE_LIMIT_AUTH_PER_IP".into(), "1000000".into()),
         ("RATE_LIMIT_AUTH_PER_ACCOUNT".into(), "1000000".into()),
+        ("MAX_OPEN_ORDERS_PER_CUSTOMER".into(), "1000000".into()),
+        ("RATE_LIMIT_ORDERS_PER_MINUTE".into(), "1000000".into()),
         (
             "JWT_SECRET".into(),
             "bench-secret-bench-secret-bench-secret".into(),

@@ -97,6 +97,9 @@ impl ServerProcess {
             .env("OTP_DELIVERY", "response")
             .env("RATE_LIMIT_AUTH_PER_IP", "1000000")
             .env("RATE_LIMIT_AUTH_PER_ACCOUNT", "1000")
+            // A simulated customer may order faster than a person would.
+            .env("MAX_OPEN_ORDERS_PER_CUSTOMER", "1000")
+            .env("RATE_LIMIT_ORDERS_PER_MINUTE", "1000000")
             .env("MEDIFY_SHUTDOWN_TIMEOUT_S", "2")
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())

@@ -43,6 +43,8 @@ impl Server {
             ("OTP_DELIVERY", "response".to_owned()),
             ("RATE_LIMIT_AUTH_PER_IP", "1000000".to_owned()),
             ("RATE_LIMIT_AUTH_PER_ACCOUNT", "1000".to_owned()),
+            ("MAX_OPEN_ORDERS_PER_CUSTOMER", "1000".to_owned()),
+            ("RATE_LIMIT_ORDERS_PER_MINUTE", "1000000".to_owned()),
             ("RUST_LOG", "warn".to_owned()),
         ]);
         let settings = Settings::from_lookup(|k| env.get(k).cloned()).expect("settings");

@@ -24,6 +24,7 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::auth::rate_limit::Quota;
 use crate::auth::AuthUser;
 use crate::domain::Role;
 use crate::error::{ApiError, FieldError, FieldErrors, Problem};
@@ -240,6 +241,15 @@ async fn create(
     customer: Uuid,
     body: &NewOrderRequest,
 ) -> Result<OrderView, ApiError> {
+    let cap = state.settings.limits.open_orders_per_customer;
+    if state.store.open_orders_of(customer).await? >= i64::from(cap) {
+        return Err(ApiError::Conflict {
+            code: "limit_reached",
+            detail: format!(
+                "you have {cap} open orders; wait until one is delivered or cancel one"
+            ),
+        });
+    }
     let planned = plan(state, body).await?;
     let order_id = Uuid::now_v7();
     let pharmacy_id = reserve(state, order_id, body, &planned).await?;
@@ -317,8 +327,10 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
         (status = 201, body = OrderView),
         (status = 200, description = "a repeat of an earlier request with the same Idempotency-Key", body = OrderView),
         (status = 403, description = "not a customer", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`insufficient_stock`, naming the items", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`insufficient_stock`, naming the items; `limit_reached` when the customer already has `MAX_OPEN_ORDERS_PER_CUSTOMER` open orders", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed`, `out_of_service_area` or `idempotency_key_reused`", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited`: more than `RATE_LIMIT_ORDERS_PER_MINUTE` placements a minute; see `Retry-After`", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "seconds to wait"))),
     )
 )]
 #[post("/api/v1/orders")]
@@ -329,6 +341,14 @@ pub async fn place_order(
     body: ApiJson<NewOrderRequest>,
 ) -> Result<HttpResponse, ApiError> {
     user.require(&[Role::Customer])?;
+    let quota = Quota {
+        per_minute: state.settings.limits.orders_per_minute,
+    };
+    state
+        .limiter
+        .check(&format!("orders:customer:{}", user.id), quota)
+        .await
+        .map_err(|retry_after_s| ApiError::RateLimited { retry_after_s })?;
     let body = body.into_inner();
     let Some(key) = idempotency_key(&req)? else {
         let view = create(&state, user.id, &body).await?;

@@ -351,6 +351,19 @@ impl Store {
     }
 
     /// The GPS trail recorded for an order: `(lat, lng, ts)` oldest first.
+    /// How many orders `customer` has that are not delivered, cancelled or failed.
+    pub async fn open_orders_of(&self, customer: Uuid) -> Result<i64, sqlx::Error> {
+        on_pool!(self, |pool| {
+            sqlx::query_scalar(
+                "SELECT COUNT(*) FROM orders WHERE customer_id = $1 \
+                 AND status NOT IN ('delivered', 'cancelled', 'failed')",
+            )
+            .bind(customer)
+            .fetch_one(pool)
+            .await
+        })
+    }
+
     /// The order's trail, oldest first, thinned evenly to at most `max_points` (at least
     /// 2) by the database, so a long trail never comes into memory whole. The first and
     /// the last point are always kept.

@@ -3,6 +3,7 @@
 //! The tracking and ops sockets are actix-web-actors `WebsocketContext`s; the rider socket,
 //! the one there are thousands of, runs on the lean transport in [`conn`].
 
+pub mod admission;
 pub mod conn;
 pub mod ops;
 pub mod rider;

@@ -25,7 +25,11 @@ use crate::error::ApiError;
 use crate::startup::AppState;
 use crate::store::orders::OrderView;
 use crate::telemetry::Metrics;
+use crate::ws::admission::Admission;
 use crate::ws::{keep_alive, watcher_frame, Heard};
+
+/// What a refused tracking socket is told to wait: places free up as sockets close.
+const TRACK_RETRY_AFTER_S: u64 = 5;
 
 /// One watching socket.
 pub struct TrackSocket {
@@ -36,6 +40,8 @@ pub struct TrackSocket {
     slot: Option<Arc<Slot>>,
     metrics: Metrics,
     last_heard: Instant,
+    /// This socket's place under the per-order and per-user limits.
+    _admission: Admission,
 }
 
 fn is_final(status: &str) -> bool {
@@ -140,6 +146,15 @@ pub async fn track_socket(
     if !allowed {
         return Err(ApiError::NotFound);
     }
+    let admission = state
+        .track_admissions
+        .admit(order.id, user.id)
+        .map_err(|refused| {
+            tracing::info!(order_id = %order.id, reason = %refused, "tracking socket refused");
+            ApiError::RateLimited {
+                retry_after_s: TRACK_RETRY_AFTER_S,
+            }
+        })?;
     let rider_location = order
         .rider
         .as_ref()
@@ -170,6 +185,7 @@ pub async fn track_socket(
         slot: None,
         metrics: state.metrics.clone(),
         last_heard: Instant::now(),
+        _admission: admission,
     };
     ws::WsResponseBuilder::new(socket, &req, stream)
         .frame_size(16 * 1024)

@@ -382,6 +382,9 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> Option<TestAp
     env.insert("MEDIFY_ADMIN_PASSWORD".into(), ADMIN_PASSWORD.into());
     env.insert("OTP_DELIVERY".into(), "response".into());
     env.insert("INVENTORY_SHARDS".into(), "2".into());
+    // Tests place many orders per customer; the abuse limits' own tests set them back.
+    env.insert("MAX_OPEN_ORDERS_PER_CUSTOMER".into(), "1000".into());
+    env.insert("RATE_LIMIT_ORDERS_PER_MINUTE".into(), "1000000".into());
     if let Some(redis) = &redis {
         env.insert("REDIS_URL".into(), redis.url.clone());
         env.insert("REDIS_KEY_PREFIX".into(), redis.prefix.clone());

@@ -824,3 +824,60 @@ async fn unacknowledged_events_are_relayed_once(app: TestApp) {
         .json();
     assert_eq!(page["total"], 1, "{page}");
 }
+
+/// One customer cannot hold a pharmacy's shelf: at most `MAX_OPEN_ORDERS_PER_CUSTOMER` open
+/// orders (409 `limit_reached`) and `RATE_LIMIT_ORDERS_PER_MINUTE` placements a minute (429
+/// with `Retry-After`); other customers are not held back.
+#[actix_web::test]
+async fn one_customer_cannot_reserve_the_whole_shelf() {
+    let app = spawn_app_with(
+        Backend::Sqlite,
+        Options {
+            env: vec![
+                ("MAX_OPEN_ORDERS_PER_CUSTOMER", "5".to_owned()),
+                ("RATE_LIMIT_ORDERS_PER_MINUTE", "7".to_owned()),
+            ],
+            ..Options::default()
+        },
+    )
+    .await
+    .expect("sqlite");
+    let s = shop(&app, 100).await;
+    let one = [(s.medicine, 1)];
+    let mut placed = Vec::new();
+    for _ in 0..5 {
+        let res = app.place_order(&s.customer, &one, CENTER.0, CENTER.1).await;
+        assert_eq!(res.status, 201, "{}", res.text());
+        placed.push(uuid(&res.json()["id"]));
+    }
+    let sixth = app.place_order(&s.customer, &one, CENTER.0, CENTER.1).await;
+    let body = sixth.assert_problem(409, "limit_reached");
+    assert!(
+        body["detail"].as_str().is_some_and(|d| d.contains('5')),
+        "{body}"
+    );
+    assert_eq!(app.stock_of(s.pharmacy, s.medicine).await, (100, 5));
+
+    // A cancelled order no longer counts.
+    let cancel = format!("/api/v1/orders/{}/cancel", placed[0]);
+    assert_eq!(
+        app.post_auth(&cancel, &s.customer, &json!({})).await.status,
+        200
+    );
+    let res = app.place_order(&s.customer, &one, CENTER.0, CENTER.1).await;
+    assert_eq!(res.status, 201, "{}", res.text());
+
+    // Seven placements this minute: the eighth is refused before any work.
+    let res = app.place_order(&s.customer, &one, CENTER.0, CENTER.1).await;
+    res.assert_problem(429, "rate_limited");
+    let wait: u64 = res
+        .header("retry-after")
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After in seconds");
+    assert!((1..=60).contains(&wait), "{wait}");
+
+    // Another customer orders as usual.
+    let (_, other) = app.user_token("customer").await;
+    let res = app.place_order(&other, &one, CENTER.0, CENTER.1).await;
+    assert_eq!(res.status, 201, "{}", res.text());
+}

@@ -3,7 +3,7 @@
 use serde_json::{json, Value};
 
 use crate::backend_tests;
-use crate::helpers::TestApp;
+use crate::helpers::{spawn_app_with, Backend, Options, TestApp};
 use crate::orders::{eventually, notification_types};
 use crate::riders::RiderWs;
 
@@ -249,4 +249,70 @@ async fn arrival_is_told_once_on_the_socket_and_as_a_notification(app: TestApp) 
         1,
         "{types:?}"
     );
+}
+
+/// Tracking sockets are limited per order and per user, refused before the upgrade with
+/// 429, and a closed socket gives its place back.
+#[actix_web::test]
+async fn tracking_sockets_are_limited_per_order_and_per_user() {
+    let app = spawn_app_with(
+        Backend::Sqlite,
+        Options {
+            env: vec![
+                ("MAX_TRACK_SOCKETS_PER_ORDER", "2".to_owned()),
+                ("MAX_TRACK_SOCKETS_PER_USER", "3".to_owned()),
+            ],
+            ..Options::default()
+        },
+    )
+    .await
+    .expect("sqlite");
+    let admin = app.admin_token().await;
+    let (_, medicine) = app
+        .stocked_pharmacy(&admin, "Hub", 12.9716, 77.5946, 5)
+        .await;
+    let (_, customer) = app.user_token("customer").await;
+    let mut paths = Vec::new();
+    for _ in 0..2 {
+        let placed = app
+            .place_order(&customer, &[(medicine, 1)], 12.9816, 77.5946)
+            .await
+            .json();
+        paths.push(format!(
+            "/ws/orders/{}/track",
+            placed["id"].as_str().expect("id")
+        ));
+    }
+    // A plain GET is admitted (then refused as no handshake, 400) or refused (429).
+    let probe = |path: String, token: String| {
+        let app = &app;
+        async move { app.get_auth(&path, &token).await }
+    };
+    assert_eq!(probe(paths[0].clone(), customer.clone()).await.status, 400);
+
+    let first = RiderWs::connect_to(&app, &paths[0], &customer).await;
+    let _second = RiderWs::connect_to(&app, &paths[0], &customer).await;
+    let full = probe(paths[0].clone(), customer.clone()).await;
+    full.assert_problem(429, "rate_limited");
+    assert!(full.header("retry-after").is_some());
+    // The order is full for everyone, admins too.
+    probe(paths[0].clone(), admin.clone())
+        .await
+        .assert_problem(429, "rate_limited");
+
+    // A third socket on another order; the customer's fourth is refused there.
+    let _third = RiderWs::connect_to(&app, &paths[1], &customer).await;
+    probe(paths[1].clone(), customer.clone())
+        .await
+        .assert_problem(429, "rate_limited");
+    // Someone else may still watch that order.
+    let _admin = RiderWs::connect_to(&app, &paths[1], &admin).await;
+
+    // Closing a socket gives its place back.
+    drop(first);
+    eventually("the closed socket's place is free", || async {
+        probe(paths[0].clone(), customer.clone()).await.status == 400
+    })
+    .await;
+    let _again = RiderWs::connect_to(&app, &paths[0], &customer).await;
 }
