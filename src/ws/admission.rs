@@ -108,9 +108,14 @@ mod tests {
         assert_eq!(admissions.admit(a, user).err(), Some(Refused::OrderFull));
         drop(first);
         let _third = admissions.admit(a, user).expect("a freed place");
+        // The user holds a, b and c: a fourth order is refused for them alone.
         let _b1 = admissions.admit(b, user).expect("b");
-        let _b2 = admissions.admit(b, user).expect("b");
-        assert_eq!(admissions.admit(b, user).err(), Some(Refused::UserFull));
+        let c = Uuid::now_v7();
+        let _b2 = admissions.admit(c, user).expect("c");
+        assert_eq!(
+            admissions.admit(Uuid::now_v7(), user).err(),
+            Some(Refused::UserFull)
+        );
         assert!(
             admissions.admit(b, other).is_ok(),
             "others are not held back"
