@@ -17,6 +17,7 @@ pub mod extract;
 pub mod notify;
 pub mod pagination;
 pub mod redis;
+pub mod repair;
 pub mod routes;
 pub mod search;
 pub mod seed;

@@ -116,18 +116,19 @@ impl Application {
         );
 
         // Stock held for orders that a crash left half-done goes back to the shelf (or off
-        // it) before anything else can touch stock.
-        let (released, committed) = store
-            .reconcile_reservations()
+        // it) before this node serves, and every minute after, for as long as it runs.
+        let grace = Duration::from_secs(settings.limits.reservation_grace_s);
+        let repaired = crate::repair::repair_reservations(&store, &inventory, grace)
             .await
-            .context("could not reconcile stock reservations")?;
-        if released + committed > 0 {
+            .context("could not repair stock reservations")?;
+        if repaired != crate::repair::Repaired::default() {
             tracing::warn!(
-                released,
-                committed,
-                "reconciled stock reservations left by a crash"
+                released = repaired.released,
+                committed = repaired.committed,
+                "settled stock reservations left by a crash"
             );
         }
+        crate::repair::spawn_reservation_repair(store.clone(), inventory.clone(), grace);
 
         let metrics = Metrics::new().context("could not register metrics")?;
         for (status, count) in store.order_counts().await? {

@@ -510,9 +510,10 @@ fn orders_survive_sigkill_and_stock_matches_open_orders() {
         let orphan = uuid::Uuid::now_v7();
         let pid = uuid::Uuid::parse_str(&pid).expect("uuid");
         let mid = uuid::Uuid::parse_str(&mid).expect("uuid");
-        let now = chrono::Utc::now();
+        // Older than the repair's grace period: no live process can still be completing it.
+        let long_ago = chrono::Utc::now() - chrono::Duration::hours(1);
         sqlx::query("INSERT INTO stock_reservations (id, pharmacy_id, status, created_at, updated_at) VALUES ($1, $2, 'held', $3, $3)")
-            .bind(orphan).bind(pid).bind(now).execute(&mut conn).await.expect("orphan");
+            .bind(orphan).bind(pid).bind(long_ago).execute(&mut conn).await.expect("orphan");
         sqlx::query("INSERT INTO stock_reservation_items (reservation_id, medicine_id, qty) VALUES ($1, $2, 4)")
             .bind(orphan).bind(mid).execute(&mut conn).await.expect("orphan line");
         sqlx::query("UPDATE pharmacy_stock SET reserved = reserved + 4 WHERE pharmacy_id = $1 AND medicine_id = $2")

@@ -486,30 +486,35 @@ impl Store {
         Ok(())
     }
 
-    /// Held reservations that no open order accounts for, settled as their order's state
-    /// says: no order or cancelled / failed → released; picked up / delivered →
-    /// committed. Repairs a crash between a journal write and its stock settlement, or
-    /// between a reservation and its order row. Run at start-up, before serving.
-    pub async fn reconcile_reservations(&self) -> Result<(usize, usize), sqlx::Error> {
-        let rows: Vec<(Uuid, Option<String>)> = on_pool!(self, |pool| {
+    /// Held reservations that no open order accounts for, with how each must be settled
+    /// (`true`: commit, its order was picked up or delivered; `false`: release, its order
+    /// was cancelled or failed, or it has no order). A reservation without an order counts
+    /// only once it is older than `grace`: until then a live process (this one, another
+    /// node, the old process of a rolling deploy) may still be turning it into an order.
+    pub async fn reservations_to_repair(
+        &self,
+        grace: std::time::Duration,
+    ) -> Result<Vec<(Uuid, Uuid, bool)>, sqlx::Error> {
+        let before = now() - Duration::from_std(grace).unwrap_or(Duration::days(1));
+        let rows: Vec<(Uuid, Uuid, Option<String>)> = on_pool!(self, |pool| {
             sqlx::query_as(
-                "SELECT r.id, o.status FROM stock_reservations r LEFT JOIN orders o ON o.id = r.id \
-                 WHERE r.status = 'held' AND (o.id IS NULL OR o.status IN ('cancelled', 'failed', 'picked_up', 'delivered'))",
+                "SELECT r.id, r.pharmacy_id, o.status FROM stock_reservations r \
+                 LEFT JOIN orders o ON o.id = r.id \
+                 WHERE r.status = 'held' AND ( \
+                     o.status IN ('cancelled', 'failed', 'picked_up', 'delivered') \
+                     OR (o.id IS NULL AND r.created_at < $1))",
             )
+            .bind(before)
             .fetch_all(pool)
             .await?
         });
-        let (mut released, mut committed) = (0, 0);
-        for (id, status) in rows {
-            let commit = matches!(status.as_deref(), Some("picked_up" | "delivered"));
-            self.settle_reservation(id, commit).await?;
-            if commit {
-                committed += 1;
-            } else {
-                released += 1;
-            }
-        }
-        Ok((released, committed))
+        Ok(rows
+            .into_iter()
+            .map(|(id, pharmacy, status)| {
+                let commit = matches!(status.as_deref(), Some("picked_up" | "delivered"));
+                (id, pharmacy, commit)
+            })
+            .collect())
     }
 }
 

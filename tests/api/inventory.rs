@@ -12,13 +12,14 @@ use medify_actors::ports::{Line, Settle};
 use uuid::Uuid;
 
 use crate::backend_tests;
-use crate::helpers::{connect_store, TestApp};
+use crate::helpers::{connect_store, spawn_sibling, TestApp};
 
 backend_tests!(
     concurrent_reservations_never_oversell,
     multi_item_reservation_is_all_or_nothing,
     shard_restart_keeps_every_reservation,
     stock_cannot_drop_below_reserved,
+    a_starting_node_leaves_a_live_reservation_alone,
 );
 
 struct Fixture {
@@ -289,4 +290,61 @@ async fn stock_cannot_drop_below_reserved(app: TestApp) {
     let res = app.put_stock(&f.admin, f.pharmacy, &[(med, 6)]).await;
     assert_eq!(res.status, 200, "{}", res.text());
     assert_eq!(app.stock_of(f.pharmacy, med).await, (6, 6));
+}
+
+/// A reservation that a live node is about to turn into an order (held, no order row yet)
+/// survives a second node starting on the same database; only once it is older than the
+/// grace period does the repair release it, through the shard, so the shard's book agrees.
+async fn a_starting_node_leaves_a_live_reservation_alone(app: TestApp) {
+    let admin = app.admin_token().await;
+    let pharmacy = app.create_pharmacy(&admin, "Last box", 12.97, 77.59).await;
+    let drug = app.create_medicine(&admin, "Scarce", None, None, 900).await;
+    assert_eq!(
+        app.put_stock(&admin, pharmacy, &[(drug, 1)]).await.status,
+        200
+    );
+    // Node A holds the only box for an order it has not stored yet.
+    let in_flight = Uuid::now_v7();
+    let held = app
+        .state
+        .inventory
+        .reserve(in_flight, pharmacy, line(drug, 1))
+        .await
+        .expect("answer");
+    assert_eq!(held, ReserveOutcome::Reserved);
+    // Node B starts (its start-up repair runs before it serves) and takes traffic.
+    let sibling = spawn_sibling(&app).await;
+    assert_eq!(sibling.get("/readyz").await.status, 200);
+    assert_eq!(app.stock_of(pharmacy, drug).await, (1, 1), "still held");
+    let store = connect_store(&app).await;
+    let none = medify::repair::repair_reservations(
+        &store,
+        &app.state.inventory,
+        std::time::Duration::from_secs(600),
+    )
+    .await
+    .expect("repair");
+    assert_eq!(none, medify::repair::Repaired::default());
+
+    // Had node A died instead, once the grace period is over the box goes back.
+    let done = medify::repair::repair_reservations(
+        &store,
+        &app.state.inventory,
+        std::time::Duration::ZERO,
+    )
+    .await
+    .expect("repair");
+    assert_eq!(done.released, 1);
+    assert_eq!(app.stock_of(pharmacy, drug).await, (1, 0));
+    let again = app
+        .state
+        .inventory
+        .reserve(Uuid::now_v7(), pharmacy, line(drug, 1))
+        .await
+        .expect("answer");
+    assert_eq!(
+        again,
+        ReserveOutcome::Reserved,
+        "the shard's book saw the release"
+    );
 }
