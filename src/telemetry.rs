@@ -70,6 +70,9 @@ pub struct Metrics {
     /// Rider sockets opened, by transport: `direct` (left actix-http's dispatcher after the
     /// handshake, the lean path) or `dispatcher` (opened on a kept-alive connection).
     pub rider_sockets: IntCounterVec,
+    /// Rider frames other than locations shed because the socket's queue to the session
+    /// was full (`kind` = availability, offer_response, order_status).
+    pub rider_frames_shed: IntCounterVec,
 }
 
 impl Metrics {
@@ -133,10 +136,21 @@ impl Metrics {
         registry.register(Box::new(location_rejected.clone()))?;
         registry.register(Box::new(offers.clone()))?;
         registry.register(Box::new(rider_sockets.clone()))?;
+        let rider_frames_shed = IntCounterVec::new(
+            Opts::new(
+                "medify_rider_frames_shed_total",
+                "Rider frames (not locations) dropped because the socket's queue to the session was full",
+            ),
+            &["kind"],
+        )?;
+        registry.register(Box::new(rider_frames_shed.clone()))?;
         for transport in ["direct", "dispatcher"] {
             rider_sockets.with_label_values(&[transport]).inc_by(0);
         }
-        for reason in ["out_of_range", "future", "jump"] {
+        for kind in ["availability", "offer_response", "order_status"] {
+            rider_frames_shed.with_label_values(&[kind]).inc_by(0);
+        }
+        for reason in ["out_of_range", "future", "stale", "jump"] {
             location_rejected.with_label_values(&[reason]).inc_by(0);
         }
         for outcome in ["made", "accepted", "rejected", "expired"] {
@@ -165,6 +179,7 @@ impl Metrics {
             location_rejected,
             offers,
             rider_sockets,
+            rider_frames_shed,
         })
     }
 

@@ -284,6 +284,9 @@ pub struct RiderSession {
     last: Option<Fix>,
     offer: Option<OfferInfo>,
     active: Option<Active>,
+    /// `active` was read from storage since the session (re)started, so a report about
+    /// any other order can be answered from memory.
+    active_known: bool,
     grace: Option<SpawnHandle>,
     /// Position and time last sent to the matcher, and time last written to the fleet.
     told_matcher: Option<(Point, i64)>,
@@ -300,6 +303,7 @@ impl RiderSession {
             last: None,
             offer: None,
             active: None,
+            active_known: false,
             grace: None,
             told_matcher: None,
             told_fleet: None,
@@ -310,6 +314,22 @@ impl RiderSession {
         if let Some((_, socket)) = &self.socket {
             socket.do_send(ToSocket(frame));
         }
+    }
+
+    /// The answer to a report about an order that is not this rider's active one, from
+    /// memory alone: no storage read, no order actor started, however many a rider sends.
+    /// `None` when the order is the active one (or the session could not read which one
+    /// is, and the order actor must judge).
+    fn not_my_order(&self, order_id: Uuid) -> Option<RiderError> {
+        let active = self.active.as_ref().is_some_and(|a| a.order_id == order_id);
+        if active || !self.active_known {
+            return None;
+        }
+        Some(if self.deps.orders.get(order_id).is_some() {
+            ("forbidden", "this order is not assigned to you".to_owned())
+        } else {
+            ("not_found", "no such active order".to_owned())
+        })
     }
 
     fn state(&self) -> &'static str {
@@ -392,6 +412,7 @@ impl Actor for RiderSession {
             actix::fut::wrap_future::<_, Self>(async move { directory.active_order(rider).await }).map(|found, act, _| {
                 match found {
                     Ok(Some(record)) => {
+                        act.active_known = true;
                         act.active = Some(Active::new(
                             record.id,
                             record.status,
@@ -399,7 +420,10 @@ impl Actor for RiderSession {
                             Some(record.dropoff),
                         ))
                     }
-                    Ok(None) => act.active = None,
+                    Ok(None) => {
+                        act.active_known = true;
+                        act.active = None;
+                    }
                     Err(e) => tracing::error!(rider_id = %act.rider, error = %e, "could not load the rider's active order"),
                 }
                 act.publish();
@@ -796,6 +820,9 @@ impl Handler<ReportStatus> for RiderSession {
 
     fn handle(&mut self, msg: ReportStatus, _: &mut Context<Self>) -> Self::Result {
         let rider = self.rider;
+        if let Some(refusal) = self.not_my_order(msg.order_id) {
+            return AtomicResponse::new(Box::pin(actix::fut::ready(Err(refusal))));
+        }
         let command = match (msg.status.as_str(), msg.code.clone()) {
             ("picked_up", _) => Command::PickUp { rider_id: rider },
             ("delivered", Some(code)) => Command::Deliver {

@@ -7,6 +7,7 @@ pub mod admission;
 pub mod conn;
 pub mod ops;
 pub mod rider;
+pub mod rider_queue;
 pub mod track;
 
 use std::time::{Duration, Instant};

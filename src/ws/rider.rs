@@ -33,6 +33,7 @@ use crate::server::{FreshConnection, Takeover};
 use crate::startup::AppState;
 use crate::telemetry::Metrics;
 use crate::ws::conn::{payload_frames, Flushed, Frames, Outbox};
+use crate::ws::rider_queue::{Pending, RiderQueue, Shed};
 use crate::ws::{silence_close, PING_EVERY};
 
 /// Largest frame accepted.
@@ -108,15 +109,11 @@ pub struct RiderSocket {
     tokens: f64,
     tokens_at: Instant,
     last_rate_error: Option<Instant>,
-    /// `Locations` requests to the session not answered yet; while there is one, newer
-    /// fixes wait in `queued`.
-    in_flight: u8,
-    queued: Vec<(usize, Fix)>,
+    /// A request to the session is not answered yet; while it is out, the rider's next
+    /// messages wait in `queue`, in the order sent.
+    in_flight: bool,
+    queue: RiderQueue,
 }
-
-/// Fixes kept while the session is busy; beyond this the oldest are shed (counted as
-/// rate_limited), so a slow session never makes a socket buffer without bound.
-const MAX_QUEUED: usize = 100;
 
 impl RiderSocket {
     fn start_with(
@@ -124,6 +121,7 @@ impl RiderSocket {
         out: Outbox,
         session: Addr<RiderSession>,
         metrics: Metrics,
+        queue_limit: usize,
     ) {
         RiderSocket::create(move |ctx| {
             ctx.add_stream(frames);
@@ -139,8 +137,8 @@ impl RiderSocket {
                 tokens: LOCATION_FRAMES_PER_S,
                 tokens_at: now,
                 last_rate_error: None,
-                in_flight: 0,
-                queued: Vec::new(),
+                in_flight: false,
+                queue: RiderQueue::new(queue_limit),
             }
         });
     }
@@ -240,19 +238,7 @@ impl RiderSocket {
     fn locations(&mut self, points: Vec<PointIn>, ctx: &mut Context<Self>) {
         if !self.admit_location_frame() {
             self.count("rate_limited", points.len());
-            let quiet = self
-                .last_rate_error
-                .is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
-            if quiet {
-                self.last_rate_error = Some(Instant::now());
-                self.error(
-                    ctx,
-                    "rate_limited",
-                    "more than 10 location frames a second; frames dropped",
-                    None,
-                );
-            }
-            return;
+            return self.rate_limited(ctx, "more than 10 location frames a second; frames dropped");
         }
         let mut fixes = Vec::with_capacity(points.len());
         for (index, p) in points.iter().enumerate() {
@@ -270,58 +256,100 @@ impl RiderSocket {
             }
         }
         if !fixes.is_empty() {
-            self.forward(fixes, ctx);
+            self.enqueue(Pending::Fixes(fixes), ctx);
         }
     }
 
-    /// Sends fixes to the session, one request at a time; fixes arriving meanwhile are
-    /// queued (bounded) and sent together when the answer comes.
-    fn forward(&mut self, fixes: Vec<(usize, Fix)>, ctx: &mut Context<Self>) {
-        if self.in_flight > 0 {
-            self.queued.extend(fixes);
-            let overflow = self.queued.len().saturating_sub(MAX_QUEUED);
-            if overflow > 0 {
-                self.queued.drain(..overflow);
-                self.count("rate_limited", overflow);
+    /// One `rate_limited` error a second at most, however many frames are dropped.
+    fn rate_limited(&mut self, ctx: &mut Context<Self>, message: &str) {
+        let quiet = self
+            .last_rate_error
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
+        if quiet {
+            self.last_rate_error = Some(Instant::now());
+            self.error(ctx, "rate_limited", message.to_owned(), None);
+        }
+    }
+
+    /// Queues a message for the session (shedding as [`RiderQueue`] says) and sends the
+    /// next one if none is out.
+    fn enqueue(&mut self, message: Pending, ctx: &mut Context<Self>) {
+        match self.queue.push(message) {
+            Shed::None => {}
+            Shed::Fixes(n) => self.count("rate_limited", n),
+            Shed::Message(kind) => {
+                self.metrics
+                    .rider_frames_shed
+                    .with_label_values(&[kind])
+                    .inc();
+                self.rate_limited(ctx, "too many messages waiting; frame dropped");
             }
+        }
+        self.pump(ctx);
+    }
+
+    /// Sends the next queued message unless one is out already.
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        if self.in_flight {
             return;
         }
-        self.send_fixes(fixes, ctx);
-    }
-
-    /// Sends the queued fixes now, before a message the rider sent after them (a status,
-    /// an offer answer, availability), so the session sees the rider's messages in the
-    /// order they were sent: the session's mailbox keeps the order of one sender.
-    fn flush_fixes(&mut self, ctx: &mut Context<Self>) {
-        if !self.queued.is_empty() {
-            let fixes = std::mem::take(&mut self.queued);
-            self.send_fixes(fixes, ctx);
+        let Some(next) = self.queue.pop() else {
+            return;
+        };
+        self.in_flight = true;
+        let answered = |act: &mut Self, ctx: &mut Context<Self>| {
+            act.in_flight = false;
+            act.pump(ctx);
+        };
+        match next {
+            Pending::Fixes(fixes) => {
+                let sent = fixes.len();
+                ctx.spawn(self.session.send(Locations(fixes)).into_actor(self).map(
+                    move |result, act, ctx| {
+                        let refused = result.unwrap_or_default();
+                        act.count("accepted", sent.saturating_sub(refused.len()));
+                        for (index, reason) in refused {
+                            act.refused(reason.reason());
+                            act.error(
+                                ctx,
+                                "invalid_location",
+                                format!("point {index}: {reason}"),
+                                Some(index),
+                            );
+                        }
+                        answered(act, ctx);
+                    },
+                ));
+            }
+            Pending::Availability(available) => {
+                ctx.spawn(
+                    self.session
+                        .send(SetAvailable(available))
+                        .into_actor(self)
+                        .map(move |_, act, ctx| answered(act, ctx)),
+                );
+            }
+            Pending::Offer(answer) => {
+                ctx.spawn(self.session.send(answer).into_actor(self).map(
+                    move |result, act, ctx| {
+                        if let Ok(Err((code, message))) = result {
+                            act.error(ctx, code, message, None);
+                        }
+                        answered(act, ctx);
+                    },
+                ));
+            }
+            Pending::Status(report) => {
+                ctx.spawn(self.session.send(report).into_actor(self).map(
+                    move |result, act, ctx| {
+                        if let Ok(Err((code, message))) = result {
+                            act.error(ctx, code, message, None);
+                        }
+                        answered(act, ctx);
+                    },
+                ));
+            }
         }
-    }
-
-    fn send_fixes(&mut self, fixes: Vec<(usize, Fix)>, ctx: &mut Context<Self>) {
-        self.in_flight += 1;
-        let sent = fixes.len();
-        ctx.spawn(self.session.send(Locations(fixes)).into_actor(self).map(
-            move |result, act, ctx| {
-                act.in_flight = act.in_flight.saturating_sub(1);
-                let refused = result.unwrap_or_default();
-                act.count("accepted", sent - refused.len());
-                for (index, reason) in refused {
-                    act.refused(reason.reason());
-                    act.error(
-                        ctx,
-                        "invalid_location",
-                        format!("point {index}: {reason}"),
-                        Some(index),
-                    );
-                }
-                if act.in_flight == 0 && !act.queued.is_empty() {
-                    let next = std::mem::take(&mut act.queued);
-                    act.forward(next, ctx);
-                }
-            },
-        ));
     }
 
     fn text(&mut self, text: &str, ctx: &mut Context<Self>) {
@@ -337,9 +365,6 @@ impl RiderSocket {
                 return self.error(ctx, "invalid_message", reason, None);
             }
         };
-        if !matches!(message, Inbound::Location(_) | Inbound::Locations { .. }) {
-            self.flush_fixes(ctx);
-        }
         match message {
             Inbound::Location(point) => self.locations(vec![point], ctx),
             Inbound::Locations { points } => {
@@ -353,39 +378,24 @@ impl RiderSocket {
                 }
                 self.locations(points, ctx);
             }
-            Inbound::Availability { available } => self.session.do_send(SetAvailable(available)),
+            Inbound::Availability { available } => {
+                self.enqueue(Pending::Availability(available), ctx);
+            }
             Inbound::OfferResponse { offer_id, accept } => {
-                ctx.spawn(
-                    self.session
-                        .send(RespondToOffer { offer_id, accept })
-                        .into_actor(self)
-                        .map(|result, act, ctx| {
-                            if let Ok(Err((code, message))) = result {
-                                act.error(ctx, code, message, None);
-                            }
-                        }),
-                );
+                self.enqueue(Pending::Offer(RespondToOffer { offer_id, accept }), ctx);
             }
             Inbound::OrderStatus {
                 order_id,
                 status,
                 code,
-            } => {
-                ctx.spawn(
-                    self.session
-                        .send(ReportStatus {
-                            order_id,
-                            status,
-                            code,
-                        })
-                        .into_actor(self)
-                        .map(|result, act, ctx| {
-                            if let Ok(Err((code, message))) = result {
-                                act.error(ctx, code, message, None);
-                            }
-                        }),
-                );
-            }
+            } => self.enqueue(
+                Pending::Status(ReportStatus {
+                    order_id,
+                    status,
+                    code,
+                }),
+                ctx,
+            ),
         }
     }
 }
@@ -506,6 +516,7 @@ pub async fn rider_socket(
         .map_err(|e| ApiError::BadRequest(format!("not a WebSocket handshake: {e}")))?;
     let session = state.riders.session(user.id);
     let metrics = state.metrics.clone();
+    let queue_limit = usize::try_from(state.settings.limits.rider_frame_queue).unwrap_or(32);
     if req.extensions().get::<FreshConnection>().is_some() {
         // The usual case: leave actix-http's dispatcher once the 101 is out.
         metrics.rider_sockets.with_label_values(&["direct"]).inc();
@@ -514,7 +525,7 @@ pub async fn rider_socket(
             .insert(Takeover(Box::new(move |stream, early: BytesMut| {
                 let io = Rc::new(stream);
                 let frames = Frames::new(io.clone(), MAX_FRAME, early);
-                RiderSocket::start_with(frames, Outbox::direct(io), session, metrics);
+                RiderSocket::start_with(frames, Outbox::direct(io), session, metrics, queue_limit);
             })));
         Ok(res)
     } else {
@@ -523,7 +534,13 @@ pub async fn rider_socket(
             .with_label_values(&["dispatcher"])
             .inc();
         let (outbox, body) = Outbox::body();
-        RiderSocket::start_with(payload_frames(payload, MAX_FRAME), outbox, session, metrics);
+        RiderSocket::start_with(
+            payload_frames(payload, MAX_FRAME),
+            outbox,
+            session,
+            metrics,
+            queue_limit,
+        );
         Ok(res.streaming(body))
     }
 }

@@ -60,6 +60,18 @@ impl RiderWs {
             .expect("send");
     }
 
+    /// Queues every frame, then writes them together, so the server reads them as one
+    /// burst.
+    pub async fn burst(&mut self, frames: &[Value]) {
+        for frame in frames {
+            self.framed
+                .feed(Message::Text(frame.to_string().into()))
+                .await
+                .expect("feed");
+        }
+        self.framed.flush().await.expect("flush");
+    }
+
     pub async fn send_raw(&mut self, text: String) {
         self.framed
             .send(Message::Text(text.into()))
@@ -802,6 +814,74 @@ async fn location_floods_are_rate_limited_once_a_second() {
         !metrics.contains("medify_location_updates_total{outcome=\"rate_limited\"} 0"),
         "{metrics}"
     );
+}
+
+/// Every frame kind goes through one bounded queue to the session: a burst of
+/// `order_status` frames (each about an order that is not the rider's) is answered from the
+/// session's memory, and past the queue's bound frames are shed, counted and answered
+/// `rate_limited`; the socket keeps working.
+#[actix_web::test]
+async fn a_flood_of_any_frame_kind_is_bounded() {
+    let app = spawn_app_with(
+        Backend::Sqlite,
+        Options {
+            env: vec![("RIDER_FRAME_QUEUE", "1".to_owned())],
+            ..Options::default()
+        },
+    )
+    .await
+    .expect("sqlite");
+    let admin = app.admin_token().await;
+    let (id, _, mut ws) = rider_at(&app, 12.97, 77.59).await;
+    let flood: Vec<Value> = (0..30)
+        .map(|_| json!({"type": "order_status", "order_id": Uuid::now_v7(), "status": "picked_up"}))
+        .collect();
+    ws.burst(&flood).await;
+    let mut not_found = 0;
+    loop {
+        let err = ws.expect("error").await;
+        match err["code"].as_str() {
+            Some("not_found") => not_found += 1,
+            Some("rate_limited") => break,
+            other => panic!("unexpected answer {other:?}: {err}"),
+        }
+    }
+    assert!(not_found < 30, "some frames were shed");
+    assert_eq!(app.state.orders.len(), 0, "no order actor was started");
+    let metrics = app.get("/metrics").await.text();
+    let shed = metrics
+        .lines()
+        .find(|l| l.starts_with("medify_rider_frames_shed_total{kind=\"order_status\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .expect("the shed counter");
+    assert!(shed > 0, "{metrics}");
+    // Still served: availability goes through the same queue.
+    ws.send(json!({"type": "availability", "available": false}))
+        .await;
+    until_unavailable(&app, &admin, id).await;
+}
+
+/// Waits until `GET /riders` shows `rider` unavailable.
+async fn until_unavailable(app: &TestApp, admin: &str, rider: Uuid) {
+    let start = Instant::now();
+    loop {
+        let page = app
+            .get_auth("/api/v1/riders?per_page=100", admin)
+            .await
+            .json();
+        let me = page["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .find(|r| r["id"] == rider.to_string())
+            .cloned();
+        if me.is_some_and(|r| r["available"] == false) {
+            return;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "still available");
+        actix_web::rt::time::sleep(Duration::from_millis(25)).await;
+    }
 }
 
 #[actix_web::test]
