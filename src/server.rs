@@ -9,6 +9,11 @@
 //! runs on the lean transport in [`crate::ws::conn`]. Every other connection is handed to
 //! actix-http unchanged.
 //!
+//! The first bytes are read, not peeked, waiting on the socket's readiness: a client that
+//! sends half a request line and stops costs nothing until it sends more or its deadline
+//! ([`REQUEST_TIMEOUT`], one for the whole rider handshake) passes. What was read is given
+//! back in front of the stream ([`Prefixed`]) to whichever side serves the connection.
+//!
 //! A rider socket opened on a kept-alive connection after other requests cannot take the
 //! detour; the handler answers it 400 (WebSocket clients open a new connection for every
 //! socket, so only a hand-rolled client meets this).
@@ -130,10 +135,15 @@ where
                         let config = config.clone();
                         async move {
                             let peer = stream.peer_addr().ok();
-                            if is_rider_socket(&stream).await {
-                                rider_handshake(stream, peer, &*detour, config).await;
+                            let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
+                            let mut stream = stream;
+                            let (rider, head) = sniff(&mut stream, deadline).await;
+                            if rider {
+                                rider_handshake(stream, head, deadline, peer, &*detour, config)
+                                    .await;
                                 Ok(())
                             } else {
+                                let stream = Prefixed { head, stream };
                                 http.call((stream, peer)).await.map_err(|_| ())
                             }
                         }
@@ -145,31 +155,76 @@ where
     Ok(server)
 }
 
-/// Whether the connection opens with `GET /ws/rider` (followed by a space or `?`). Waits
-/// for the bytes without consuming them; a client that dawdles past the request timeout
-/// is left to actix-http, which answers it with its own 408.
-async fn is_rider_socket(stream: &TcpStream) -> bool {
-    let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
-    let mut head = [0u8; RIDER_PATH.len() + 1];
-    loop {
-        let n = match tokio::time::timeout_at(deadline, stream.peek(&mut head)).await {
-            Ok(Ok(n)) => n,
-            _ => return false,
-        };
-        if n == 0 {
-            return false;
+/// Whether the connection opens with `GET /ws/rider` (followed by a space or `?`), and
+/// the bytes read to know. Reads only as far as that takes, waiting for the socket to be
+/// readable between reads (never polling); a client that stops or dawdles past `deadline`
+/// is left to actix-http with what it sent, which answers it with its own 408.
+async fn sniff(stream: &mut TcpStream, deadline: tokio::time::Instant) -> (bool, BytesMut) {
+    let want = RIDER_PATH.len() + 1;
+    let mut head = BytesMut::with_capacity(want);
+    while head.len() < want {
+        if !RIDER_PATH.starts_with(&head[..head.len().min(RIDER_PATH.len())]) {
+            return (false, head);
         }
-        if n == head.len() {
-            return head.starts_with(RIDER_PATH) && matches!(head[n - 1], b' ' | b'?');
+        match tokio::time::timeout_at(deadline, stream.readable()).await {
+            Ok(Ok(())) => {}
+            _ => return (false, head),
         }
-        if !RIDER_PATH.starts_with(&head[..n]) {
-            return false;
+        // At most what is still needed: anything beyond stays in the socket.
+        let mut chunk = [0u8; RIDER_PATH.len() + 1];
+        match stream.try_read(&mut chunk[..want - head.len()]) {
+            Ok(0) => return (false, head),
+            Ok(n) => head.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => return (false, head),
         }
-        // Part of the request line came in its own packet: give the rest a moment.
-        if tokio::time::Instant::now() >= deadline {
-            return false;
+    }
+    let rider = head.starts_with(RIDER_PATH) && matches!(head[want - 1], b' ' | b'?');
+    (rider, head)
+}
+
+/// A stream with bytes already read from it put back in front.
+pub struct Prefixed {
+    head: BytesMut,
+    stream: TcpStream,
+}
+
+impl tokio::io::AsyncRead for Prefixed {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if !self.head.is_empty() {
+            let n = self.head.len().min(buf.remaining());
+            buf.put_slice(&self.head.split_to(n));
+            return std::task::Poll::Ready(Ok(()));
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Prefixed {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
 
@@ -178,6 +233,8 @@ async fn is_rider_socket(stream: &TcpStream) -> bool {
 /// closed.
 async fn rider_handshake<A, B>(
     mut stream: TcpStream,
+    mut buf: BytesMut,
+    deadline: tokio::time::Instant,
     peer: Option<SocketAddr>,
     app: &A,
     config: ServiceConfig,
@@ -188,8 +245,8 @@ async fn rider_handshake<A, B>(
     B: MessageBody + 'static,
 {
     let mut codec = Codec::new(config);
-    let mut buf = BytesMut::with_capacity(1024);
-    let head = tokio::time::timeout(REQUEST_TIMEOUT, async {
+    buf.reserve(1024);
+    let head = tokio::time::timeout_at(deadline, async {
         loop {
             match codec.decode(&mut buf) {
                 Ok(Some(actix_http::h1::Message::Item(req))) => return Ok(req),
