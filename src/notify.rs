@@ -196,12 +196,18 @@ impl EventHandler for NotificationWriter {
                 (EventKind::RiderArriving, Some(order)) => format!("{order}:{kind}"),
                 _ => format!("{}:{kind}", event.id),
             };
-            let Some(id) = self
+            let written = self
                 .store
                 .insert_notification(user_id, kind, &payload, &dedupe)
-                .await?
-            else {
-                return Ok(()); // Written by an earlier delivery of this event.
+                .await?;
+            // Written by an earlier delivery of this event: done, unless that delivery was
+            // cut short (a crash) before the notification went out.
+            let id = match written {
+                Some(id) => id,
+                None => match self.store.pending_notification(&dedupe).await? {
+                    Some(id) => id,
+                    None => return Ok(()),
+                },
             };
             let mut delay = Duration::from_millis(100);
             for attempt in 1..=ATTEMPTS {

@@ -156,7 +156,7 @@ impl Application {
                 durable,
                 Duration::from_millis(settings.bus_claim_idle_ms),
             )),
-            None => Arc::new(InProcessBus::start(local, durable)),
+            None => Arc::new(InProcessBus::start(store.clone(), local, durable)),
         };
         crate::bus::start_relay(store.clone(), bus.clone());
         let fleet = Fleet::new();

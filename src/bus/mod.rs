@@ -1,8 +1,12 @@
 //! The event bus: where order actors announce what happened, and who listens.
 //!
 //! Two implementations of the `EventBus` port:
-//! - [`InProcessBus`] (default): a bounded queue drained by one task that hands each event
-//!   to every handler in turn (retrying a failing handler with back-off).
+//! - [`InProcessBus`] (default): publishing appends the event to a journal in the database
+//!   (`bus_events`); each durable handler reads the journal from its own cursor, as a Redis
+//!   consumer group would, and moves the cursor only once it has finished with an event.
+//!   So `publish` never waits on a handler (a relay that never answers slows only its own
+//!   handler), a crash replays what was not finished, and a failing handler is retried
+//!   with back-off for as long as it fails, never dropping the event.
 //! - [`redis::RedisBus`] (when `REDIS_URL` is set): events go to a Redis Stream; each
 //!   durable handler reads through its own consumer group, acknowledges after handling, and
 //!   re-claims entries a dead consumer left pending, so any node may handle any event, once
@@ -17,7 +21,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use medify_actors::ports::{BoxFuture, BusError, Event, EventBus};
-use tokio::sync::mpsc;
 
 /// Something that reacts to events. Must be idempotent: it may see an event twice.
 pub trait EventHandler: Send + Sync + 'static {
@@ -47,30 +50,118 @@ pub async fn handle_with_retry(
     }
 }
 
-/// Events queued in process before publishers wait.
-const QUEUE: usize = 10_000;
+/// Events a handler reads from the journal at a time.
+const BATCH: i64 = 100;
+/// The longest pause between two tries of a failing handler.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// A handler with nothing to do looks at the journal at least this often (events another
+/// process appended to a shared database do not wake it).
+const IDLE_LOOK: Duration = Duration::from_secs(5);
 
-/// The in-process bus.
+/// The embedded bus: a journal in the database and one reader per durable handler.
 pub struct InProcessBus {
-    tx: mpsc::Sender<Event>,
+    store: crate::store::Store,
     local: Vec<Arc<dyn EventHandler>>,
+    /// Bumped on every append, to wake the readers.
+    appended: tokio::sync::watch::Sender<u64>,
 }
 
 impl InProcessBus {
-    /// Starts the dispatch task on the current runtime. `local` handlers run on publish,
-    /// `durable` ones on the dispatch task.
-    pub fn start(local: Vec<Arc<dyn EventHandler>>, durable: Vec<Arc<dyn EventHandler>>) -> Self {
-        let (tx, mut rx) = mpsc::channel::<Event>(QUEUE);
-        actix_web::rt::spawn(async move {
-            while let Some(event) = rx.recv().await {
-                for handler in &durable {
-                    if let Err(e) = handle_with_retry(handler.as_ref(), &event, 5).await {
-                        tracing::error!(handler = handler.name(), event_id = %event.id, error = %e, "event handler gave up");
-                    }
+    /// Starts one reader task per `durable` handler on the current runtime. `local`
+    /// handlers run on publish.
+    pub fn start(
+        store: crate::store::Store,
+        local: Vec<Arc<dyn EventHandler>>,
+        durable: Vec<Arc<dyn EventHandler>>,
+    ) -> Self {
+        let (appended, _) = tokio::sync::watch::channel(0u64);
+        let names: Arc<[&'static str]> = durable.iter().map(|h| h.name()).collect();
+        for handler in durable {
+            let reader = JournalReader {
+                store: store.clone(),
+                handler,
+                appended: appended.subscribe(),
+                everyone: names.clone(),
+            };
+            actix_web::rt::spawn(reader.run());
+        }
+        Self {
+            store,
+            local,
+            appended,
+        }
+    }
+}
+
+/// One durable handler working through the journal from its cursor.
+struct JournalReader {
+    store: crate::store::Store,
+    handler: Arc<dyn EventHandler>,
+    appended: tokio::sync::watch::Receiver<u64>,
+    /// Every durable handler's name: the journal is trimmed below the slowest.
+    everyone: Arc<[&'static str]>,
+}
+
+impl JournalReader {
+    async fn run(mut self) {
+        let name = self.handler.name();
+        let mut cursor = loop {
+            match self.store.bus_cursor(name).await {
+                Ok(seq) => break seq,
+                Err(e) => {
+                    tracing::warn!(handler = name, error = %e, "bus cursor unreadable; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }
-        });
-        Self { tx, local }
+        };
+        loop {
+            let batch = match self.store.bus_events_after(cursor, BATCH).await {
+                Ok(batch) => batch,
+                Err(e) => {
+                    tracing::warn!(handler = name, error = %e, "bus journal unreadable; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            if batch.is_empty() {
+                // Mark what was seen before looking, so an append in between still wakes.
+                self.appended.borrow_and_update();
+                let _ = tokio::time::timeout(IDLE_LOOK, self.appended.changed()).await;
+                continue;
+            }
+            for (seq, event) in batch {
+                self.handle_until_done(&event).await;
+                cursor = seq;
+                if let Err(e) = self.store.advance_bus_cursor(name, seq).await {
+                    // The event may be handled again after a restart: handlers are
+                    // idempotent.
+                    tracing::warn!(handler = name, error = %e, "bus cursor not saved");
+                }
+            }
+            let names: Vec<&str> = self.everyone.to_vec();
+            if let Err(e) = self.store.trim_bus_events(&names).await {
+                tracing::debug!(error = %e, "bus journal not trimmed");
+            }
+        }
+    }
+
+    /// Retries the handler with doubling back-off (capped at [`MAX_BACKOFF`]) until it
+    /// succeeds: a handler that cannot finish an event holds its own reader, never the
+    /// publishers and never the other handlers.
+    async fn handle_until_done(&self, event: &Event) {
+        let mut delay = Duration::from_millis(100);
+        let mut tries: u64 = 0;
+        loop {
+            tries += 1;
+            match self.handler.handle(event).await {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::warn!(handler = self.handler.name(), event_id = %event.id, error = %e, tries, "event handler failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
     }
 }
 
@@ -87,10 +178,12 @@ impl EventBus for InProcessBus {
     fn publish(&self, event: Event) -> BoxFuture<'_, Result<(), BusError>> {
         Box::pin(async move {
             run_local(&self.local, &event).await;
-            self.tx
-                .send(event)
+            self.store
+                .append_bus_event(&event)
                 .await
-                .map_err(|_| BusError("the event dispatcher has stopped".into()))
+                .map_err(|e| BusError(format!("the event journal refused the event: {e}")))?;
+            self.appended.send_modify(|n| *n = n.wrapping_add(1));
+            Ok(())
         })
     }
 }

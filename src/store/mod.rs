@@ -12,6 +12,7 @@
 //! by `medify migrate`.
 
 pub mod auth;
+pub mod bus;
 pub mod catalog;
 pub mod notifications;
 pub mod offers;

@@ -55,6 +55,22 @@ impl Store {
         Ok((n == 1).then_some(id))
     }
 
+    /// The notification written under `dedupe_key` if it is still `pending` (a delivery
+    /// cut short by a crash), to be sent now.
+    pub async fn pending_notification(
+        &self,
+        dedupe_key: &str,
+    ) -> Result<Option<Uuid>, sqlx::Error> {
+        on_pool!(self, |pool| {
+            sqlx::query_scalar(
+                "SELECT id FROM notifications WHERE dedupe_key = $1 AND status = 'pending'",
+            )
+            .bind(dedupe_key)
+            .fetch_optional(pool)
+            .await
+        })
+    }
+
     /// Records a delivery attempt: `sent`, or `failed` once out of retries, else `pending`.
     pub async fn mark_notification(
         &self,

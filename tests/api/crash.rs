@@ -24,6 +24,11 @@ impl Drop for Process {
 
 /// Starts `medify` on `db` and waits for its "listening" line.
 fn start(db: &std::path::Path) -> Process {
+    start_with(db, &[])
+}
+
+/// [`start`] with more environment.
+fn start_with(db: &std::path::Path, extra: &[(&str, String)]) -> Process {
     let mut child = Command::new(env!("CARGO_BIN_EXE_medify"))
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -37,6 +42,7 @@ fn start(db: &std::path::Path) -> Process {
         .env("JWT_SECRET", "kill-nine-secret-kill-nine-secret-0123")
         .env("MEDIFY_ADMIN_EMAIL", ADMIN_EMAIL)
         .env("MEDIFY_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -196,6 +202,98 @@ async fn a_refusal_outlives_a_restart() {
         metrics.contains("medify_offers_total{outcome=\"made\"} 0"),
         "{metrics}"
     );
+    drop(server);
+    remove_db(&db);
+}
+
+/// A mail relay that accepts connections and never says a word: every send waits for its
+/// timeout. The connections are kept open for the life of the test.
+fn silent_smtp() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().map_while(Result::ok) {
+            held.push(stream);
+        }
+    });
+    port
+}
+
+/// Notifications are not lost to a crash or held up by a relay that never answers: with
+/// the mail relay silent, customers keep ordering and cancelling (publishing never waits
+/// on the notification handler), the process is killed with every notification still
+/// owed, and after the restart each customer-facing event has exactly one notification,
+/// sent once.
+#[actix_web::test]
+async fn notifications_outlive_kill_nine_and_a_silent_mail_relay() {
+    let db = std::env::temp_dir().join(format!("medify-notify9-{}.db", uuid::Uuid::now_v7()));
+    let silent = silent_smtp();
+    let server = start_with(&db, &[("SMTP_URL", format!("smtp://127.0.0.1:{silent}"))]);
+    let http = &server.http;
+    let admin = http.admin_token().await;
+    let (_, medicine) = http.stocked_pharmacy(&admin, "P", 12.97, 77.59, 50).await;
+    let mut customers = Vec::new();
+    for _ in 0..4 {
+        let (_, customer) = http.user_token("customer").await;
+        let placed = http
+            .place_order(&customer, &[(medicine, 1)], 12.98, 77.60)
+            .await;
+        assert_eq!(placed.status, 201, "{}", placed.text());
+        let id = placed.json()["id"].as_str().expect("id").to_owned();
+        let cancelled = http
+            .post_auth(
+                &format!("/api/v1/orders/{id}/cancel"),
+                &customer,
+                &json!({}),
+            )
+            .await;
+        assert_eq!(cancelled.status, 200, "{}", cancelled.text());
+        customers.push(customer);
+    }
+    // The handler is stuck on the first e-mail: nothing has been sent.
+    let first = http
+        .get_auth("/api/v1/notifications", &customers[0])
+        .await
+        .json();
+    assert!(
+        first["items"]
+            .as_array()
+            .is_some_and(|items| items.iter().all(|n| n["status"] != "sent")),
+        "{first}"
+    );
+
+    kill_nine(server);
+
+    let (port, mail) = crate::smtp::smtp_sink();
+    let server = start_with(&db, &[("SMTP_URL", format!("smtp://127.0.0.1:{port}"))]);
+    let http = &server.http;
+    for customer in &customers {
+        crate::orders::eventually("every notification sent", || async {
+            let page = http
+                .get_auth("/api/v1/notifications", customer)
+                .await
+                .json();
+            let items = page["items"].as_array().cloned().unwrap_or_default();
+            items.len() == 2 && items.iter().all(|n| n["status"] == "sent")
+        })
+        .await;
+        let page = http
+            .get_auth("/api/v1/notifications", customer)
+            .await
+            .json();
+        let mut kinds: Vec<&str> = page["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .filter_map(|n| n["type"].as_str())
+            .collect();
+        kinds.sort_unstable();
+        assert_eq!(kinds, vec!["order_cancelled", "order_confirmed"], "{page}");
+    }
+    // Each went out once: eight e-mails, no more.
+    let mails: Vec<String> = mail.try_iter().collect();
+    assert_eq!(mails.len(), 8, "{mails:#?}");
     drop(server);
     remove_db(&db);
 }

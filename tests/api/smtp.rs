@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::helpers::{spawn_app_with, Backend, Options};
 
 /// Accepts SMTP sessions and sends each received message (envelope + data) to the channel.
-fn smtp_sink() -> (u16, mpsc::Receiver<String>) {
+pub fn smtp_sink() -> (u16, mpsc::Receiver<String>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let (tx, rx) = mpsc::channel();
