@@ -105,6 +105,7 @@ fn email_text(kind: &str, payload: &serde_json::Value) -> (String, String) {
         "order_delivered" => "Your order was delivered",
         "order_cancelled" => "Your order was cancelled",
         "order_failed" => "We could not find a rider for your order",
+        "rider_unassigned" => "Your rider could not collect your order; we are finding another",
         _ => "Update on your order",
     };
     (
@@ -139,8 +140,8 @@ impl Notifier for SmtpNotifier {
 }
 
 /// The notification type of a customer-facing event.
-pub fn notification_type(kind: EventKind) -> Option<&'static str> {
-    Some(match kind {
+pub fn notification_type(event: &Event) -> Option<&'static str> {
+    Some(match event.kind {
         EventKind::OrderConfirmed => "order_confirmed",
         EventKind::OrderAssigned => "rider_assigned",
         EventKind::OrderPickedUp => "order_picked_up",
@@ -148,6 +149,12 @@ pub fn notification_type(kind: EventKind) -> Option<&'static str> {
         EventKind::OrderCancelled => "order_cancelled",
         EventKind::OrderFailed => "order_failed",
         EventKind::RiderArriving => "rider_arriving",
+        // Back to looking for a rider after the assigned one did not collect it.
+        EventKind::OrderDispatching
+            if event.from_status == Some(medify_actors::order::OrderStatus::Assigned) =>
+        {
+            "rider_unassigned"
+        }
         EventKind::OrderDispatching | EventKind::RiderOnline | EventKind::RiderOffline => {
             return None
         }
@@ -173,7 +180,7 @@ impl EventHandler for NotificationWriter {
 
     fn handle<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(async move {
-            let Some(kind) = notification_type(event.kind) else {
+            let Some(kind) = notification_type(event) else {
                 return Ok(());
             };
             // A rider's own events do not carry the customer: the order does.

@@ -182,6 +182,7 @@ impl Application {
                 bus: bus.clone(),
                 inventory: inventory.clone(),
                 dispatch_timeout: Duration::from_secs(settings.dispatch_timeout_s),
+                pickup_timeout: Duration::from_secs(settings.limits.pickup_timeout_s),
                 matcher: Some(matcher.clone()),
             },
             settings.workers,

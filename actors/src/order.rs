@@ -93,6 +93,8 @@ pub enum OrderEvent {
     Cancel,
     /// The dispatch timeout passed with no rider.
     Fail,
+    /// The assigned rider did not pick the order up in time: it looks for another.
+    PickupTimeout,
 }
 
 impl OrderEvent {
@@ -104,6 +106,7 @@ impl OrderEvent {
             Self::Deliver => "deliver",
             Self::Cancel => "cancel",
             Self::Fail => "fail",
+            Self::PickupTimeout => "pickup_timeout",
         }
     }
 }
@@ -127,6 +130,7 @@ pub fn transition(from: OrderStatus, event: OrderEvent) -> Result<OrderStatus, I
         (S::PickedUp, E::Deliver) => S::Delivered,
         (S::Confirmed | S::Dispatching | S::Assigned, E::Cancel) => S::Cancelled,
         (S::Confirmed | S::Dispatching, E::Fail) => S::Failed,
+        (S::Assigned, E::PickupTimeout) => S::Dispatching,
         _ => return Err(IllegalTransition { from, event }),
     };
     Ok(to)
@@ -204,6 +208,8 @@ pub enum Command {
     },
     /// The dispatch timeout.
     Fail,
+    /// The pickup timeout.
+    PickupTimeout,
 }
 
 /// Sends a [`Command`]; answers with the order as it is afterwards.
@@ -228,8 +234,40 @@ pub struct OrderDeps {
     pub bus: Arc<dyn EventBus>,
     pub inventory: Inventory,
     pub dispatch_timeout: Duration,
+    /// How long an assigned rider has to pick the order up before it goes to another.
+    pub pickup_timeout: Duration,
     /// Where orders in `dispatching` go to find a rider.
     pub matcher: Option<crate::matcher::Matcher>,
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The timer an order in `record`'s status runs, as (deadline in epoch ms, what to do
+/// then): waiting for a rider fails at the dispatch deadline (counted again from a return
+/// to dispatching), an assigned order goes back to dispatching at the pickup deadline.
+pub fn timer_of(
+    record: &OrderRecord,
+    dispatch_timeout: Duration,
+    pickup_timeout: Duration,
+) -> Option<(i64, Command)> {
+    match record.status {
+        OrderStatus::Confirmed | OrderStatus::Dispatching => {
+            let again = record
+                .status_since_ms
+                .saturating_add(millis(dispatch_timeout));
+            let deadline = record.dispatch_deadline_ms.map_or(again, |d| d.max(again));
+            Some((deadline, Command::Fail))
+        }
+        OrderStatus::Assigned => Some((
+            record
+                .status_since_ms
+                .saturating_add(millis(pickup_timeout)),
+            Command::PickupTimeout,
+        )),
+        _ => None,
+    }
 }
 
 /// Hands an order waiting for a rider to the matcher.
@@ -262,22 +300,22 @@ pub struct OrderActor {
 }
 
 impl OrderActor {
+    /// Arms the timer the status has: the dispatch timeout while waiting for a rider, the
+    /// pickup timeout while assigned. Deadlines come from the stored record, so a restart
+    /// keeps them.
     fn schedule_timeout(&mut self, ctx: &mut Context<Self>) {
         if let Some(handle) = self.timeout.take() {
             ctx.cancel_future(handle);
         }
         let Some(record) = &self.record else { return };
-        if !matches!(
-            record.status,
-            OrderStatus::Confirmed | OrderStatus::Dispatching
-        ) {
+        let Some((deadline, command)) =
+            timer_of(record, self.deps.dispatch_timeout, self.deps.pickup_timeout)
+        else {
             return;
-        }
-        let deadline = record.dispatch_deadline_ms.unwrap_or_else(|| {
-            now_ms() + i64::try_from(self.deps.dispatch_timeout.as_millis()).unwrap_or(i64::MAX)
-        });
-        let wait = Duration::from_millis(u64::try_from(deadline - now_ms()).unwrap_or(0));
-        self.timeout = Some(ctx.run_later(wait, |_, ctx| ctx.notify(Apply(Command::Fail))));
+        };
+        let wait =
+            Duration::from_millis(u64::try_from(deadline.saturating_sub(now_ms())).unwrap_or(0));
+        self.timeout = Some(ctx.run_later(wait, move |_, ctx| ctx.notify(Apply(command))));
     }
 
     /// After a change: drop out of the registry when final, re-arm the timeout otherwise.
@@ -373,6 +411,9 @@ fn plan(
         }
         Command::Cancel { by } => (OrderEvent::Cancel, Some(*by)),
         Command::Fail => (OrderEvent::Fail, None),
+        // Journaled as the act of the rider who let it lapse: the matcher keeps him away
+        // from this order from then on.
+        Command::PickupTimeout => (OrderEvent::PickupTimeout, record.rider_id),
     };
     transition(record.status, event)?;
     Ok((event, actor))
@@ -392,6 +433,7 @@ async fn execute(
     let to = transition(record.status, event)?;
     let rider_id = match event {
         OrderEvent::Assign { rider_id } => Some(rider_id),
+        OrderEvent::PickupTimeout => None,
         _ => record.rider_id,
     };
     let at_ms = now_ms();
@@ -413,6 +455,7 @@ async fn execute(
         status: to,
         version,
         rider_id,
+        status_since_ms: at_ms,
         ..record.clone()
     };
     // Stock follows the journal: pick-up takes the units off the shelf, cancel and failure
@@ -425,7 +468,16 @@ async fn execute(
         _ => None,
     };
     match to {
-        OrderStatus::Dispatching => dispatch(&deps, &next),
+        OrderStatus::Dispatching => {
+            if let (OrderEvent::PickupTimeout, Some(matcher)) = (event, &deps.matcher) {
+                // The rider hears it as a cancellation of his order.
+                matcher.withdraw(crate::matcher::Withdraw {
+                    order_id: record.id,
+                    rider: record.rider_id,
+                });
+            }
+            dispatch(&deps, &next)
+        }
         OrderStatus::Cancelled | OrderStatus::Failed => {
             if let Some(matcher) = &deps.matcher {
                 matcher.withdraw(crate::matcher::Withdraw {
@@ -473,13 +525,16 @@ impl Handler<Apply> for OrderActor {
         let Some(record) = self.record.clone() else {
             return AtomicResponse::new(Box::pin(actix::fut::ready(Err(OrderError::NotFound))));
         };
-        if command == Command::Fail
-            && !matches!(
+        let stale_timer = match command {
+            Command::Fail => !matches!(
                 record.status,
                 OrderStatus::Confirmed | OrderStatus::Dispatching
-            )
-        {
-            // A stale timer: the order moved on.
+            ),
+            Command::PickupTimeout => record.status != OrderStatus::Assigned,
+            _ => false,
+        };
+        if stale_timer {
+            // The order moved on.
             return AtomicResponse::new(Box::pin(actix::fut::ready(Ok(record))));
         }
         let planned = plan(&record, &command, self.locked_until);
@@ -664,6 +719,7 @@ mod tests {
             OrderEvent::Deliver,
             OrderEvent::Cancel,
             OrderEvent::Fail,
+            OrderEvent::PickupTimeout,
         ]
     }
 
@@ -680,6 +736,7 @@ mod tests {
                     Some(S::Cancelled)
                 }
                 (S::Confirmed | S::Dispatching, OrderEvent::Fail) => Some(S::Failed),
+                (S::Assigned, OrderEvent::PickupTimeout) => Some(S::Dispatching),
                 _ => None,
             }
         };
@@ -700,7 +757,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(legal, 9);
+        assert_eq!(legal, 10);
     }
 
     #[test]
@@ -742,7 +799,41 @@ mod tests {
             pharmacy_name: "P".into(),
             dropoff: p,
             confirmed_at_ms: 0,
+            status_since_ms: 1_000,
         }
+    }
+
+    #[test]
+    fn each_waiting_status_has_its_timer() {
+        let timers =
+            |r: &OrderRecord| timer_of(r, Duration::from_secs(600), Duration::from_secs(1_800));
+        let mut r = record(OrderStatus::Dispatching, None);
+        r.dispatch_deadline_ms = Some(601_000);
+        assert_eq!(timers(&r), Some((601_000, Command::Fail)));
+        // Back to dispatching an hour later: a fresh dispatch timeout from then.
+        r.status_since_ms = 3_600_000;
+        assert_eq!(timers(&r), Some((4_200_000, Command::Fail)));
+        let r = record(OrderStatus::Assigned, Some(Uuid::now_v7()));
+        assert_eq!(timers(&r), Some((1_801_000, Command::PickupTimeout)));
+        for status in [OrderStatus::PickedUp, OrderStatus::Delivered] {
+            assert_eq!(timers(&record(status, None)), None);
+        }
+        // Extreme stored times saturate instead of wrapping.
+        let mut r = record(OrderStatus::Assigned, None);
+        r.status_since_ms = i64::MAX;
+        assert_eq!(timers(&r).map(|t| t.0), Some(i64::MAX));
+    }
+
+    #[test]
+    fn a_pickup_timeout_is_the_lapsed_riders_act_and_clears_him() {
+        let rider = Uuid::now_v7();
+        let r = record(OrderStatus::Assigned, Some(rider));
+        assert_eq!(
+            plan(&r, &Command::PickupTimeout, None),
+            Ok((OrderEvent::PickupTimeout, Some(rider)))
+        );
+        let r = record(OrderStatus::PickedUp, Some(rider));
+        assert!(plan(&r, &Command::PickupTimeout, None).is_err());
     }
 
     #[test]

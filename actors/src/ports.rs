@@ -132,6 +132,8 @@ pub struct OrderRecord {
     pub dropoff: crate::geo::Point,
     /// When the order was confirmed (epoch ms).
     pub confirmed_at_ms: i64,
+    /// When it entered its current status (epoch ms): timers count from here.
+    pub status_since_ms: i64,
 }
 
 /// One transition to write: the order row and an `order_events` row, in one transaction.

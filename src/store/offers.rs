@@ -67,9 +67,14 @@ impl OfferLog for OfferWriter {
     fn refused_by(&self, order_id: Uuid) -> BoxFuture<'_, Result<Vec<Uuid>, JournalError>> {
         Box::pin(async move {
             let riders: Vec<Uuid> = on_pool!(&self.store, |pool| {
+                // And riders who accepted it but let the pickup deadline pass (the journal
+                // names them as the actor of `pickup_timeout`).
                 sqlx::query_scalar(
-                    "SELECT DISTINCT rider_id FROM offers \
-                     WHERE order_id = $1 AND status IN ('rejected', 'expired')",
+                    "SELECT rider_id FROM offers \
+                     WHERE order_id = $1 AND status IN ('rejected', 'expired') \
+                     UNION \
+                     SELECT actor_id FROM order_events \
+                     WHERE order_id = $1 AND event = 'pickup_timeout' AND actor_id IS NOT NULL",
                 )
                 .bind(order_id)
                 .fetch_all(pool)

@@ -174,6 +174,7 @@ impl OrderRow {
             pharmacy_name: self.pharmacy_name,
             dropoff: point(self.delivery_lat, self.delivery_lng)?,
             confirmed_at_ms: self.created_at.timestamp_millis(),
+            status_since_ms: self.updated_at.timestamp_millis(),
         })
     }
 

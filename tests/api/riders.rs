@@ -884,6 +884,75 @@ async fn until_unavailable(app: &TestApp, admin: &str, rider: Uuid) {
     }
 }
 
+/// A rider who accepts and never picks up does not hold the order (and its stock)
+/// forever: after `PICKUP_TIMEOUT_S` it goes back to dispatching without him, he is told
+/// `order_cancelled`, the customer is notified, and the next rider gets the offer.
+#[actix_web::test]
+async fn an_assigned_order_not_picked_up_goes_to_another_rider() {
+    let app = spawn_app_with(
+        Backend::Sqlite,
+        Options {
+            env: vec![("PICKUP_TIMEOUT_S", "1".to_owned())],
+            ..Options::default()
+        },
+    )
+    .await
+    .expect("sqlite");
+    let w = world(&app).await;
+    let (_, _, mut near) = rider_at(&app, PHARMACY.0 + 0.002, PHARMACY.1).await;
+    free_riders(&app, &w.admin, 1).await;
+    let placed = order(&app, &w, 1, PHARMACY.0, PHARMACY.1).await;
+    let id = placed["id"].as_str().expect("id").to_owned();
+    let offer = near.expect("offer").await;
+    near.send(json!({"type": "offer_response", "offer_id": offer["offer_id"], "accept": true}))
+        .await;
+    near.expect("assigned").await;
+    // The second rider comes online only now, so the first offer was the near one's.
+    let (_, _, mut next) = rider_at(&app, PHARMACY.0 + 0.02, PHARMACY.1).await;
+
+    let cancelled = near.expect("order_cancelled").await;
+    assert_eq!(cancelled["order_id"], id.as_str());
+    let second = next.expect("offer").await;
+    assert_eq!(second["order_id"], id.as_str());
+    // He can no longer act on it.
+    near.send(json!({"type": "order_status", "order_id": id, "status": "picked_up"}))
+        .await;
+    assert_eq!(near.expect("error").await["code"], "forbidden");
+    let view = app
+        .get_auth(&format!("/api/v1/orders/{id}"), &w.customer)
+        .await
+        .json();
+    assert_eq!(view["status"], "dispatching", "{view}");
+    assert_eq!(view["rider"], Value::Null, "{view}");
+    assert_eq!(
+        app.stock_of(w.pharmacy, w.medicine).await,
+        (50, 1),
+        "still held"
+    );
+    crate::orders::eventually("the customer is told", || async {
+        crate::orders::notification_types(&app, &w.customer)
+            .await
+            .contains(&"rider_unassigned".to_owned())
+    })
+    .await;
+    // The next rider takes it all the way.
+    next.send(json!({"type": "offer_response", "offer_id": second["offer_id"], "accept": true}))
+        .await;
+    next.expect("assigned").await;
+    next.send(json!({"type": "order_status", "order_id": id, "status": "picked_up"}))
+        .await;
+    next.send(json!({"type": "order_status", "order_id": id, "status": "delivered", "code": placed["delivery_code"]}))
+        .await;
+    crate::orders::eventually("delivered by the second rider", || async {
+        let v = app
+            .get_auth(&format!("/api/v1/orders/{id}"), &w.customer)
+            .await
+            .json();
+        v["status"] == "delivered"
+    })
+    .await;
+}
+
 #[actix_web::test]
 async fn expired_offers_go_to_the_next_rider() {
     let app = spawn_app_with(
