@@ -158,6 +158,9 @@ pub struct Settings {
     pub admin: Option<AdminBootstrap>,
     pub otp_delivery: OtpDelivery,
     pub auth_limits: AuthLimits,
+    /// Seconds after a refresh token is exchanged during which presenting it again (two
+    /// tabs, a client retry) gets another pair of the same session instead of revoking it.
+    pub refresh_reuse_interval_s: u64,
     /// Inventory shard actors (pharmacies are hashed onto them).
     pub inventory_shards: usize,
     /// How far from the delivery point a pharmacy may be chosen, in metres.
@@ -444,6 +447,10 @@ impl Settings {
             }),
         };
 
+        let refresh_reuse_interval_s = r.parse("REFRESH_REUSE_INTERVAL_S", 10, |raw| {
+            parse_number(raw, 0, 300)
+        });
+
         let inventory_shards = r.parse("INVENTORY_SHARDS", default_workers * 2, |raw| {
             parse_number(raw, 1, 256)
         });
@@ -544,6 +551,7 @@ impl Settings {
             admin,
             otp_delivery,
             auth_limits,
+            refresh_reuse_interval_s,
             inventory_shards,
             service_radius_m: f64::from(service_radius_m),
             dispatch_timeout_s,
@@ -579,6 +587,15 @@ mod tests {
         assert!(s.jwt_secret_generated);
         assert_eq!(s.jwt_secret.expose().len(), 32);
         assert_eq!(s.log_format, LogFormat::Pretty);
+        assert_eq!(s.refresh_reuse_interval_s, 10);
+    }
+
+    #[test]
+    fn refresh_reuse_interval_is_bounded() {
+        let s = settings(&[("REFRESH_REUSE_INTERVAL_S", "0")]).expect("0 turns it off");
+        assert_eq!(s.refresh_reuse_interval_s, 0);
+        let err = settings(&[("REFRESH_REUSE_INTERVAL_S", "301")]).expect_err("too long");
+        assert_eq!(err.variables(), vec!["REFRESH_REUSE_INTERVAL_S"]);
     }
 
     #[test]

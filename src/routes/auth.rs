@@ -316,14 +316,15 @@ pub async fn login(
     }
 }
 
-/// Exchange a refresh token (once) for a new pair. Replaying a spent token revokes the
-/// whole session.
+/// Exchange a refresh token for a new pair. The old token is spent; presenting it again
+/// within `REFRESH_REUSE_INTERVAL_S` (10 s: two tabs, a retry) gets another pair of the same
+/// session, later it revokes the whole session.
 #[utoipa::path(
     tag = "auth",
     request_body = RefreshRequest,
     responses(
-        (status = 200, body = Tokens),
-        (status = 401, description = "unknown, expired, revoked or replayed token", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "a new pair of the same session, also for a token spent within the reuse interval", body = Tokens),
+        (status = 401, description = "`unauthorized`: unknown, expired or revoked token, or a token spent before the reuse interval (which revokes the session)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[post("/api/v1/auth/refresh")]
@@ -333,16 +334,27 @@ pub async fn refresh_tokens(
 ) -> Result<web::Json<Tokens>, ApiError> {
     let old = refresh::hash(body.0.refresh_token.trim());
     let (new_token, new_hash) = refresh::generate();
+    let reuse_interval = Duration::seconds(
+        i64::try_from(state.settings.refresh_reuse_interval_s).unwrap_or(i64::MAX),
+    );
     let outcome = state
         .store
-        .rotate_refresh_token(&old, &new_hash, Duration::days(REFRESH_TOKEN_TTL_DAYS))
+        .rotate_refresh_token(
+            &old,
+            &new_hash,
+            Duration::days(REFRESH_TOKEN_TTL_DAYS),
+            reuse_interval,
+        )
         .await?;
     let invalid = |detail: &str| ApiError::Unauthenticated {
         code: "unauthorized",
         detail: detail.to_owned(),
     };
     match outcome {
-        Rotation::Rotated { user_id, .. } => {
+        Rotation::Rotated { user_id, .. } | Rotation::Reissued { user_id, .. } => {
+            if matches!(outcome, Rotation::Reissued { .. }) {
+                tracing::info!(%user_id, "refresh token presented again within the reuse interval: sibling issued");
+            }
             let user = state
                 .store
                 .user_by_id(user_id)

@@ -11,11 +11,15 @@ use super::{now, Store};
 use crate::on_pool;
 
 /// What presenting a refresh token led to.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum Rotation {
     /// Exchanged: the token is spent; the successor is stored in the same family.
     Rotated { user_id: Uuid, family_id: Uuid },
-    /// The token had already been exchanged: the whole family is now revoked.
+    /// The token had been exchanged within the reuse interval (a second tab, a client
+    /// retry): another successor is stored in the same family, and nothing is revoked.
+    Reissued { user_id: Uuid, family_id: Uuid },
+    /// The token had been exchanged before the reuse interval: the whole family is now
+    /// revoked.
     Reused,
     /// Unknown, expired or revoked.
     Invalid,
@@ -58,11 +62,18 @@ impl Store {
     }
 
     /// Spends the token with hash `old` and stores `new` as its successor, atomically.
+    ///
+    /// A token already spent less than `reuse_interval` ago is not a theft signal but two
+    /// clients of one session refreshing at once (or a retry after a lost answer): `new`
+    /// joins the same family and the answer is [`Rotation::Reissued`]. Spent earlier than
+    /// that, the whole family is revoked ([`Rotation::Reused`]). A zero interval revokes on
+    /// every replay.
     pub async fn rotate_refresh_token(
         &self,
         old: &[u8],
         new: &[u8],
         ttl: Duration,
+        reuse_interval: Duration,
     ) -> Result<Rotation, sqlx::Error> {
         let at = now();
         on_pool!(self, |pool| {
@@ -79,7 +90,24 @@ impl Store {
             .bind(at)
             .fetch_optional(&mut *tx)
             .await?;
-            if let Some((family_id, user_id)) = spent {
+            // Spent by a concurrent exchange moments ago (committed before our UPDATE
+            // looked, or while it waited for the row): a sibling of the same session.
+            let recent: Option<(Uuid, Uuid)> = match spent {
+                Some(_) => None,
+                None => {
+                    sqlx::query_as(
+                        "SELECT family_id, user_id FROM refresh_tokens \
+                         WHERE token_hash = $1 AND rotated_at IS NOT NULL AND rotated_at > $3 \
+                           AND revoked_at IS NULL AND expires_at > $2",
+                    )
+                    .bind(old)
+                    .bind(at)
+                    .bind(at - reuse_interval)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                }
+            };
+            if let Some((family_id, user_id)) = spent.or(recent) {
                 sqlx::query(
                     "INSERT INTO refresh_tokens (id, family_id, user_id, token_hash, created_at, expires_at) \
                      VALUES ($1, $2, $3, $4, $5, $6)",
@@ -93,9 +121,13 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
                 tx.commit().await?;
-                return Ok(Rotation::Rotated { user_id, family_id });
+                return Ok(if spent.is_some() {
+                    Rotation::Rotated { user_id, family_id }
+                } else {
+                    Rotation::Reissued { user_id, family_id }
+                });
             }
-            // Not spendable: was it a replay of a rotated token?
+            // Not spendable: was it a replay of a token rotated long enough ago?
             let reused = sqlx::query(
                 "UPDATE refresh_tokens SET revoked_at = $2 \
                  WHERE revoked_at IS NULL AND family_id = \
