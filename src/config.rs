@@ -14,6 +14,7 @@ use rand::RngCore;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::sqlite::SqliteConnectOptions;
 
+use crate::auth::client::TrustedProxies;
 use crate::auth::otp::OtpDelivery;
 use crate::domain::{Email, Password};
 
@@ -161,6 +162,9 @@ pub struct Settings {
     /// Seconds after a refresh token is exchanged during which presenting it again (two
     /// tabs, a client retry) gets another pair of the same session instead of revoking it.
     pub refresh_reuse_interval_s: u64,
+    /// Proxies whose `X-Forwarded-For` names the client (`TRUSTED_PROXIES`); empty: the
+    /// TCP peer is the client.
+    pub trusted_proxies: TrustedProxies,
     /// Inventory shard actors (pharmacies are hashed onto them).
     pub inventory_shards: usize,
     /// How far from the delivery point a pharmacy may be chosen, in metres.
@@ -451,6 +455,12 @@ impl Settings {
             parse_number(raw, 0, 300)
         });
 
+        let trusted_proxies = r.parse(
+            "TRUSTED_PROXIES",
+            TrustedProxies::default(),
+            TrustedProxies::parse_list,
+        );
+
         let inventory_shards = r.parse("INVENTORY_SHARDS", default_workers * 2, |raw| {
             parse_number(raw, 1, 256)
         });
@@ -552,6 +562,7 @@ impl Settings {
             otp_delivery,
             auth_limits,
             refresh_reuse_interval_s,
+            trusted_proxies,
             inventory_shards,
             service_radius_m: f64::from(service_radius_m),
             dispatch_timeout_s,
@@ -588,6 +599,19 @@ mod tests {
         assert_eq!(s.jwt_secret.expose().len(), 32);
         assert_eq!(s.log_format, LogFormat::Pretty);
         assert_eq!(s.refresh_reuse_interval_s, 10);
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_blocks() {
+        assert_eq!(
+            settings(&[]).expect("ok").trusted_proxies,
+            TrustedProxies::default()
+        );
+        let s = settings(&[("TRUSTED_PROXIES", "127.0.0.1, 10.0.0.0/8, ::1")]).expect("ok");
+        assert!(s.trusted_proxies.contains("10.1.2.3".parse().expect("ip")));
+        assert!(!s.trusted_proxies.contains("192.0.2.1".parse().expect("ip")));
+        let err = settings(&[("TRUSTED_PROXIES", "10.0.0.0/8, lb.internal")]).expect_err("name");
+        assert_eq!(err.variables(), vec!["TRUSTED_PROXIES"]);
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! `/api/v1/auth/*`: register, login, refresh, logout and phone OTP.
 //!
 //! Every endpoint here is attacked from day one, so each starts with its rate limits (per
-//! client IP, then per account or phone) before any expensive or revealing work. Login
-//! answers unknown emails and wrong passwords identically, after the same hashing work.
+//! client network, then per account or phone from that network) before any expensive or
+//! revealing work. Login answers unknown emails and wrong passwords identically, after the
+//! same hashing work.
 
 use actix_web::{post, web, HttpRequest, HttpResponse};
 use chrono::Duration;
@@ -10,9 +11,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::auth::client;
 use crate::auth::jwt::ACCESS_TOKEN_TTL_S;
 use crate::auth::otp::{self, OtpDelivery, OTP_MAX_ATTEMPTS, OTP_RESEND_COOLDOWN_S, OTP_TTL_S};
-use crate::auth::rate_limit::Quota;
+use crate::auth::rate_limit::{account_key, client_key, Quota};
 use crate::auth::refresh::{self, REFRESH_TOKEN_TTL_DAYS};
 use crate::domain::{Email, Password, PersonName, Phone, Role};
 use crate::error::{ApiError, FieldErrors, Problem};
@@ -84,10 +86,9 @@ pub struct OtpVerify {
     pub code: String,
 }
 
-/// The client's IP address, for per-IP limits.
-pub fn client_ip(req: &HttpRequest) -> String {
-    req.peer_addr()
-        .map_or_else(|| "unknown".to_owned(), |a| a.ip().to_string())
+/// The network the request's client is counted under (see `auth::client`).
+pub fn client_network(state: &AppState, req: &HttpRequest) -> String {
+    client::client_network(req, &state.settings.trusted_proxies)
 }
 
 /// Counts one request against each `(key, quota)`; the first one over its quota is 429.
@@ -238,10 +239,11 @@ pub async fn register(
     body: ApiJson<RegisterRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
-    let mut checks = vec![(format!("register:ip:{}", client_ip(&req)), per_ip(&state))];
+    let net = client_network(&state, &req);
+    let mut checks = vec![(client_key("register", &net), per_ip(&state))];
     if let Some(email) = &body.email {
         checks.push((
-            format!("register:email:{}", email.trim().to_lowercase()),
+            account_key("register", &email.trim().to_lowercase(), &net),
             per_account(&state),
         ));
     }
@@ -292,11 +294,13 @@ pub async fn login(
 ) -> Result<web::Json<Tokens>, ApiError> {
     let LoginRequest { email, password } = body.into_inner();
     let email = email.trim().to_lowercase();
+    // Per (account, network): an attacker's wrong passwords never lock out the owner.
+    let net = client_network(&state, &req);
     limit(
         &state,
         &[
-            (format!("login:ip:{}", client_ip(&req)), per_ip(&state)),
-            (format!("login:email:{email}"), per_account(&state)),
+            (client_key("login", &net), per_ip(&state)),
+            (account_key("login", &email, &net), per_account(&state)),
         ],
     )
     .await?;
@@ -414,7 +418,10 @@ pub async fn otp_request(
 ) -> Result<HttpResponse, ApiError> {
     limit(
         &state,
-        &[(format!("otp:ip:{}", client_ip(&req)), per_ip(&state))],
+        &[(
+            client_key("otp", &client_network(&state, &req)),
+            per_ip(&state),
+        )],
     )
     .await?;
     let phone = Phone::parse(&body.0.phone).map_err(|m| ApiError::field("phone", m))?;
@@ -472,12 +479,13 @@ pub async fn otp_verify(
 ) -> Result<web::Json<Tokens>, ApiError> {
     let OtpVerify { phone, code } = body.into_inner();
     let phone = Phone::parse(&phone).map_err(|m| ApiError::field("phone", m))?;
+    let net = client_network(&state, &req);
     limit(
         &state,
         &[
-            (format!("otp-verify:ip:{}", client_ip(&req)), per_ip(&state)),
+            (client_key("otp-verify", &net), per_ip(&state)),
             (
-                format!("otp-verify:phone:{}", phone.as_str()),
+                account_key("otp-verify", phone.as_str(), &net),
                 per_account(&state),
             ),
         ],

@@ -27,6 +27,7 @@ backend_tests!(
     otp_resend_within_30_seconds_is_429,
     otp_code_is_dead_after_five_wrong_tries,
     rapid_wrong_logins_hit_429,
+    forwarded_for_from_an_untrusted_peer_is_ignored,
     admins_create_accounts_of_any_role,
     customers_cannot_reach_admin_endpoints,
     tokens_and_admin_survive_a_restart,
@@ -39,6 +40,32 @@ backend_tests_with!(
     no_reuse_interval,
     refresh_rotates_and_reuse_revokes_the_family,
 );
+
+// Behind a proxy on 127.0.0.1: X-Forwarded-For plays clients at other addresses.
+backend_tests_with!(
+    behind_a_proxy,
+    behind_a_proxy,
+    an_attacker_cannot_lock_out_the_owner,
+);
+// The same with a per-IP budget of 4, to count it.
+backend_tests_with!(
+    behind_a_proxy_four_per_ip,
+    behind_a_proxy_four_per_ip,
+    ipv6_clients_share_a_budget_per_64,
+);
+
+fn behind_a_proxy() -> Options {
+    Options {
+        env: vec![("TRUSTED_PROXIES", "127.0.0.1, ::1".to_owned())],
+        ..Options::default()
+    }
+}
+
+fn behind_a_proxy_four_per_ip() -> Options {
+    let mut options = behind_a_proxy();
+    options.env.push(("RATE_LIMIT_AUTH_PER_IP", "4".to_owned()));
+    options
+}
 
 fn no_reuse_interval() -> Options {
     Options {
@@ -608,4 +635,130 @@ async fn rate_limits_are_shared_through_redis() {
             .await
             .assert_problem(429, "rate_limited");
     }
+}
+
+/// POSTs JSON as if through a proxy that saw the client at `forwarded_for`.
+async fn post_from(app: &TestApp, forwarded_for: &str, path: &str, body: &Value) -> Reply {
+    let mut res = app
+        .client
+        .post(app.url(path))
+        .insert_header(("x-forwarded-for", forwarded_for))
+        .send_json(body)
+        .await
+        .expect("request failed");
+    let bytes = res.body().await.expect("body");
+    Reply {
+        status: res.status().as_u16(),
+        headers: res.headers().clone(),
+        body: bytes.to_vec(),
+    }
+}
+
+/// Wrong passwords for `email` from `forwarded_for` until the first 429; panics if none
+/// comes within 20 tries.
+async fn guess_until_429(app: &TestApp, forwarded_for: &str, email: &Value) {
+    for i in 0..20 {
+        let res = post_from(
+            app,
+            forwarded_for,
+            "/api/v1/auth/login",
+            &json!({"email": email, "password": format!("guess-{i}")}),
+        )
+        .await;
+        if res.status == 429 {
+            res.assert_problem(429, "rate_limited");
+            return;
+        }
+        res.assert_problem(401, "invalid_credentials");
+    }
+    panic!("20 wrong passwords from {forwarded_for} never hit 429");
+}
+
+async fn an_attacker_cannot_lock_out_the_owner(app: TestApp) {
+    let (owner, password) = app.register("customer").await;
+    // Wrong passwords for the owner's email from one address until the account's budget
+    // for that address (10 a minute, under the per-IP 30) is spent.
+    guess_until_429(&app, "203.0.113.7", &owner["email"]).await;
+    post_from(
+        &app,
+        "203.0.113.7",
+        "/api/v1/auth/login",
+        &json!({"email": owner["email"], "password": password}),
+    )
+    .await
+    .assert_problem(429, "rate_limited");
+    // The owner, from their own address, signs in at once.
+    let res = post_from(
+        &app,
+        "198.51.100.20",
+        "/api/v1/auth/login",
+        &json!({"email": owner["email"], "password": password}),
+    )
+    .await;
+    assert_eq!(res.status, 200, "the owner was locked out: {}", res.text());
+    assert_eq!(res.json()["user"]["id"], owner["id"]);
+}
+
+async fn ipv6_clients_share_a_budget_per_64(app: TestApp) {
+    let login = |n: usize| json!({"email": format!("nobody-{n}@example.com"), "password": "wrong password"});
+    // Four requests (the per-IP budget) from two addresses in one /64 ...
+    for (n, from) in ["2001:db8:1:2::1", "2001:db8:1:2:ffff::9"]
+        .iter()
+        .cycle()
+        .take(4)
+        .enumerate()
+    {
+        post_from(&app, from, "/api/v1/auth/login", &login(n))
+            .await
+            .assert_problem(401, "invalid_credentials");
+    }
+    // ... spend it for every address of that /64, not for the next /64.
+    post_from(&app, "2001:db8:1:2::abcd", "/api/v1/auth/login", &login(5))
+        .await
+        .assert_problem(429, "rate_limited");
+    post_from(&app, "2001:db8:1:3::1", "/api/v1/auth/login", &login(6))
+        .await
+        .assert_problem(401, "invalid_credentials");
+    // IPv4 clients count per address.
+    for n in 0..4 {
+        post_from(&app, "192.0.2.1", "/api/v1/auth/login", &login(10 + n))
+            .await
+            .assert_problem(401, "invalid_credentials");
+    }
+    post_from(&app, "192.0.2.1", "/api/v1/auth/login", &login(20))
+        .await
+        .assert_problem(429, "rate_limited");
+    post_from(&app, "192.0.2.2", "/api/v1/auth/login", &login(21))
+        .await
+        .assert_problem(401, "invalid_credentials");
+}
+
+async fn forwarded_for_from_an_untrusted_peer_is_ignored(app: TestApp) {
+    // No TRUSTED_PROXIES: a client naming a new address on every try is still one client.
+    let (owner, password) = app.register("customer").await;
+    let mut limited = false;
+    for i in 0..20 {
+        let res = post_from(
+            &app,
+            &format!("203.0.113.{i}"),
+            "/api/v1/auth/login",
+            &json!({"email": owner["email"], "password": format!("guess-{i}")}),
+        )
+        .await;
+        if res.status == 429 {
+            limited = true;
+            break;
+        }
+        res.assert_problem(401, "invalid_credentials");
+    }
+    assert!(limited, "forged X-Forwarded-For values escaped the limit");
+    // And the header cannot buy this client a fresh budget for the account either.
+    post_from(
+        &app,
+        "198.51.100.20",
+        "/api/v1/auth/login",
+        &json!({"email": owner["email"], "password": password}),
+    )
+    .await
+    .assert_problem(429, "rate_limited");
 }
