@@ -15,7 +15,7 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::sqlite::SqliteConnectOptions;
 
 use crate::auth::client::TrustedProxies;
-use crate::auth::otp::OtpDelivery;
+use crate::auth::otp::{OtpDelivery, OTP_RESEND_COOLDOWN_S};
 use crate::domain::{Email, Password};
 
 /// Minimum length of `JWT_SECRET`, in bytes (HS256 wants at least the hash's output size).
@@ -136,6 +136,17 @@ pub struct AuthLimits {
     pub per_account: u32,
 }
 
+/// Phone one-time codes: resends and wrong tries.
+#[derive(Debug, Clone, Copy)]
+pub struct OtpLimits {
+    /// Seconds before another code may be sent to the same phone.
+    pub resend_cooldown_s: u64,
+    /// Wrong codes one phone may be tried with in a window, however many codes are sent.
+    pub max_wrong_per_phone: u32,
+    /// Seconds from a phone's first wrong try until its budget is whole again.
+    pub wrong_window_s: u64,
+}
+
 /// OpenStreetMap's standard tiles; fine for development, see their tile usage policy.
 pub const DEFAULT_MAP_TILE_URL: &str = "https://tile.openstreetmap.org/{z}/{x}/{y}.png";
 
@@ -158,6 +169,7 @@ pub struct Settings {
     pub shutdown_timeout_s: u64,
     pub admin: Option<AdminBootstrap>,
     pub otp_delivery: OtpDelivery,
+    pub otp_limits: OtpLimits,
     pub auth_limits: AuthLimits,
     /// Seconds after a refresh token is exchanged during which presenting it again (two
     /// tabs, a client retry) gets another pair of the same session instead of revoking it.
@@ -442,6 +454,18 @@ impl Settings {
             Ok(delivery)
         });
 
+        let otp_limits = OtpLimits {
+            resend_cooldown_s: r.parse("OTP_RESEND_COOLDOWN_S", OTP_RESEND_COOLDOWN_S, |raw| {
+                parse_number(raw, 0, 3_600)
+            }),
+            max_wrong_per_phone: r.parse("OTP_MAX_WRONG_PER_PHONE", 10, |raw| {
+                parse_number(raw, 1, 1_000)
+            }),
+            wrong_window_s: r.parse("OTP_WRONG_WINDOW_S", 1_800, |raw| {
+                parse_number(raw, 1, 86_400)
+            }),
+        };
+
         let auth_limits = AuthLimits {
             per_ip: r.parse("RATE_LIMIT_AUTH_PER_IP", 30, |raw| {
                 parse_number(raw, 1, 1_000_000)
@@ -560,6 +584,7 @@ impl Settings {
             shutdown_timeout_s,
             admin,
             otp_delivery,
+            otp_limits,
             auth_limits,
             refresh_reuse_interval_s,
             trusted_proxies,
@@ -599,6 +624,9 @@ mod tests {
         assert_eq!(s.jwt_secret.expose().len(), 32);
         assert_eq!(s.log_format, LogFormat::Pretty);
         assert_eq!(s.refresh_reuse_interval_s, 10);
+        assert_eq!(s.otp_limits.resend_cooldown_s, 30);
+        assert_eq!(s.otp_limits.max_wrong_per_phone, 10);
+        assert_eq!(s.otp_limits.wrong_window_s, 1_800);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::{backend_tests, backend_tests_with};
 backend_tests!(
     register_creates_a_customer_by_default,
     register_accepts_riders_and_refuses_other_roles,
-    register_refuses_duplicates_with_409,
+    register_refuses_a_taken_email_but_not_a_claimed_phone,
     register_reports_every_bad_field_at_once,
     login_returns_tokens_that_open_me,
     login_failures_are_indistinguishable,
@@ -109,6 +109,7 @@ async fn register_creates_a_customer_by_default(app: TestApp) {
     assert_eq!(user["name"], "Asha Rao");
     assert_eq!(user["email"], "asha@example.com");
     assert_eq!(user["phone"], "+919876543210");
+    assert_eq!(user["phone_verified"], false);
     assert_eq!(user["role"], "customer");
     assert!(
         Uuid::parse_str(user["id"].as_str().unwrap_or("")).is_ok(),
@@ -132,7 +133,7 @@ async fn register_accepts_riders_and_refuses_other_roles(app: TestApp) {
     }
 }
 
-async fn register_refuses_duplicates_with_409(app: TestApp) {
+async fn register_refuses_a_taken_email_but_not_a_claimed_phone(app: TestApp) {
     let first = json!({"name": "A", "email": "dup@example.com", "password": "long enough",
                        "phone": "+14155550123"});
     assert_eq!(
@@ -143,11 +144,13 @@ async fn register_refuses_duplicates_with_409(app: TestApp) {
     app.post_json("/api/v1/auth/register", &same_email)
         .await
         .assert_problem(409, "email_taken");
+    // A phone typed in at registration is an unverified claim: another account may claim
+    // the same number (neither has proven it), so it neither blocks nor reveals anyone.
     let same_phone = json!({"name": "C", "email": "other@example.com", "password": "long enough",
                             "phone": "+14155550123"});
-    app.post_json("/api/v1/auth/register", &same_phone)
-        .await
-        .assert_problem(409, "phone_taken");
+    let res = app.post_json("/api/v1/auth/register", &same_phone).await;
+    assert_eq!(res.status, 201, "{}", res.text());
+    assert_eq!(res.json()["user"]["phone_verified"], false);
 }
 
 async fn register_reports_every_bad_field_at_once(app: TestApp) {
@@ -451,6 +454,7 @@ async fn otp_signs_in_and_creates_a_customer_once(app: TestApp) {
     let first = res.json();
     assert_eq!(first["user"]["role"], "customer");
     assert_eq!(first["user"]["phone"], phone);
+    assert_eq!(first["user"]["phone_verified"], true);
     // A code works once.
     app.post_json(
         "/api/v1/auth/otp/verify",
