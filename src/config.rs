@@ -177,6 +177,8 @@ pub struct Settings {
     /// Proxies whose `X-Forwarded-For` names the client (`TRUSTED_PROXIES`); empty: the
     /// TCP peer is the client.
     pub trusted_proxies: TrustedProxies,
+    /// Seconds between sweeps of expired refresh tokens and spent OTP codes.
+    pub sweep_interval_s: u64,
     /// Inventory shard actors (pharmacies are hashed onto them).
     pub inventory_shards: usize,
     /// How far from the delivery point a pharmacy may be chosen, in metres.
@@ -485,6 +487,10 @@ impl Settings {
             TrustedProxies::parse_list,
         );
 
+        let sweep_interval_s = r.parse("SWEEP_INTERVAL_S", 3_600, |raw| {
+            parse_number(raw, 1, 604_800)
+        });
+
         let inventory_shards = r.parse("INVENTORY_SHARDS", default_workers * 2, |raw| {
             parse_number(raw, 1, 256)
         });
@@ -588,6 +594,7 @@ impl Settings {
             auth_limits,
             refresh_reuse_interval_s,
             trusted_proxies,
+            sweep_interval_s,
             inventory_shards,
             service_radius_m: f64::from(service_radius_m),
             dispatch_timeout_s,
@@ -627,6 +634,7 @@ mod tests {
         assert_eq!(s.otp_limits.resend_cooldown_s, 30);
         assert_eq!(s.otp_limits.max_wrong_per_phone, 10);
         assert_eq!(s.otp_limits.wrong_window_s, 1_800);
+        assert_eq!(s.sweep_interval_s, 3_600);
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! Refresh tokens and OTP codes: the durable half of authentication.
 //!
+//! Rows that can no longer be used go in a periodic sweep ([`Store::sweep_expired`]).
+//!
 //! Every operation that decides something is a single conditional write (an `UPDATE …
 //! WHERE` with `RETURNING`, or an upsert with a `WHERE`), so two concurrent requests cannot
 //! both rotate one refresh token or both spend the last OTP attempt, on either backend.
@@ -64,6 +66,15 @@ pub enum OtpTry {
     NoCode,
     /// The phone's wrong tries are spent until its window ends, in this many seconds.
     Locked { retry_after_s: u64 },
+}
+
+/// Rows the periodic sweep deleted.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Swept {
+    /// Refresh tokens past their expiry (rotated or not: an expired token proves nothing).
+    pub refresh_tokens: u64,
+    /// OTP codes expired or used, whose phone's wrong-try window is over too.
+    pub otp_codes: u64,
 }
 
 /// Whole seconds until `until`, at least 1 (a `Retry-After` value).
@@ -324,5 +335,31 @@ impl Store {
             .rows_affected()
         });
         Ok(n == 1)
+    }
+
+    /// Deletes what can no longer be used or counted, as of `at`: expired refresh tokens,
+    /// and OTP codes expired or used whose phone has no wrong tries in a running window.
+    /// The periodic sweep (`startup`) calls this; other expiring rows belong here too.
+    pub async fn sweep_expired(&self, at: DateTime<Utc>) -> Result<Swept, sqlx::Error> {
+        on_pool!(self, |pool| {
+            let refresh_tokens = sqlx::query("DELETE FROM refresh_tokens WHERE expires_at <= $1")
+                .bind(at)
+                .execute(pool)
+                .await?
+                .rows_affected();
+            let otp_codes = sqlx::query(
+                "DELETE FROM otp_codes \
+                 WHERE (used_at IS NOT NULL OR expires_at <= $1) \
+                   AND (failures = 0 OR failures_reset_at IS NULL OR failures_reset_at <= $1)",
+            )
+            .bind(at)
+            .execute(pool)
+            .await?
+            .rows_affected();
+            Ok(Swept {
+                refresh_tokens,
+                otp_codes,
+            })
+        })
     }
 }

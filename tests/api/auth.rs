@@ -31,6 +31,7 @@ backend_tests!(
     admins_create_accounts_of_any_role,
     customers_cannot_reach_admin_endpoints,
     tokens_and_admin_survive_a_restart,
+    the_sweep_deletes_expired_rows_and_keeps_live_ones,
 );
 
 // With no reuse interval, every replay of a spent refresh token revokes its session: the
@@ -765,4 +766,111 @@ async fn forwarded_for_from_an_untrusted_peer_is_ignored(app: TestApp) {
     )
     .await
     .assert_problem(429, "rate_limited");
+}
+
+async fn count_rows(store: &medify::store::Store, table: &str) -> i64 {
+    let sql = format!("SELECT COUNT(*) FROM {table}");
+    medify::on_pool!(store, |pool| sqlx::query_scalar::<_, i64>(&sql)
+        .fetch_one(pool)
+        .await
+        .expect("count"))
+}
+
+/// `Store::sweep_expired` against the test database: what can no longer be used goes, what
+/// can stays (and still works over HTTP).
+async fn the_sweep_deletes_expired_rows_and_keeps_live_ones(app: TestApp) {
+    use chrono::Duration;
+    use medify::store::auth::{OtpPolicy, OtpTry, Swept};
+
+    let store = &app.state.store;
+    let (user, password) = app.register("customer").await;
+    let user_id = Uuid::parse_str(user["id"].as_str().expect("id")).expect("uuid");
+    // A live session, and two refresh tokens that expired a minute ago.
+    let live = app
+        .login(user["email"].as_str().expect("email"), &password)
+        .await;
+    for n in 0..2u8 {
+        store
+            .insert_refresh_token(user_id, Uuid::now_v7(), &[n; 32], Duration::seconds(-60))
+            .await
+            .expect("insert");
+    }
+
+    let policy = |ttl_s: i64| OtpPolicy {
+        ttl: Duration::seconds(ttl_s),
+        resend_cooldown: Duration::zero(),
+        max_attempts_per_code: 5,
+        max_wrong_per_phone: 10,
+        wrong_window: Duration::minutes(30),
+    };
+    // An expired code.
+    store
+        .issue_otp("+14155550301", b"expired", &policy(-60))
+        .await
+        .expect("issue");
+    // A used code (proven over HTTP).
+    let used = request_code(&app, "+14155550302").await;
+    let res = app
+        .post_json(
+            "/api/v1/auth/otp/verify",
+            &json!({"phone": "+14155550302", "code": used}),
+        )
+        .await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    // A live code.
+    let live_code = request_code(&app, "+14155550303").await;
+    // An expired code whose phone has a wrong try in a running window: the count must
+    // outlive the code, or deleting it would hand out a fresh budget.
+    store
+        .issue_otp("+14155550304", b"wrong", &policy(300))
+        .await
+        .expect("issue");
+    assert!(matches!(
+        store
+            .spend_otp_attempt("+14155550304", &policy(300))
+            .await
+            .expect("spend"),
+        OtpTry::Live(_)
+    ));
+    store
+        .issue_otp("+14155550304", b"expired too", &policy(-60))
+        .await
+        .expect("reissue");
+
+    let tokens_before = count_rows(store, "refresh_tokens").await;
+    assert_eq!(count_rows(store, "otp_codes").await, 4);
+    let swept = store
+        .sweep_expired(medify::store::now())
+        .await
+        .expect("sweep");
+    assert_eq!(
+        swept,
+        Swept {
+            refresh_tokens: 2,
+            otp_codes: 2
+        }
+    );
+    assert_eq!(count_rows(store, "refresh_tokens").await, tokens_before - 2);
+    assert_eq!(count_rows(store, "otp_codes").await, 2);
+    // Nothing more to sweep now, and what stayed works.
+    let again = store
+        .sweep_expired(medify::store::now())
+        .await
+        .expect("sweep");
+    assert_eq!(again, Swept::default());
+    refresh_ok(&app, &refresh_token_of(&live)).await;
+    let res = app
+        .post_json(
+            "/api/v1/auth/otp/verify",
+            &json!({"phone": "+14155550303", "code": live_code}),
+        )
+        .await;
+    assert_eq!(res.status, 200, "{}", res.text());
+
+    // A month on, every token has expired and every window is over.
+    let later = medify::store::now() + Duration::days(31);
+    let swept = store.sweep_expired(later).await.expect("sweep");
+    assert_eq!(swept.otp_codes, 2, "{swept:?}");
+    assert_eq!(count_rows(store, "refresh_tokens").await, 0);
+    assert_eq!(count_rows(store, "otp_codes").await, 0);
 }
