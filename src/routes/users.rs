@@ -70,7 +70,9 @@ pub struct ProfilePatch {
         (status = 400, description = "`invalid_json`", body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`conflict`: an account without an email signs in with its phone, so its phone cannot be changed or removed", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`validation_failed`: an empty or too long name, or a phone that is not E.164", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`payload_too_large`: a body over 64 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "`unsupported_media_type`: a body that is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`: an empty or too long name, a phone that is not E.164, or a field of the wrong type", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[patch("/api/v1/me")]
@@ -175,7 +177,9 @@ pub struct PhoneCode {
         (status = 400, description = "`invalid_json`", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`invalid_code`: wrong, expired, used, or dead after 5 wrong tries; or `unauthorized` without a valid token", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`conflict`: the account has no phone, it is already verified, or it changed meanwhile; `phone_taken`: another account holds this number verified (sign in with it by OTP instead)", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`validation_failed`: no `code`", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`payload_too_large`: a body over 64 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "`unsupported_media_type`: a body that is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`: no `code`, or not a string", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "`rate_limited`, with Retry-After: too many tries from this network, or the phone's wrong tries are spent (`OTP_MAX_WRONG_PER_PHONE` in `OTP_WRONG_WINDOW_S`, however many codes were sent)", body = Problem, content_type = "application/problem+json"),
     )
 )]

@@ -8,7 +8,8 @@ use crate::{backend_tests, backend_tests_with};
 
 backend_tests!(
     patch_me_edits_name_and_phone,
-    a_phone_is_verified_with_a_code
+    a_phone_is_verified_with_a_code,
+    openapi_documents_the_phone_endpoints,
 );
 
 // Servers with no resend cool-down, so that a test can send a phone several codes at once.
@@ -370,4 +371,64 @@ async fn wrong_tries_survive_resends(app: TestApp) {
         .assert_problem(429, "rate_limited");
     // Another phone is not affected.
     otp_sign_in(&app, "+14155550178").await;
+}
+
+async fn openapi_documents_the_phone_endpoints(app: TestApp) {
+    let doc = app.get("/api/v1/openapi.json").await.json();
+    let statuses = |path: &str, method: &str| -> Vec<String> {
+        let responses = doc["paths"][path][method]["responses"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{method} {path} is not documented"));
+        let mut codes: Vec<String> = responses.keys().cloned().collect();
+        codes.sort_unstable();
+        codes
+    };
+    assert_eq!(
+        statuses("/api/v1/me", "patch"),
+        ["200", "400", "401", "409", "413", "415", "422"]
+    );
+    assert_eq!(
+        statuses("/api/v1/me/phone/verify/request", "post"),
+        ["202", "401", "409", "429", "503"]
+    );
+    assert_eq!(
+        statuses("/api/v1/me/phone/verify", "post"),
+        ["200", "400", "401", "409", "413", "415", "422", "429"]
+    );
+    for (path, method) in [("/api/v1/me", "patch"), ("/api/v1/me/phone/verify", "post")] {
+        let body = &doc["paths"][path][method]["requestBody"]["content"]["application/json"];
+        assert!(
+            body["schema"]["$ref"].is_string(),
+            "{method} {path}: {body}"
+        );
+        assert!(
+            doc["paths"][path][method]["security"].is_array(),
+            "{method} {path} needs a token"
+        );
+    }
+    let ok = &doc["paths"]["/api/v1/me/phone/verify"]["post"]["responses"]["200"];
+    assert_eq!(
+        ok["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/User"
+    );
+    let sent = &doc["paths"]["/api/v1/me/phone/verify/request"]["post"]["responses"]["202"];
+    assert_eq!(
+        sent["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/OtpSent"
+    );
+    // Every user object says whether its phone is verified.
+    let user = &doc["components"]["schemas"]["User"];
+    assert_eq!(
+        user["properties"]["phone_verified"]["type"], "boolean",
+        "{user}"
+    );
+    assert!(
+        user["required"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|f| f == "phone_verified")),
+        "{user}"
+    );
+    for schema in ["ProfilePatch", "PhoneCode"] {
+        assert!(doc["components"]["schemas"][schema].is_object(), "{schema}");
+    }
 }
