@@ -14,7 +14,8 @@ use rand::RngCore;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::sqlite::SqliteConnectOptions;
 
-use crate::auth::otp::OtpDelivery;
+use crate::auth::client::TrustedProxies;
+use crate::auth::otp::{OtpDelivery, OTP_RESEND_COOLDOWN_S};
 use crate::domain::{Email, Password};
 
 /// Minimum length of `JWT_SECRET`, in bytes (HS256 wants at least the hash's output size).
@@ -135,6 +136,17 @@ pub struct AuthLimits {
     pub per_account: u32,
 }
 
+/// Phone one-time codes: resends and wrong tries.
+#[derive(Debug, Clone, Copy)]
+pub struct OtpLimits {
+    /// Seconds before another code may be sent to the same phone.
+    pub resend_cooldown_s: u64,
+    /// Wrong codes one phone may be tried with in a window, however many codes are sent.
+    pub max_wrong_per_phone: u32,
+    /// Seconds from a phone's first wrong try until its budget is whole again.
+    pub wrong_window_s: u64,
+}
+
 /// OpenStreetMap's standard tiles; fine for development, see their tile usage policy.
 pub const DEFAULT_MAP_TILE_URL: &str = "https://tile.openstreetmap.org/{z}/{x}/{y}.png";
 
@@ -157,7 +169,16 @@ pub struct Settings {
     pub shutdown_timeout_s: u64,
     pub admin: Option<AdminBootstrap>,
     pub otp_delivery: OtpDelivery,
+    pub otp_limits: OtpLimits,
     pub auth_limits: AuthLimits,
+    /// Seconds after a refresh token is exchanged during which presenting it again (two
+    /// tabs, a client retry) gets another pair of the same session instead of revoking it.
+    pub refresh_reuse_interval_s: u64,
+    /// Proxies whose `X-Forwarded-For` names the client (`TRUSTED_PROXIES`); empty: the
+    /// TCP peer is the client.
+    pub trusted_proxies: TrustedProxies,
+    /// Seconds between sweeps of expired refresh tokens and spent OTP codes.
+    pub sweep_interval_s: u64,
     /// Inventory shard actors (pharmacies are hashed onto them).
     pub inventory_shards: usize,
     /// How far from the delivery point a pharmacy may be chosen, in metres.
@@ -461,6 +482,18 @@ impl Settings {
             Ok(delivery)
         });
 
+        let otp_limits = OtpLimits {
+            resend_cooldown_s: r.parse("OTP_RESEND_COOLDOWN_S", OTP_RESEND_COOLDOWN_S, |raw| {
+                parse_number(raw, 0, 3_600)
+            }),
+            max_wrong_per_phone: r.parse("OTP_MAX_WRONG_PER_PHONE", 10, |raw| {
+                parse_number(raw, 1, 1_000)
+            }),
+            wrong_window_s: r.parse("OTP_WRONG_WINDOW_S", 1_800, |raw| {
+                parse_number(raw, 1, 86_400)
+            }),
+        };
+
         let auth_limits = AuthLimits {
             per_ip: r.parse("RATE_LIMIT_AUTH_PER_IP", 30, |raw| {
                 parse_number(raw, 1, 1_000_000)
@@ -469,6 +502,20 @@ impl Settings {
                 parse_number(raw, 1, 1_000_000)
             }),
         };
+
+        let refresh_reuse_interval_s = r.parse("REFRESH_REUSE_INTERVAL_S", 10, |raw| {
+            parse_number(raw, 0, 300)
+        });
+
+        let trusted_proxies = r.parse(
+            "TRUSTED_PROXIES",
+            TrustedProxies::default(),
+            TrustedProxies::parse_list,
+        );
+
+        let sweep_interval_s = r.parse("SWEEP_INTERVAL_S", 3_600, |raw| {
+            parse_number(raw, 1, 604_800)
+        });
 
         let inventory_shards = r.parse("INVENTORY_SHARDS", default_workers * 2, |raw| {
             parse_number(raw, 1, 256)
@@ -594,7 +641,11 @@ impl Settings {
             shutdown_timeout_s,
             admin,
             otp_delivery,
+            otp_limits,
             auth_limits,
+            refresh_reuse_interval_s,
+            trusted_proxies,
+            sweep_interval_s,
             inventory_shards,
             service_radius_m: f64::from(service_radius_m),
             dispatch_timeout_s,
@@ -631,6 +682,32 @@ mod tests {
         assert!(s.jwt_secret_generated);
         assert_eq!(s.jwt_secret.expose().len(), 32);
         assert_eq!(s.log_format, LogFormat::Pretty);
+        assert_eq!(s.refresh_reuse_interval_s, 10);
+        assert_eq!(s.otp_limits.resend_cooldown_s, 30);
+        assert_eq!(s.otp_limits.max_wrong_per_phone, 10);
+        assert_eq!(s.otp_limits.wrong_window_s, 1_800);
+        assert_eq!(s.sweep_interval_s, 3_600);
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_blocks() {
+        assert_eq!(
+            settings(&[]).expect("ok").trusted_proxies,
+            TrustedProxies::default()
+        );
+        let s = settings(&[("TRUSTED_PROXIES", "127.0.0.1, 10.0.0.0/8, ::1")]).expect("ok");
+        assert!(s.trusted_proxies.contains("10.1.2.3".parse().expect("ip")));
+        assert!(!s.trusted_proxies.contains("192.0.2.1".parse().expect("ip")));
+        let err = settings(&[("TRUSTED_PROXIES", "10.0.0.0/8, lb.internal")]).expect_err("name");
+        assert_eq!(err.variables(), vec!["TRUSTED_PROXIES"]);
+    }
+
+    #[test]
+    fn refresh_reuse_interval_is_bounded() {
+        let s = settings(&[("REFRESH_REUSE_INTERVAL_S", "0")]).expect("0 turns it off");
+        assert_eq!(s.refresh_reuse_interval_s, 0);
+        let err = settings(&[("REFRESH_REUSE_INTERVAL_S", "301")]).expect_err("too long");
+        assert_eq!(err.variables(), vec!["REFRESH_REUSE_INTERVAL_S"]);
     }
 
     #[test]

@@ -204,6 +204,11 @@ impl Application {
             }
         });
 
+        spawn_expiry_sweep(
+            store.clone(),
+            Duration::from_secs(settings.sweep_interval_s),
+        );
+
         let riders = Riders::new(RiderDeps {
             fleet,
             matcher,
@@ -340,6 +345,24 @@ pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
             let _ = tokio::signal::ctrl_c().await;
         })
     }
+}
+
+/// Deletes expired refresh tokens and spent OTP codes every `interval`
+/// ([`Store::sweep_expired`]); a failed sweep is logged and tried again next time.
+fn spawn_expiry_sweep(store: Store, interval: Duration) {
+    actix_web::rt::spawn(async move {
+        loop {
+            tokio::time::sleep(interval).await;
+            match store.sweep_expired(crate::store::now()).await {
+                Ok(swept) => tracing::debug!(
+                    refresh_tokens = swept.refresh_tokens,
+                    otp_codes = swept.otp_codes,
+                    "expired rows swept"
+                ),
+                Err(e) => tracing::warn!(error = %e, "expiry sweep failed; retrying next interval"),
+            }
+        }
+    });
 }
 
 /// Requests no route took: 405 when the path exists under another method, else 404.

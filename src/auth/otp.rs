@@ -1,9 +1,13 @@
 //! Phone one-time codes and the port that delivers them.
 //!
 //! A code is 6 digits from the thread CSPRNG, valid for 5 minutes, dead after 5 wrong
-//! tries, and not re-sent within 30 seconds. Only an HMAC-SHA256 of it (keyed with the
-//! server secret, bound to the phone number) is stored, so a database dump reveals no
-//! usable code. Delivery goes through [`SmsSender`]; the shipped [`LogSender`] writes the
+//! tries, and not re-sent within 30 seconds (`OTP_RESEND_COOLDOWN_S`). A phone takes at
+//! most 10 wrong tries in 30 minutes (`OTP_MAX_WRONG_PER_PHONE`, `OTP_WRONG_WINDOW_S`)
+//! however many codes it is sent: a resend starts a new code, not a new budget. The same
+//! codes serve sign-in and the verification of a signed-in user's phone (both prove
+//! possession of the number). Only an HMAC-SHA256 of a code (keyed with the server
+//! secret, bound to the phone number) is stored, so a database dump reveals no usable
+//! code. Delivery goes through [`SmsSender`]; the shipped [`LogSender`] writes the
 //! code to the log for development. `OTP_DELIVERY=response` returns it in the HTTP answer
 //! for tests and demos; both are refused at start-up in production.
 
@@ -18,8 +22,9 @@ use crate::domain::Phone;
 
 /// Seconds a code stays valid.
 pub const OTP_TTL_S: i64 = 300;
-/// Seconds before a new code may be sent to the same phone.
-pub const OTP_RESEND_COOLDOWN_S: i64 = 30;
+/// Default seconds before a new code may be sent to the same phone
+/// (`OTP_RESEND_COOLDOWN_S`).
+pub const OTP_RESEND_COOLDOWN_S: u64 = 30;
 /// Wrong tries after which a code is dead.
 pub const OTP_MAX_ATTEMPTS: i32 = 5;
 

@@ -1,4 +1,10 @@
-//! Rate limits for the auth endpoints, per client IP and per account or phone.
+//! Rate limits for the auth endpoints, per client network and per account or phone.
+//!
+//! Account limits are counted per (account, client network) ([`account_key`]): failures
+//! from an attacker's network exhaust the attacker's budget for that account, never the
+//! owner's, who signs in from another network. The client network is an IPv4 address or an
+//! IPv6 /64 (see `auth::client`), so one host cannot multiply its budget by rotating
+//! through its own IPv6 addresses.
 //!
 //! One algorithm, GCRA (the generic cell rate algorithm, a leaky bucket kept as a single
 //! "theoretical arrival time" per key), in two places: [`gcra`] here for the in-memory
@@ -72,7 +78,19 @@ redis.call('SET', KEYS[1], new_tat, 'PX', window + interval)
 return 0
 ";
 
-/// Limits keyed by strings such as `login:ip:127.0.0.1`.
+/// The key of a per-client limit: `action` (`login`, `otp`, …) from one client network.
+pub fn client_key(action: &str, network: &str) -> String {
+    format!("{action}:ip:{network}")
+}
+
+/// The key of a per-account limit: `action` on one account (a normalised email or an
+/// E.164 phone) from one client network.
+pub fn account_key(action: &str, account: &str, network: &str) -> String {
+    format!("{action}:account:{account}:net:{network}")
+}
+
+/// Limits keyed by strings such as `login:ip:127.0.0.1` (see [`client_key`] and
+/// [`account_key`]).
 #[derive(Clone)]
 pub struct RateLimiter {
     memory: Arc<Mutex<HashMap<String, i64>>>,
@@ -188,6 +206,20 @@ mod tests {
             gcra(60_000, tat, quota),
             Decision::Allow { tat_ms: 80_000 }
         ));
+    }
+
+    #[tokio::test]
+    async fn an_accounts_budget_is_per_client_network() {
+        let limiter = RateLimiter::new(None);
+        let quota = Quota { per_minute: 3 };
+        let attacker = account_key("login", "owner@example.com", "203.0.113.7");
+        let owner = account_key("login", "owner@example.com", "2001:db8:1:2::/64");
+        for _ in 0..3 {
+            assert!(limiter.check(&attacker, quota).await.is_ok());
+        }
+        assert!(limiter.check(&attacker, quota).await.is_err());
+        assert!(limiter.check(&owner, quota).await.is_ok());
+        assert_ne!(client_key("login", "203.0.113.7"), attacker);
     }
 
     #[tokio::test]

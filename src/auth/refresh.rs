@@ -1,8 +1,10 @@
 //! Refresh tokens: 256 random bits, base64url, stored only as their SHA-256.
 //!
-//! A refresh token is exchanged exactly once: the exchange marks it rotated and issues a
-//! successor in the same family. Presenting a rotated token again means it was copied, so
-//! the whole family (the session) is revoked. See `store::auth` for the transaction.
+//! A refresh token is exchanged once: the exchange marks it rotated and issues a successor
+//! in the same family. Presenting a rotated token again within the reuse interval
+//! (`REFRESH_REUSE_INTERVAL_S`, 10 s) is two tabs or a retry racing, and gets another
+//! successor in the same family; later it means the token was copied, so the whole family
+//! (the session) is revoked. See `store::auth` for the transaction.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;

@@ -1,8 +1,9 @@
 //! `/api/v1/auth/*`: register, login, refresh, logout and phone OTP.
 //!
 //! Every endpoint here is attacked from day one, so each starts with its rate limits (per
-//! client IP, then per account or phone) before any expensive or revealing work. Login
-//! answers unknown emails and wrong passwords identically, after the same hashing work.
+//! client network, then per account or phone from that network) before any expensive or
+//! revealing work. Login answers unknown emails and wrong passwords identically, after the
+//! same hashing work.
 
 use actix_web::{post, web, HttpRequest, HttpResponse};
 use chrono::Duration;
@@ -10,15 +11,16 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::auth::client;
 use crate::auth::jwt::ACCESS_TOKEN_TTL_S;
-use crate::auth::otp::{self, OtpDelivery, OTP_MAX_ATTEMPTS, OTP_RESEND_COOLDOWN_S, OTP_TTL_S};
-use crate::auth::rate_limit::Quota;
+use crate::auth::otp::{self, OtpDelivery, OTP_MAX_ATTEMPTS, OTP_TTL_S};
+use crate::auth::rate_limit::{account_key, client_key, Quota};
 use crate::auth::refresh::{self, REFRESH_TOKEN_TTL_DAYS};
 use crate::domain::{Email, Password, PersonName, Phone, Role};
 use crate::error::{ApiError, FieldErrors, Problem};
 use crate::extract::ApiJson;
 use crate::startup::AppState;
-use crate::store::auth::{OtpIssue, Rotation};
+use crate::store::auth::{OtpIssue, OtpPolicy, OtpTry, Rotation};
 use crate::store::unique_violation;
 use crate::store::users::{NewUser, User};
 
@@ -47,7 +49,7 @@ pub struct RegisterRequest {
     pub email: Option<String>,
     /// At least 8 characters.
     pub password: Option<String>,
-    /// E.164, such as `+14155550123`.
+    /// E.164, such as `+14155550123`; stored unverified.
     pub phone: Option<String>,
     /// `customer` (default) or `rider`.
     pub role: Option<String>,
@@ -84,10 +86,9 @@ pub struct OtpVerify {
     pub code: String,
 }
 
-/// The client's IP address, for per-IP limits.
-pub fn client_ip(req: &HttpRequest) -> String {
-    req.peer_addr()
-        .map_or_else(|| "unknown".to_owned(), |a| a.ip().to_string())
+/// The network the request's client is counted under (see `auth::client`).
+pub fn client_network(state: &AppState, req: &HttpRequest) -> String {
+    client::client_network(req, &state.settings.trusted_proxies)
 }
 
 /// Counts one request against each `(key, quota)`; the first one over its quota is 429.
@@ -102,13 +103,13 @@ pub async fn limit(state: &AppState, checks: &[(String, Quota)]) -> Result<(), A
     Ok(())
 }
 
-fn per_ip(state: &AppState) -> Quota {
+pub fn per_ip(state: &AppState) -> Quota {
     Quota {
         per_minute: state.settings.auth_limits.per_ip,
     }
 }
 
-fn per_account(state: &AppState) -> Quota {
+pub fn per_account(state: &AppState) -> Quota {
     Quota {
         per_minute: state.settings.auth_limits.per_account,
     }
@@ -140,7 +141,8 @@ pub async fn issue_tokens(
     })
 }
 
-/// Maps a unique violation on `users` to the contract's 409 codes.
+/// Maps a unique violation on `users` to the contract's 409 codes (`phone` holds only
+/// verified numbers, so `phone_taken` comes from proving a number another account holds).
 pub fn user_conflict(e: sqlx::Error) -> ApiError {
     match unique_violation(&e) {
         Some(c) if c.contains("email") => ApiError::Conflict {
@@ -197,8 +199,8 @@ pub fn account_fields(
     })
 }
 
-/// Hashes the password (off the async workers) and stores the account; a taken email or
-/// phone is 409.
+/// Hashes the password (off the async workers) and stores the account (its phone
+/// unverified); a taken email is 409.
 pub async fn create_account(
     state: &AppState,
     fields: AccountFields,
@@ -220,13 +222,13 @@ pub async fn create_account(
         .map_err(user_conflict)
 }
 
-/// Create a customer or rider account.
+/// Create a customer or rider account. A phone given here is stored unverified.
 #[utoipa::path(
     tag = "auth",
     request_body = RegisterRequest,
     responses(
         (status = 201, body = UserEnvelope),
-        (status = 409, description = "`email_taken` or `phone_taken`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`email_taken` (a phone is stored unverified and never conflicts)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "weak password, bad email or phone, or a role other than customer/rider", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "`rate_limited`, with Retry-After", body = Problem, content_type = "application/problem+json"),
     )
@@ -238,10 +240,11 @@ pub async fn register(
     body: ApiJson<RegisterRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
-    let mut checks = vec![(format!("register:ip:{}", client_ip(&req)), per_ip(&state))];
+    let net = client_network(&state, &req);
+    let mut checks = vec![(client_key("register", &net), per_ip(&state))];
     if let Some(email) = &body.email {
         checks.push((
-            format!("register:email:{}", email.trim().to_lowercase()),
+            account_key("register", &email.trim().to_lowercase(), &net),
             per_account(&state),
         ));
     }
@@ -292,11 +295,13 @@ pub async fn login(
 ) -> Result<web::Json<Tokens>, ApiError> {
     let LoginRequest { email, password } = body.into_inner();
     let email = email.trim().to_lowercase();
+    // Per (account, network): an attacker's wrong passwords never lock out the owner.
+    let net = client_network(&state, &req);
     limit(
         &state,
         &[
-            (format!("login:ip:{}", client_ip(&req)), per_ip(&state)),
-            (format!("login:email:{email}"), per_account(&state)),
+            (client_key("login", &net), per_ip(&state)),
+            (account_key("login", &email, &net), per_account(&state)),
         ],
     )
     .await?;
@@ -316,14 +321,15 @@ pub async fn login(
     }
 }
 
-/// Exchange a refresh token (once) for a new pair. Replaying a spent token revokes the
-/// whole session.
+/// Exchange a refresh token for a new pair. The old token is spent; presenting it again
+/// within `REFRESH_REUSE_INTERVAL_S` (10 s: two tabs, a retry) gets another pair of the same
+/// session, later it revokes the whole session.
 #[utoipa::path(
     tag = "auth",
     request_body = RefreshRequest,
     responses(
-        (status = 200, body = Tokens),
-        (status = 401, description = "unknown, expired, revoked or replayed token", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "a new pair of the same session, also for a token spent within the reuse interval", body = Tokens),
+        (status = 401, description = "`unauthorized`: unknown, expired or revoked token, or a token spent before the reuse interval (which revokes the session)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[post("/api/v1/auth/refresh")]
@@ -333,16 +339,27 @@ pub async fn refresh_tokens(
 ) -> Result<web::Json<Tokens>, ApiError> {
     let old = refresh::hash(body.0.refresh_token.trim());
     let (new_token, new_hash) = refresh::generate();
+    let reuse_interval = Duration::seconds(
+        i64::try_from(state.settings.refresh_reuse_interval_s).unwrap_or(i64::MAX),
+    );
     let outcome = state
         .store
-        .rotate_refresh_token(&old, &new_hash, Duration::days(REFRESH_TOKEN_TTL_DAYS))
+        .rotate_refresh_token(
+            &old,
+            &new_hash,
+            Duration::days(REFRESH_TOKEN_TTL_DAYS),
+            reuse_interval,
+        )
         .await?;
     let invalid = |detail: &str| ApiError::Unauthenticated {
         code: "unauthorized",
         detail: detail.to_owned(),
     };
     match outcome {
-        Rotation::Rotated { user_id, .. } => {
+        Rotation::Rotated { user_id, .. } | Rotation::Reissued { user_id, .. } => {
+            if matches!(outcome, Rotation::Reissued { .. }) {
+                tracing::info!(%user_id, "refresh token presented again within the reuse interval: sibling issued");
+            }
             let user = state
                 .store
                 .user_by_id(user_id)
@@ -383,6 +400,101 @@ pub async fn logout(
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// The OTP rules as configured.
+pub fn otp_policy(state: &AppState) -> OtpPolicy {
+    let limits = &state.settings.otp_limits;
+    let seconds = |s: u64| Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX));
+    OtpPolicy {
+        ttl: Duration::seconds(OTP_TTL_S),
+        resend_cooldown: seconds(limits.resend_cooldown_s),
+        max_attempts_per_code: OTP_MAX_ATTEMPTS,
+        max_wrong_per_phone: i32::try_from(limits.max_wrong_per_phone).unwrap_or(i32::MAX),
+        wrong_window: seconds(limits.wrong_window_s),
+    }
+}
+
+/// Sends a new code to `phone` (sign-in or verification alike), unless the phone's resend
+/// cool-down runs or its wrong tries are spent (429). The caller applies its per-network
+/// limit first.
+pub async fn send_code(state: &AppState, phone: &Phone) -> Result<OtpSent, ApiError> {
+    let delivery = state.settings.otp_delivery;
+    if delivery == OtpDelivery::Disabled {
+        return Err(ApiError::Unavailable(
+            "phone codes are not configured on this server (OTP_DELIVERY)".into(),
+        ));
+    }
+    let code = otp::generate_code();
+    let hash = otp::code_hash(state.settings.jwt_secret.expose(), phone.as_str(), &code);
+    match state
+        .store
+        .issue_otp(phone.as_str(), &hash, &otp_policy(state))
+        .await?
+    {
+        OtpIssue::Stored => {}
+        OtpIssue::Cooldown { retry_after_s } | OtpIssue::Locked { retry_after_s } => {
+            return Err(ApiError::RateLimited { retry_after_s })
+        }
+    }
+    let debug_code = match delivery {
+        OtpDelivery::Response => Some(code),
+        _ => {
+            state.sms.send(phone, &code).await.map_err(|e| {
+                tracing::error!(error = %e, "OTP delivery failed");
+                ApiError::Unavailable("the code could not be sent; try again".into())
+            })?;
+            None
+        }
+    };
+    Ok(OtpSent {
+        expires_in: OTP_TTL_S,
+        debug_code,
+    })
+}
+
+/// Checks `code` against the live code of `phone` (sign-in or verification alike), after
+/// the per-network and per-(phone, network) limits; the code is used up when it matches.
+/// 401 `invalid_code` when it does not; 429 once the phone's wrong tries are spent.
+pub async fn prove_phone(
+    state: &AppState,
+    req: &HttpRequest,
+    phone: &Phone,
+    code: &str,
+) -> Result<(), ApiError> {
+    let net = client_network(state, req);
+    limit(
+        state,
+        &[
+            (client_key("otp-verify", &net), per_ip(state)),
+            (
+                account_key("otp-verify", phone.as_str(), &net),
+                per_account(state),
+            ),
+        ],
+    )
+    .await?;
+    let invalid = || ApiError::Unauthenticated {
+        code: "invalid_code",
+        detail: "the code is wrong, expired or no longer valid; request a new one".into(),
+    };
+    let stored = match state
+        .store
+        .spend_otp_attempt(phone.as_str(), &otp_policy(state))
+        .await?
+    {
+        OtpTry::Live(stored) => stored,
+        OtpTry::NoCode => return Err(invalid()),
+        OtpTry::Locked { retry_after_s } => return Err(ApiError::RateLimited { retry_after_s }),
+    };
+    let key = state.settings.jwt_secret.expose();
+    if !otp::code_matches(key, phone.as_str(), code.trim(), &stored) {
+        return Err(invalid());
+    }
+    if !state.store.consume_otp(phone.as_str(), &stored).await? {
+        return Err(invalid());
+    }
+    Ok(())
+}
+
 /// Send a one-time sign-in code to a phone.
 #[utoipa::path(
     tag = "auth",
@@ -390,7 +502,7 @@ pub async fn logout(
     responses(
         (status = 202, body = OtpSent),
         (status = 422, description = "not an E.164 number", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "a code was sent to this phone less than 30 s ago, or too many requests", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited`, with Retry-After: a code was sent to this phone less than `OTP_RESEND_COOLDOWN_S` (30 s) ago, the phone's wrong tries are spent (`OTP_MAX_WRONG_PER_PHONE` in `OTP_WRONG_WINDOW_S`), or too many requests from this network", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "no code delivery is configured", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -402,54 +514,28 @@ pub async fn otp_request(
 ) -> Result<HttpResponse, ApiError> {
     limit(
         &state,
-        &[(format!("otp:ip:{}", client_ip(&req)), per_ip(&state))],
+        &[(
+            client_key("otp", &client_network(&state, &req)),
+            per_ip(&state),
+        )],
     )
     .await?;
     let phone = Phone::parse(&body.0.phone).map_err(|m| ApiError::field("phone", m))?;
-    let delivery = state.settings.otp_delivery;
-    if delivery == OtpDelivery::Disabled {
-        return Err(ApiError::Unavailable(
-            "phone sign-in is not configured on this server (OTP_DELIVERY)".into(),
-        ));
-    }
-    let code = otp::generate_code();
-    let hash = otp::code_hash(state.settings.jwt_secret.expose(), phone.as_str(), &code);
-    let issued = state
-        .store
-        .issue_otp(
-            phone.as_str(),
-            &hash,
-            Duration::seconds(OTP_TTL_S),
-            Duration::seconds(OTP_RESEND_COOLDOWN_S),
-        )
-        .await?;
-    if let OtpIssue::Cooldown { retry_after_s } = issued {
-        return Err(ApiError::RateLimited { retry_after_s });
-    }
-    let debug_code = match delivery {
-        OtpDelivery::Response => Some(code),
-        _ => {
-            state.sms.send(&phone, &code).await.map_err(|e| {
-                tracing::error!(error = %e, "OTP delivery failed");
-                ApiError::Unavailable("the code could not be sent; try again".into())
-            })?;
-            None
-        }
-    };
-    Ok(HttpResponse::Accepted().json(OtpSent {
-        expires_in: OTP_TTL_S,
-        debug_code,
-    }))
+    let sent = send_code(&state, &phone).await?;
+    Ok(HttpResponse::Accepted().json(sent))
 }
 
-/// Sign in with a phone and its one-time code; the first sign-in creates a customer.
+/// Sign in with a phone and its one-time code: into the account holding that phone
+/// verified, else a new customer. Other accounts' unverified claims on the phone are
+/// dropped.
 #[utoipa::path(
     tag = "auth",
     request_body = OtpVerify,
     responses(
-        (status = 200, body = Tokens),
-        (status = 401, description = "`invalid_code`: wrong, expired, or dead after 5 wrong tries", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`rate_limited`, with Retry-After", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "signed in to the account holding the phone verified (created as a customer if none does)", body = Tokens),
+        (status = 401, description = "`invalid_code`: wrong, expired, used, or dead after 5 wrong tries", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "not an E.164 number", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited`, with Retry-After: too many tries from this network, or the phone's wrong tries are spent (`OTP_MAX_WRONG_PER_PHONE` in `OTP_WRONG_WINDOW_S`, however many codes were sent)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[post("/api/v1/auth/otp/verify")]
@@ -460,35 +546,7 @@ pub async fn otp_verify(
 ) -> Result<web::Json<Tokens>, ApiError> {
     let OtpVerify { phone, code } = body.into_inner();
     let phone = Phone::parse(&phone).map_err(|m| ApiError::field("phone", m))?;
-    limit(
-        &state,
-        &[
-            (format!("otp-verify:ip:{}", client_ip(&req)), per_ip(&state)),
-            (
-                format!("otp-verify:phone:{}", phone.as_str()),
-                per_account(&state),
-            ),
-        ],
-    )
-    .await?;
-    let invalid = || ApiError::Unauthenticated {
-        code: "invalid_code",
-        detail: "the code is wrong, expired or no longer valid; request a new one".into(),
-    };
-    let Some(stored) = state
-        .store
-        .spend_otp_attempt(phone.as_str(), OTP_MAX_ATTEMPTS)
-        .await?
-    else {
-        return Err(invalid());
-    };
-    let key = state.settings.jwt_secret.expose();
-    if !otp::code_matches(key, phone.as_str(), code.trim(), &stored) {
-        return Err(invalid());
-    }
-    if !state.store.consume_otp(phone.as_str(), &stored).await? {
-        return Err(invalid());
-    }
+    prove_phone(&state, &req, &phone, &code).await?;
     let user = state.store.user_for_phone_login(phone.as_str()).await?;
     Ok(web::Json(issue_tokens(&state, user, None).await?))
 }

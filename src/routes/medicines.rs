@@ -35,7 +35,7 @@ pub struct SearchParams {
 }
 
 /// Distinguishes a field that is absent (`None`) from one that is `null` (`Some(None)`).
-fn double_option<'de, D, T>(de: D) -> Result<Option<Option<T>>, D::Error>
+pub(crate) fn double_option<'de, D, T>(de: D) -> Result<Option<Option<T>>, D::Error>
 where
     D: Deserializer<'de>,
     T: Deserialize<'de>,

@@ -26,7 +26,8 @@ use crate::store::users::User;
     paths(
         health::healthz, health::readyz, health::metrics, openapi_json,
         auth::register, auth::login, auth::refresh_tokens, auth::logout,
-        auth::otp_request, auth::otp_verify, users::me, users::create_user,
+        auth::otp_request, auth::otp_verify, users::me, users::update_me,
+        users::request_phone_verification, users::verify_phone, users::create_user,
         medicines::search, medicines::get_medicine, medicines::create_medicine,
         medicines::update_medicine, medicines::delete_medicine,
         pharmacies::create_pharmacy, pharmacies::list_pharmacies, pharmacies::get_pharmacy,
@@ -40,7 +41,7 @@ use crate::store::users::User;
         Problem, FieldError, health::Health, health::Readiness, Role, User,
         auth::Tokens, auth::UserEnvelope, auth::RegisterRequest, auth::LoginRequest,
         auth::RefreshRequest, auth::OtpRequest, auth::OtpSent, auth::OtpVerify,
-        users::AdminNewUser, Medicine, medicines::NewMedicine, medicines::MedicinePatch,
+        users::AdminNewUser, users::ProfilePatch, users::PhoneCode, Medicine, medicines::NewMedicine, medicines::MedicinePatch,
         Pharmacy, pharmacies::NewPharmacy, pharmacies::NearbyPharmacy, pharmacies::StockUpdate,
         pharmacies::StockLineIn, StockRow, OrderView, OrderItem, OrderPharmacy, OrderRider,
         Delivery, orders::NewOrderRequest, orders::NewItem, orders::DeliveryIn,

@@ -5,31 +5,75 @@ use jsonwebtoken::{encode, EncodingKey, Header};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::backend_tests;
 use crate::helpers::{
     spawn_app_with, spawn_sibling, Backend, Options, Reply, TestApp, ADMIN_EMAIL, ADMIN_PASSWORD,
     TEST_JWT_SECRET,
 };
+use crate::{backend_tests, backend_tests_with};
 
 backend_tests!(
     register_creates_a_customer_by_default,
     register_accepts_riders_and_refuses_other_roles,
-    register_refuses_duplicates_with_409,
+    register_refuses_a_taken_email_but_not_a_claimed_phone,
     register_reports_every_bad_field_at_once,
     login_returns_tokens_that_open_me,
     login_failures_are_indistinguishable,
     bad_tokens_are_401,
     tokens_in_rest_query_strings_are_not_accepted,
-    refresh_rotates_and_reuse_revokes_the_family,
+    simultaneous_refreshes_keep_the_session,
+    refresh_replayed_within_the_interval_stays_in_the_session,
     logout_revokes_the_session,
     otp_signs_in_and_creates_a_customer_once,
     otp_resend_within_30_seconds_is_429,
     otp_code_is_dead_after_five_wrong_tries,
     rapid_wrong_logins_hit_429,
+    forwarded_for_from_an_untrusted_peer_is_ignored,
     admins_create_accounts_of_any_role,
     customers_cannot_reach_admin_endpoints,
     tokens_and_admin_survive_a_restart,
+    the_sweep_deletes_expired_rows_and_keeps_live_ones,
 );
+
+// With no reuse interval, every replay of a spent refresh token revokes its session: the
+// behaviour the interval relaxes, shown without waiting for an interval to pass.
+backend_tests_with!(
+    no_reuse_interval,
+    no_reuse_interval,
+    refresh_rotates_and_reuse_revokes_the_family,
+);
+
+// Behind a proxy on 127.0.0.1: X-Forwarded-For plays clients at other addresses.
+backend_tests_with!(
+    behind_a_proxy,
+    behind_a_proxy,
+    an_attacker_cannot_lock_out_the_owner,
+);
+// The same with a per-IP budget of 4, to count it.
+backend_tests_with!(
+    behind_a_proxy_four_per_ip,
+    behind_a_proxy_four_per_ip,
+    ipv6_clients_share_a_budget_per_64,
+);
+
+fn behind_a_proxy() -> Options {
+    Options {
+        env: vec![("TRUSTED_PROXIES", "127.0.0.1, ::1".to_owned())],
+        ..Options::default()
+    }
+}
+
+fn behind_a_proxy_four_per_ip() -> Options {
+    let mut options = behind_a_proxy();
+    options.env.push(("RATE_LIMIT_AUTH_PER_IP", "4".to_owned()));
+    options
+}
+
+fn no_reuse_interval() -> Options {
+    Options {
+        env: vec![("REFRESH_REUSE_INTERVAL_S", "0".to_owned())],
+        ..Options::default()
+    }
+}
 
 /// No answer may carry a password or a hash.
 #[track_caller]
@@ -66,6 +110,7 @@ async fn register_creates_a_customer_by_default(app: TestApp) {
     assert_eq!(user["name"], "Asha Rao");
     assert_eq!(user["email"], "asha@example.com");
     assert_eq!(user["phone"], "+919876543210");
+    assert_eq!(user["phone_verified"], false);
     assert_eq!(user["role"], "customer");
     assert!(
         Uuid::parse_str(user["id"].as_str().unwrap_or("")).is_ok(),
@@ -89,7 +134,7 @@ async fn register_accepts_riders_and_refuses_other_roles(app: TestApp) {
     }
 }
 
-async fn register_refuses_duplicates_with_409(app: TestApp) {
+async fn register_refuses_a_taken_email_but_not_a_claimed_phone(app: TestApp) {
     let first = json!({"name": "A", "email": "dup@example.com", "password": "long enough",
                        "phone": "+14155550123"});
     assert_eq!(
@@ -100,11 +145,13 @@ async fn register_refuses_duplicates_with_409(app: TestApp) {
     app.post_json("/api/v1/auth/register", &same_email)
         .await
         .assert_problem(409, "email_taken");
+    // A phone typed in at registration is an unverified claim: another account may claim
+    // the same number (neither has proven it), so it neither blocks nor reveals anyone.
     let same_phone = json!({"name": "C", "email": "other@example.com", "password": "long enough",
                             "phone": "+14155550123"});
-    app.post_json("/api/v1/auth/register", &same_phone)
-        .await
-        .assert_problem(409, "phone_taken");
+    let res = app.post_json("/api/v1/auth/register", &same_phone).await;
+    assert_eq!(res.status, 201, "{}", res.text());
+    assert_eq!(res.json()["user"]["phone_verified"], false);
 }
 
 async fn register_reports_every_bad_field_at_once(app: TestApp) {
@@ -276,6 +323,79 @@ async fn refresh_rotates_and_reuse_revokes_the_family(app: TestApp) {
         .assert_problem(401, "unauthorized");
 }
 
+/// A refresh token that answers 200.
+async fn refresh_ok(app: &TestApp, refresh_token: &str) -> Value {
+    let res = app
+        .post_json(
+            "/api/v1/auth/refresh",
+            &json!({"refresh_token": refresh_token}),
+        )
+        .await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    res.json()
+}
+
+fn refresh_token_of(tokens: &Value) -> String {
+    tokens["refresh_token"]
+        .as_str()
+        .expect("refresh_token")
+        .to_owned()
+}
+
+async fn simultaneous_refreshes_keep_the_session(app: TestApp) {
+    let (user, password) = app.register("customer").await;
+    let tokens = app
+        .login(user["email"].as_str().expect("email"), &password)
+        .await;
+    // Two tabs refresh with the same token at once.
+    let body = json!({"refresh_token": tokens["refresh_token"]});
+    let (a, b) = futures_util::join!(
+        app.post_json("/api/v1/auth/refresh", &body),
+        app.post_json("/api/v1/auth/refresh", &body),
+    );
+    assert_eq!(a.status, 200, "first: {}", a.text());
+    assert_eq!(b.status, 200, "second: {}", b.text());
+    let (a, b) = (a.json(), b.json());
+    assert_eq!(a["user"]["id"], user["id"]);
+    assert_eq!(b["user"]["id"], user["id"]);
+    let (ra, rb) = (refresh_token_of(&a), refresh_token_of(&b));
+    assert_ne!(ra, rb);
+    // Neither tab was logged out: both successors (and their access tokens) work.
+    for (tokens, refresh) in [(&a, &ra), (&b, &rb)] {
+        let access = tokens["access_token"].as_str().expect("access");
+        assert_eq!(app.get_auth("/api/v1/me", access).await.status, 200);
+        refresh_ok(&app, refresh).await;
+    }
+}
+
+async fn refresh_replayed_within_the_interval_stays_in_the_session(app: TestApp) {
+    let (user, password) = app.register("customer").await;
+    let first = app
+        .login(user["email"].as_str().expect("email"), &password)
+        .await;
+    let r1 = refresh_token_of(&first);
+    let r2 = refresh_token_of(&refresh_ok(&app, &r1).await);
+    // A retry with the spent token moments later: another pair, nothing revoked.
+    let again = refresh_ok(&app, &r1).await;
+    assert_eq!(again["user"]["id"], user["id"]);
+    let r3 = refresh_token_of(&again);
+    assert_ne!(r3, r2);
+    let r4 = refresh_token_of(&refresh_ok(&app, &r2).await);
+    let r5 = refresh_token_of(&refresh_ok(&app, &r3).await);
+    // Same session: logging out with one branch ends the other too.
+    let res = app
+        .post_json("/api/v1/auth/logout", &json!({"refresh_token": r5}))
+        .await;
+    assert_eq!(res.status, 204);
+    app.post_json("/api/v1/auth/refresh", &json!({"refresh_token": r4}))
+        .await
+        .assert_problem(401, "unauthorized");
+    // A spent token of a revoked session gets nothing, however recent.
+    app.post_json("/api/v1/auth/refresh", &json!({"refresh_token": r2}))
+        .await
+        .assert_problem(401, "unauthorized");
+}
+
 async fn logout_revokes_the_session(app: TestApp) {
     let (user, password) = app.register("rider").await;
     let tokens = app
@@ -335,6 +455,7 @@ async fn otp_signs_in_and_creates_a_customer_once(app: TestApp) {
     let first = res.json();
     assert_eq!(first["user"]["role"], "customer");
     assert_eq!(first["user"]["phone"], phone);
+    assert_eq!(first["user"]["phone_verified"], true);
     // A code works once.
     app.post_json(
         "/api/v1/auth/otp/verify",
@@ -519,4 +640,237 @@ async fn rate_limits_are_shared_through_redis() {
             .await
             .assert_problem(429, "rate_limited");
     }
+}
+
+/// POSTs JSON as if through a proxy that saw the client at `forwarded_for`.
+async fn post_from(app: &TestApp, forwarded_for: &str, path: &str, body: &Value) -> Reply {
+    let mut res = app
+        .client
+        .post(app.url(path))
+        .insert_header(("x-forwarded-for", forwarded_for))
+        .send_json(body)
+        .await
+        .expect("request failed");
+    let bytes = res.body().await.expect("body");
+    Reply {
+        status: res.status().as_u16(),
+        headers: res.headers().clone(),
+        body: bytes.to_vec(),
+    }
+}
+
+/// Wrong passwords for `email` from `forwarded_for` until the first 429; panics if none
+/// comes within 20 tries.
+async fn guess_until_429(app: &TestApp, forwarded_for: &str, email: &Value) {
+    for i in 0..20 {
+        let res = post_from(
+            app,
+            forwarded_for,
+            "/api/v1/auth/login",
+            &json!({"email": email, "password": format!("guess-{i}")}),
+        )
+        .await;
+        if res.status == 429 {
+            res.assert_problem(429, "rate_limited");
+            return;
+        }
+        res.assert_problem(401, "invalid_credentials");
+    }
+    panic!("20 wrong passwords from {forwarded_for} never hit 429");
+}
+
+async fn an_attacker_cannot_lock_out_the_owner(app: TestApp) {
+    let (owner, password) = app.register("customer").await;
+    // Wrong passwords for the owner's email from one address until the account's budget
+    // for that address (10 a minute, under the per-IP 30) is spent.
+    guess_until_429(&app, "203.0.113.7", &owner["email"]).await;
+    post_from(
+        &app,
+        "203.0.113.7",
+        "/api/v1/auth/login",
+        &json!({"email": owner["email"], "password": password}),
+    )
+    .await
+    .assert_problem(429, "rate_limited");
+    // The owner, from their own address, signs in at once.
+    let res = post_from(
+        &app,
+        "198.51.100.20",
+        "/api/v1/auth/login",
+        &json!({"email": owner["email"], "password": password}),
+    )
+    .await;
+    assert_eq!(res.status, 200, "the owner was locked out: {}", res.text());
+    assert_eq!(res.json()["user"]["id"], owner["id"]);
+}
+
+async fn ipv6_clients_share_a_budget_per_64(app: TestApp) {
+    let login = |n: usize| json!({"email": format!("nobody-{n}@example.com"), "password": "wrong password"});
+    // Four requests (the per-IP budget) from two addresses in one /64 ...
+    for (n, from) in ["2001:db8:1:2::1", "2001:db8:1:2:ffff::9"]
+        .iter()
+        .cycle()
+        .take(4)
+        .enumerate()
+    {
+        post_from(&app, from, "/api/v1/auth/login", &login(n))
+            .await
+            .assert_problem(401, "invalid_credentials");
+    }
+    // ... spend it for every address of that /64, not for the next /64.
+    post_from(&app, "2001:db8:1:2::abcd", "/api/v1/auth/login", &login(5))
+        .await
+        .assert_problem(429, "rate_limited");
+    post_from(&app, "2001:db8:1:3::1", "/api/v1/auth/login", &login(6))
+        .await
+        .assert_problem(401, "invalid_credentials");
+    // IPv4 clients count per address.
+    for n in 0..4 {
+        post_from(&app, "192.0.2.1", "/api/v1/auth/login", &login(10 + n))
+            .await
+            .assert_problem(401, "invalid_credentials");
+    }
+    post_from(&app, "192.0.2.1", "/api/v1/auth/login", &login(20))
+        .await
+        .assert_problem(429, "rate_limited");
+    post_from(&app, "192.0.2.2", "/api/v1/auth/login", &login(21))
+        .await
+        .assert_problem(401, "invalid_credentials");
+}
+
+async fn forwarded_for_from_an_untrusted_peer_is_ignored(app: TestApp) {
+    // No TRUSTED_PROXIES: a client naming a new address on every try is still one client.
+    let (owner, password) = app.register("customer").await;
+    let mut limited = false;
+    for i in 0..20 {
+        let res = post_from(
+            &app,
+            &format!("203.0.113.{i}"),
+            "/api/v1/auth/login",
+            &json!({"email": owner["email"], "password": format!("guess-{i}")}),
+        )
+        .await;
+        if res.status == 429 {
+            limited = true;
+            break;
+        }
+        res.assert_problem(401, "invalid_credentials");
+    }
+    assert!(limited, "forged X-Forwarded-For values escaped the limit");
+    // And the header cannot buy this client a fresh budget for the account either.
+    post_from(
+        &app,
+        "198.51.100.20",
+        "/api/v1/auth/login",
+        &json!({"email": owner["email"], "password": password}),
+    )
+    .await
+    .assert_problem(429, "rate_limited");
+}
+
+async fn count_rows(store: &medify::store::Store, table: &str) -> i64 {
+    let sql = format!("SELECT COUNT(*) FROM {table}");
+    medify::on_pool!(store, |pool| sqlx::query_scalar::<_, i64>(&sql)
+        .fetch_one(pool)
+        .await
+        .expect("count"))
+}
+
+/// `Store::sweep_expired` against the test database: what can no longer be used goes, what
+/// can stays (and still works over HTTP).
+async fn the_sweep_deletes_expired_rows_and_keeps_live_ones(app: TestApp) {
+    use chrono::Duration;
+    use medify::store::auth::{OtpPolicy, OtpTry, Swept};
+
+    let store = &app.state.store;
+    let (user, password) = app.register("customer").await;
+    let user_id = Uuid::parse_str(user["id"].as_str().expect("id")).expect("uuid");
+    // A live session, and two refresh tokens that expired a minute ago.
+    let live = app
+        .login(user["email"].as_str().expect("email"), &password)
+        .await;
+    for n in 0..2u8 {
+        store
+            .insert_refresh_token(user_id, Uuid::now_v7(), &[n; 32], Duration::seconds(-60))
+            .await
+            .expect("insert");
+    }
+
+    let policy = |ttl_s: i64| OtpPolicy {
+        ttl: Duration::seconds(ttl_s),
+        resend_cooldown: Duration::zero(),
+        max_attempts_per_code: 5,
+        max_wrong_per_phone: 10,
+        wrong_window: Duration::minutes(30),
+    };
+    // An expired code.
+    store
+        .issue_otp("+14155550301", b"expired", &policy(-60))
+        .await
+        .expect("issue");
+    // A used code (proven over HTTP).
+    let used = request_code(&app, "+14155550302").await;
+    let res = app
+        .post_json(
+            "/api/v1/auth/otp/verify",
+            &json!({"phone": "+14155550302", "code": used}),
+        )
+        .await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    // A live code.
+    let live_code = request_code(&app, "+14155550303").await;
+    // An expired code whose phone has a wrong try in a running window: the count must
+    // outlive the code, or deleting it would hand out a fresh budget.
+    store
+        .issue_otp("+14155550304", b"wrong", &policy(300))
+        .await
+        .expect("issue");
+    assert!(matches!(
+        store
+            .spend_otp_attempt("+14155550304", &policy(300))
+            .await
+            .expect("spend"),
+        OtpTry::Live(_)
+    ));
+    store
+        .issue_otp("+14155550304", b"expired too", &policy(-60))
+        .await
+        .expect("reissue");
+
+    let tokens_before = count_rows(store, "refresh_tokens").await;
+    assert_eq!(count_rows(store, "otp_codes").await, 4);
+    let swept = store
+        .sweep_expired(medify::store::now())
+        .await
+        .expect("sweep");
+    assert_eq!(
+        swept,
+        Swept {
+            refresh_tokens: 2,
+            otp_codes: 2
+        }
+    );
+    assert_eq!(count_rows(store, "refresh_tokens").await, tokens_before - 2);
+    assert_eq!(count_rows(store, "otp_codes").await, 2);
+    // Nothing more to sweep now, and what stayed works.
+    let again = store
+        .sweep_expired(medify::store::now())
+        .await
+        .expect("sweep");
+    assert_eq!(again, Swept::default());
+    refresh_ok(&app, &refresh_token_of(&live)).await;
+    let res = app
+        .post_json(
+            "/api/v1/auth/otp/verify",
+            &json!({"phone": "+14155550303", "code": live_code}),
+        )
+        .await;
+    assert_eq!(res.status, 200, "{}", res.text());
+
+    // A month on, every token has expired and every window is over.
+    let later = medify::store::now() + Duration::days(31);
+    let swept = store.sweep_expired(later).await.expect("sweep");
+    assert_eq!(swept.otp_codes, 2, "{swept:?}");
+    assert_eq!(count_rows(store, "refresh_tokens").await, 0);
+    assert_eq!(count_rows(store, "otp_codes").await, 0);
 }

@@ -621,6 +621,46 @@ macro_rules! backend_tests {
     };
 }
 
+/// [`backend_tests!`] for servers with extra settings: declares each `async fn name(app:
+/// TestApp)` as `$module::sqlite::name` and `$module::postgres::name`, each server started
+/// with the [`Options`] that `fn $options() -> Options` (in the calling file) gives.
+#[macro_export]
+macro_rules! backend_tests_with {
+    ($module:ident, $options:ident, $($name:ident),+ $(,)?) => {
+        mod $module {
+            mod sqlite {
+                $(
+                    #[actix_web::test]
+                    async fn $name() {
+                        let app = $crate::helpers::spawn_app_with(
+                            $crate::helpers::Backend::Sqlite,
+                            super::super::$options(),
+                        )
+                        .await
+                        .expect("SQLite is always available");
+                        super::super::$name(app).await;
+                    }
+                )+
+            }
+            mod postgres {
+                $(
+                    #[actix_web::test]
+                    async fn $name() {
+                        if let Some(app) = $crate::helpers::spawn_app_with(
+                            $crate::helpers::Backend::Postgres,
+                            super::super::$options(),
+                        )
+                        .await
+                        {
+                            super::super::$name(app).await;
+                        }
+                    }
+                )+
+            }
+        }
+    };
+}
+
 #[test]
 fn with_database_replaces_the_name() {
     assert_eq!(

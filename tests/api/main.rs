@@ -12,6 +12,7 @@ mod health;
 mod inventory;
 mod ops;
 mod orders;
+mod phone;
 mod redis;
 mod riders;
 mod smtp;
