@@ -357,6 +357,7 @@ fn spawn_expiry_sweep(store: Store, interval: Duration) {
                 Ok(swept) => tracing::debug!(
                     refresh_tokens = swept.refresh_tokens,
                     otp_codes = swept.otp_codes,
+                    idempotency_keys = swept.idempotency_keys,
                     "expired rows swept"
                 ),
                 Err(e) => tracing::warn!(error = %e, "expiry sweep failed; retrying next interval"),

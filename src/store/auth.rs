@@ -75,6 +75,8 @@ pub struct Swept {
     pub refresh_tokens: u64,
     /// OTP codes expired or used, whose phone's wrong-try window is over too.
     pub otp_codes: u64,
+    /// Idempotency keys past their 24 hours.
+    pub idempotency_keys: u64,
 }
 
 /// Whole seconds until `until`, at least 1 (a `Retry-After` value).
@@ -356,9 +358,16 @@ impl Store {
             .execute(pool)
             .await?
             .rows_affected();
+            let idempotency_keys =
+                sqlx::query("DELETE FROM idempotency_keys WHERE expires_at <= $1")
+                    .bind(at)
+                    .execute(pool)
+                    .await?
+                    .rows_affected();
             Ok(Swept {
                 refresh_tokens,
                 otp_codes,
+                idempotency_keys,
             })
         })
     }

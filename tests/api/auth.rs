@@ -837,6 +837,17 @@ async fn the_sweep_deletes_expired_rows_and_keeps_live_ones(app: TestApp) {
         .await
         .expect("reissue");
 
+    // Idempotency keys: one past its 24 hours, one live.
+    for (key, ttl) in [
+        ("old-key", Duration::seconds(-60)),
+        ("live-key", Duration::hours(24)),
+    ] {
+        store
+            .claim_idempotency_key(user_id, key, &[7; 32], ttl)
+            .await
+            .expect("claim");
+    }
+
     let tokens_before = count_rows(store, "refresh_tokens").await;
     assert_eq!(count_rows(store, "otp_codes").await, 4);
     let swept = store
@@ -847,9 +858,11 @@ async fn the_sweep_deletes_expired_rows_and_keeps_live_ones(app: TestApp) {
         swept,
         Swept {
             refresh_tokens: 2,
-            otp_codes: 2
+            otp_codes: 2,
+            idempotency_keys: 1,
         }
     );
+    assert_eq!(count_rows(store, "idempotency_keys").await, 1);
     assert_eq!(count_rows(store, "refresh_tokens").await, tokens_before - 2);
     assert_eq!(count_rows(store, "otp_codes").await, 2);
     // Nothing more to sweep now, and what stayed works.
@@ -871,6 +884,7 @@ async fn the_sweep_deletes_expired_rows_and_keeps_live_ones(app: TestApp) {
     let later = medify::store::now() + Duration::days(31);
     let swept = store.sweep_expired(later).await.expect("sweep");
     assert_eq!(swept.otp_codes, 2, "{swept:?}");
+    assert_eq!(swept.idempotency_keys, 1, "{swept:?}");
     assert_eq!(count_rows(store, "refresh_tokens").await, 0);
     assert_eq!(count_rows(store, "otp_codes").await, 0);
 }
