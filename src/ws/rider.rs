@@ -43,8 +43,9 @@ pub const MAX_FRAME: usize = 16 * 1024;
 const LOCATION_FRAMES_PER_S: f64 = 10.0;
 const MAX_BATCH: usize = 100;
 
+/// One point of a `location` or `locations` frame, as sent.
 #[derive(Deserialize)]
-struct PointIn {
+pub struct PointIn {
     lat: f64,
     lng: f64,
     ts: i64,
@@ -53,9 +54,10 @@ struct PointIn {
     accuracy: Option<f64>,
 }
 
+/// A rider → server frame.
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-enum Inbound {
+pub enum Inbound {
     Location(PointIn),
     Locations {
         points: Vec<PointIn>,
@@ -74,8 +76,22 @@ enum Inbound {
     },
 }
 
+/// One text frame as the socket reads it: the message, or the `invalid_message` reason
+/// (serde's words without its line and column). The fuzz target `rider_frame` drives this.
+pub fn decode(text: &str) -> Result<Inbound, String> {
+    serde_json::from_str(text).map_err(|e| {
+        let reason = e.to_string();
+        reason
+            .split(" at line ")
+            .next()
+            .unwrap_or(&reason)
+            .to_owned()
+    })
+}
+
 impl PointIn {
-    fn fix(&self) -> Result<Fix, String> {
+    /// The point as a [`Fix`], or why its numbers are out of range.
+    pub fn fix(&self) -> Result<Fix, String> {
         let at = Point::new(self.lat, self.lng).map_err(|e| e.to_string())?;
         let finite_or_none = |v: Option<f64>, name: &str| match v {
             Some(x) if !x.is_finite() || x < 0.0 => {
@@ -353,17 +369,9 @@ impl RiderSocket {
     }
 
     fn text(&mut self, text: &str, ctx: &mut Context<Self>) {
-        let message: Inbound = match serde_json::from_str(text) {
+        let message = match decode(text) {
             Ok(m) => m,
-            Err(e) => {
-                let reason = e.to_string();
-                let reason = reason
-                    .split(" at line ")
-                    .next()
-                    .unwrap_or(&reason)
-                    .to_owned();
-                return self.error(ctx, "invalid_message", reason, None);
-            }
+            Err(reason) => return self.error(ctx, "invalid_message", reason, None),
         };
         match message {
             Inbound::Location(point) => self.locations(vec![point], ctx),
