@@ -359,6 +359,20 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
     spawn_app_with(backend, Options::default()).await
 }
 
+/// A server on SQLite with these settings on top of the test defaults.
+pub async fn sqlite_app(env: &[(&'static str, &str)]) -> TestApp {
+    let env = env.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
+    spawn_app_with(
+        Backend::Sqlite,
+        Options {
+            env,
+            ..Options::default()
+        },
+    )
+    .await
+    .expect("SQLite is always available")
+}
+
 /// Starts a server on `backend` with `options`; `None` when a needed service is not
 /// configured and services are not required.
 pub async fn spawn_app_with(backend: Backend, options: Options) -> Option<TestApp> {

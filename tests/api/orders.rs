@@ -9,7 +9,9 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::backend_tests;
-use crate::helpers::{connect_store, spawn_app_with, Backend, Http, Options, Reply, TestApp};
+use crate::helpers::{
+    connect_store, spawn_app_with, sqlite_app, Backend, Http, Options, Reply, TestApp,
+};
 
 backend_tests!(
     lifecycle_through_every_state,
@@ -830,18 +832,11 @@ async fn unacknowledged_events_are_relayed_once(app: TestApp) {
 /// with `Retry-After`); other customers are not held back.
 #[actix_web::test]
 async fn one_customer_cannot_reserve_the_whole_shelf() {
-    let app = spawn_app_with(
-        Backend::Sqlite,
-        Options {
-            env: vec![
-                ("MAX_OPEN_ORDERS_PER_CUSTOMER", "5".to_owned()),
-                ("RATE_LIMIT_ORDERS_PER_MINUTE", "7".to_owned()),
-            ],
-            ..Options::default()
-        },
-    )
-    .await
-    .expect("sqlite");
+    let app = sqlite_app(&[
+        ("MAX_OPEN_ORDERS_PER_CUSTOMER", "5"),
+        ("RATE_LIMIT_ORDERS_PER_MINUTE", "7"),
+    ])
+    .await;
     let s = shop(&app, 100).await;
     let one = [(s.medicine, 1)];
     let mut placed = Vec::new();

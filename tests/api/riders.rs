@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::backend_tests;
-use crate::helpers::{spawn_app_with, Backend, Http, Options, TestApp};
+use crate::helpers::{spawn_app_with, sqlite_app, Backend, Http, Options, TestApp};
 
 backend_tests!(
     nearest_of_three_riders_gets_the_offer_and_delivers,
@@ -822,15 +822,7 @@ async fn location_floods_are_rate_limited_once_a_second() {
 /// `rate_limited`; the socket keeps working.
 #[actix_web::test]
 async fn a_flood_of_any_frame_kind_is_bounded() {
-    let app = spawn_app_with(
-        Backend::Sqlite,
-        Options {
-            env: vec![("RIDER_FRAME_QUEUE", "1".to_owned())],
-            ..Options::default()
-        },
-    )
-    .await
-    .expect("sqlite");
+    let app = sqlite_app(&[("RIDER_FRAME_QUEUE", "1")]).await;
     let admin = app.admin_token().await;
     let (id, _, mut ws) = rider_at(&app, 12.97, 77.59).await;
     let flood: Vec<Value> = (0..30)
@@ -889,15 +881,7 @@ async fn until_unavailable(app: &TestApp, admin: &str, rider: Uuid) {
 /// `order_cancelled`, the customer is notified, and the next rider gets the offer.
 #[actix_web::test]
 async fn an_assigned_order_not_picked_up_goes_to_another_rider() {
-    let app = spawn_app_with(
-        Backend::Sqlite,
-        Options {
-            env: vec![("PICKUP_TIMEOUT_S", "1".to_owned())],
-            ..Options::default()
-        },
-    )
-    .await
-    .expect("sqlite");
+    let app = sqlite_app(&[("PICKUP_TIMEOUT_S", "1")]).await;
     let w = world(&app).await;
     let (_, _, mut near) = rider_at(&app, PHARMACY.0 + 0.002, PHARMACY.1).await;
     free_riders(&app, &w.admin, 1).await;

@@ -3,7 +3,7 @@
 use serde_json::{json, Value};
 
 use crate::backend_tests;
-use crate::helpers::{spawn_app_with, Backend, Options, TestApp};
+use crate::helpers::{sqlite_app, TestApp};
 use crate::orders::{eventually, notification_types};
 use crate::riders::RiderWs;
 
@@ -255,18 +255,11 @@ async fn arrival_is_told_once_on_the_socket_and_as_a_notification(app: TestApp) 
 /// 429, and a closed socket gives its place back.
 #[actix_web::test]
 async fn tracking_sockets_are_limited_per_order_and_per_user() {
-    let app = spawn_app_with(
-        Backend::Sqlite,
-        Options {
-            env: vec![
-                ("MAX_TRACK_SOCKETS_PER_ORDER", "2".to_owned()),
-                ("MAX_TRACK_SOCKETS_PER_USER", "3".to_owned()),
-            ],
-            ..Options::default()
-        },
-    )
-    .await
-    .expect("sqlite");
+    let app = sqlite_app(&[
+        ("MAX_TRACK_SOCKETS_PER_ORDER", "2"),
+        ("MAX_TRACK_SOCKETS_PER_USER", "3"),
+    ])
+    .await;
     let admin = app.admin_token().await;
     let (_, medicine) = app
         .stocked_pharmacy(&admin, "Hub", 12.9716, 77.5946, 5)
