@@ -11,6 +11,11 @@
 # come up, when schemathesis cannot run, or on any failed check. The server is always
 # stopped. Output (report, server log): ${CARGO_TARGET_DIR:-target}/schemathesis/.
 #
+# Two passes: every operation with the admin's token, then the order operations with a
+# customer's, after seeding a stocked pharmacy whose ids .ci/schemathesis_hooks.py puts
+# into generated orders (an admin may not place orders). The checks: no 5xx, every status
+# documented, content type and body as documented, invalid data rejected.
+#
 # Knobs (environment): SCHEMATHESIS_MAX_EXAMPLES (default 30 per operation),
 # SCHEMATHESIS_SEED (default: random; the run prints the one it used),
 # SCHEMATHESIS_VERSION (default 4.32.5).
@@ -135,45 +140,96 @@ done
 [[ -n "$ready" ]] || { log "server never became ready"; exit 1; }
 log "server $server_bin ready at $base_url (pid $server_pid, database $work/medify.db)"
 
-# --- admin token -------------------------------------------------------------------------
-login_body="$(python3 -c 'import json, sys; print(json.dumps({"email": sys.argv[1], "password": sys.argv[2]}))' \
-  "$admin_email" "$admin_password")"
-token="$(curl -fsS --max-time 10 -H 'Content-Type: application/json' -d "$login_body" \
-    "$base_url/api/v1/auth/login" |
-  python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')" ||
-  { log "admin login failed"; exit 1; }
-[[ -n "$token" ]] || { log "admin login returned no access token"; exit 1; }
+# --- accounts and seed data ---------------------------------------------------------------
+# api METHOD PATH TOKEN BODY: the answer's body; fails on anything but 2xx.
+api() {
+  curl -fsS --max-time 10 -X "$1" -H 'Content-Type: application/json' \
+    ${3:+-H "Authorization: Bearer $3"} -d "$4" "$base_url$2"
+}
+# field NAME: that field of the JSON document on stdin.
+field() { python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
+# credentials EMAIL PASSWORD: a login body.
+credentials() {
+  python3 -c 'import json, sys; print(json.dumps({"email": sys.argv[1], "password": sys.argv[2]}))' "$1" "$2"
+}
+
+admin_token="$(api POST /api/v1/auth/login "" "$(credentials "$admin_email" "$admin_password")" |
+  field access_token)" || { log "admin login failed"; exit 1; }
 
 # --- schemathesis run --------------------------------------------------------------------
 checks=not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,negative_data_rejection
 seed_args=()
 [[ -n "${SCHEMATHESIS_SEED:-}" ]] && seed_args=(--seed "$SCHEMATHESIS_SEED")
 
-# One narrow exception (a page or per_page above its maximum, clamped by the server); see
-# the file for why.
+# Seeded ids for orders, and one narrow exception (a page or per_page above its maximum,
+# clamped by the server); see the file for why.
 export SCHEMATHESIS_HOOKS="$repo/.ci/schemathesis_hooks.py"
 
-log "schemathesis run: checks $checks, $max_examples examples per operation"
+# run_pass NAME TOKEN [schemathesis flags...]: one `schemathesis run`; returns its status.
+run_pass() {
+  local name="$1" bearer="$2"
+  shift 2
+  log "schemathesis run ($name): checks $checks, $max_examples examples per operation"
+  mkdir -p "$out/$name"
+  local pass_rc=0
+  # schemathesis stops by itself (a bounded number of examples per operation); `timeout`
+  # is a backstop. One worker: with two, hypothesis's lambda descriptions call ast.parse
+  # from two threads at once, which CPython 3.11 answers with "SystemError: AST
+  # constructor recursion depth mismatch" (its AST recursion counter is shared), failing
+  # random operations. It runs in $out/NAME so its cache (`st replay` of a failure) lands
+  # there, not in the clone.
+  (cd "$out/$name" && timeout 600 "$st" --config-file "$repo/.ci/schemathesis.toml" \
+    run "$base_url/api/v1/openapi.json" \
+    --url "$base_url" \
+    -H "Authorization: Bearer $bearer" \
+    --checks "$checks" \
+    --max-examples "$max_examples" \
+    "${seed_args[@]}" \
+    --workers 1 \
+    --request-timeout 10 \
+    --generation-database none \
+    --no-color \
+    --report junit \
+    --report-dir "$out/$name" \
+    --suppress-health-check too_slow \
+    "$@") 2>&1 | tee "$out/$name/output.txt" || pass_rc=$?
+  return "$pass_rc"
+}
+
 rc=0
-# schemathesis stops by itself (a bounded number of examples per operation); `timeout` is a
-# backstop. One worker: with two, hypothesis's lambda descriptions call ast.parse from two
-# threads at once, which CPython 3.11 answers with "SystemError: AST constructor recursion
-# depth mismatch" (its AST recursion counter is shared), failing random operations.
-# It runs in $out so its cache (`st replay` of a failure) lands there, not in the clone.
-(cd "$out" && timeout 600 "$st" --config-file "$repo/.ci/schemathesis.toml" run "$base_url/api/v1/openapi.json" \
-  --url "$base_url" \
-  -H "Authorization: Bearer $token" \
-  --checks "$checks" \
-  --max-examples "$max_examples" \
-  "${seed_args[@]}" \
-  --workers 1 \
-  --request-timeout 10 \
-  --generation-database none \
-  --no-color \
-  --report junit \
-  --report-dir "$out" \
-  --suppress-health-check too_slow) \
-  || rc=$?
+# Every operation, as the admin (who may call all of them; POST /orders answers an admin
+# 403, which the customer pass below covers).
+run_pass admin "$admin_token" || rc=1
+
+# Orders need a customer and something to order: one pharmacy, three medicines with stock
+# (the ids the hooks put into generated orders), and a customer account.
+pharmacy_id="$(api POST /api/v1/pharmacies "$admin_token" \
+  '{"name": "Schemathesis pharmacy", "lat": 12.9716, "lng": 77.5946, "address": "1 Fuzz Road"}' |
+  field id)" || { log "could not create the seed pharmacy"; exit 1; }
+medicine_ids=()
+stock_lines=()
+for i in 1 2 3; do
+  id="$(api POST /api/v1/medicines "$admin_token" \
+    "{\"name\": \"Fuzz medicine $i\", \"sku\": \"ST-FUZZ-$i-$RANDOM\", \"price_cents\": $((i * 150))}" |
+    field id)" || { log "could not create seed medicine $i"; exit 1; }
+  medicine_ids+=("$id")
+  stock_lines+=("{\"medicine_id\": \"$id\", \"quantity\": 1000000000}")
+done
+api PUT "/api/v1/pharmacies/$pharmacy_id/stock" "$admin_token" \
+  "{\"items\": [$(IFS=,; echo "${stock_lines[*]}")]}" >/dev/null ||
+  { log "could not stock the seed pharmacy"; exit 1; }
+customer_email="schemathesis-customer@example.com"
+customer_password="$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+api POST /api/v1/auth/register "" "$(python3 -c 'import json, sys; print(json.dumps({"name": "Fuzz customer", "email": sys.argv[1], "password": sys.argv[2], "role": "customer"}))' "$customer_email" "$customer_password")" >/dev/null ||
+  { log "could not register the customer"; exit 1; }
+customer_token="$(api POST /api/v1/auth/login "" "$(credentials "$customer_email" "$customer_password")" |
+  field access_token)" || { log "customer login failed"; exit 1; }
+
+# The customer's own operations: placing (with the seeded ids), listing, reading,
+# cancelling orders, their trail and notifications, the profile.
+MEDIFY_ST_PHARMACY="$pharmacy_id" MEDIFY_ST_MEDICINES="$(IFS=,; echo "${medicine_ids[*]}")" \
+  run_pass customer "$customer_token" --include-path-regex '^/api/v1/(orders|notifications|me)(/|$)' ||
+  rc=1
 
 # The server must have survived the run.
 if ! kill -0 "$server_pid" 2>/dev/null; then
@@ -184,11 +240,13 @@ fi
 stop_server
 
 elapsed=$((SECONDS - started))
+# "N generated, N passed" (or "... found N unique failures") of each pass.
+cases() { grep -m1 -E '^ +[0-9]+ generated' "$out/$1/output.txt" 2>/dev/null | sed 's/^ *//' || echo "no summary"; }
 echo
-echo "server log: $server_log"
+echo "reports: $out/admin, $out/customer (JUnit, output.txt); server log: $server_log"
 if [[ $rc -ne 0 ]]; then
-  echo "schemathesis: FAILED (exit $rc) in ${elapsed}s"
+  echo "schemathesis: FAILED in ${elapsed}s (admin: $(cases admin); customer: $(cases customer))"
 else
-  echo "schemathesis: every check passed in ${elapsed}s"
+  echo "schemathesis: every check passed in ${elapsed}s (admin: $(cases admin); customer: $(cases customer))"
 fi
 exit "$rc"

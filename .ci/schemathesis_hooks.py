@@ -1,6 +1,15 @@
 """Schemathesis hooks for .ci/schemathesis.sh (loaded through SCHEMATHESIS_HOOKS).
 
-One narrow exception, and nothing else:
+1. Seeded ids for orders (`map_body`). A generated order names random medicine UUIDs, so
+every one would stop at 422 "no such medicine" and the order path (reservation, storage,
+dispatch) would never run. When the script seeded a pharmacy and medicines (environment
+MEDIFY_ST_PHARMACY, MEDIFY_ST_MEDICINES), a POST /api/v1/orders body has each
+`items[i].medicine_id` and its `pharmacy_id` that is a well-formed UUID replaced by a seeded
+one, and gets the seeded `pharmacy_id` when it has none. Only values that were valid UUIDs
+already are replaced, so negative data stays negative. Schemathesis applies this hook in
+its fuzzing and stateful phases (not in the coverage phase).
+
+2. One narrow exception to negative_data_rejection (`filter_failure`), and nothing else:
 
 `per_page` and `page` are documented with a maximum (100 and 1000000), which is what a
 client may ask for, but the server clamps a larger value to the maximum and says so in the
@@ -20,9 +29,45 @@ Any other negative-data failure, on these parameters or elsewhere, still fails t
 from __future__ import annotations
 
 import json
+import os
+import re
 
 import schemathesis
 from schemathesis.core.failures import AcceptedNegativeData
+
+_UUID = re.compile(r"\A[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}\Z")
+
+
+def _is_uuid(value) -> bool:
+    return isinstance(value, str) and _UUID.match(value) is not None
+
+
+@schemathesis.hook
+def map_body(context, body):
+    """POST /api/v1/orders: well-formed UUIDs become the seeded medicines and pharmacy."""
+    operation = context.operation
+    if operation is None or operation.method.upper() != "POST" or operation.path != "/api/v1/orders":
+        return body
+    medicines = [m for m in os.environ.get("MEDIFY_ST_MEDICINES", "").split(",") if m]
+    pharmacy = os.environ.get("MEDIFY_ST_PHARMACY", "")
+    if not medicines or not isinstance(body, dict):
+        return body
+    body = dict(body)
+    items = body.get("items")
+    if isinstance(items, list):
+        new_items = []
+        for i, item in enumerate(items):
+            if isinstance(item, dict) and _is_uuid(item.get("medicine_id")):
+                item = {**item, "medicine_id": medicines[i % len(medicines)]}
+            new_items.append(item)
+        body["items"] = new_items
+    # Without a pharmacy_id the order goes to the nearest one within the service radius of
+    # a random point, which is none (out_of_service_area); adding a valid optional field
+    # keeps a valid body valid and an invalid one invalid.
+    if pharmacy and ("pharmacy_id" not in body or _is_uuid(body.get("pharmacy_id"))):
+        body["pharmacy_id"] = pharmacy
+    return body
+
 
 # What src/pagination.rs clamps to.
 CLAMPED = {"page": 1_000_000, "per_page": 100}
