@@ -2,7 +2,9 @@
 //!
 //! [`ApiJson`] replaces `web::Json`: syntax errors are 400 `invalid_json`, wrong types and
 //! missing fields are 422 `validation_failed` with the offending field's path
-//! (`items[0].qty`), found by `serde_path_to_error`. [`path_config`] and [`query_config`]
+//! (`items[0].qty`), found by `serde_path_to_error`. Every request body of this API is a
+//! JSON object; any other JSON value (an array, which serde would read field by field into
+//! a struct, a string, a number) is 422 on `body`. [`path_config`] and [`query_config`]
 //! route actix's path and query extractor errors through [`ApiError`] as well: a path
 //! segment that does not parse (an id that is not a UUID) names nothing that exists, so it
 //! is 404.
@@ -65,7 +67,25 @@ impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
 /// serde_path_to_error to find the field's path (tracking paths on every decode costs
 /// 2.5× — see `benches/extract.rs`).
 pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| explain::<T>(bytes, &e))
+    let decoded = serde_json::from_slice(bytes).map_err(|e| explain::<T>(bytes, &e))?;
+    // serde's derived structs also read a JSON array, by position (`[null, null]` is a
+    // `ProfilePatch`): the document says object, so nothing else is accepted.
+    if !is_object(bytes) {
+        return Err(not_an_object());
+    }
+    Ok(decoded)
+}
+
+/// Whether the (well-formed) document's top-level value is an object.
+fn is_object(bytes: &[u8]) -> bool {
+    bytes
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| *b == b'{')
+}
+
+fn not_an_object() -> ApiError {
+    ApiError::Validation(vec![FieldError::new("body", "must be a JSON object")])
 }
 
 /// Turns a decode failure into the contract's error: 400 for malformed JSON (which wins
@@ -76,6 +96,9 @@ fn explain<T: DeserializeOwned>(bytes: &[u8], error: &serde_json::Error) -> ApiE
     }
     if let Some(syntax) = syntax_error(bytes) {
         return ApiError::InvalidJson(syntax);
+    }
+    if !is_object(bytes) {
+        return not_an_object();
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     match serde_path_to_error::deserialize::<_, T>(&mut de) {
@@ -194,6 +217,32 @@ mod tests {
         assert_eq!(f[0].field, "items[0].medicine_id");
         let f = fields(decode_json::<Order>(br#"{}"#).expect_err("missing"));
         assert_eq!(f[0].field, "items");
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Patch {
+        name: Option<String>,
+        phone: Option<String>,
+    }
+
+    #[test]
+    fn only_objects_are_bodies() {
+        // serde alone would read `[null, null]` as a Patch with both fields absent.
+        for body in [
+            &b"[null, null]"[..],
+            b" [\"a\", \"b\"]",
+            b"\"text\"",
+            b"42",
+            b"null",
+            b"[1, 2, 3]",
+        ] {
+            let f = fields(decode_json::<Patch>(body).expect_err("not an object"));
+            assert_eq!(f[0].field, "body", "{body:?}");
+            assert_eq!(f[0].message, "must be a JSON object", "{body:?}");
+        }
+        let p: Patch = decode_json(b" {\"name\": \"Ann\"}").expect("an object decodes");
+        assert_eq!(p.name.as_deref(), Some("Ann"));
     }
 
     #[test]

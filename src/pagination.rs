@@ -1,7 +1,8 @@
 //! `?page=&per_page=` and the `{items, page, per_page, total}` envelope every list uses.
 //!
-//! `per_page` above 100 is clamped to 100 (and the answer says so); `page` or `per_page`
-//! below 1 or not a whole number is 422 naming the parameter.
+//! `per_page` above 100 is clamped to 100 and `page` above 1 000 000 to 1 000 000 (the
+//! answer says so); `page` or `per_page` below 1 or not a whole number is 422 naming the
+//! parameter.
 
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -10,14 +11,19 @@ use crate::error::FieldErrors;
 
 pub const DEFAULT_PER_PAGE: u32 = 20;
 pub const MAX_PER_PAGE: u32 = 100;
+/// The highest page served (an offset bound, far past any real list).
+pub const MAX_PAGE: u32 = 1_000_000;
 
-/// The raw parameters; kept as strings so a bad value is a 422 naming it.
+/// The raw parameters; kept as strings so a bad value is a 422 naming it. The document
+/// types them as the integers they must be.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PageParams {
-    /// 1-based page number (default 1).
+    /// 1-based page number (default 1; larger values are clamped to 1000000).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1_000_000)]
     pub page: Option<String>,
     /// Items per page, 1..100 (default 20; larger values are clamped to 100).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     pub per_page: Option<String>,
 }
 
@@ -61,7 +67,9 @@ impl PageParams {
             .page
             .as_deref()
             .and_then(|p| errors.check("page", positive(p)))
-            .map_or(1, |p| u32::try_from(p.min(1_000_000)).unwrap_or(1_000_000));
+            .map_or(1, |p| {
+                u32::try_from(p.min(u64::from(MAX_PAGE))).unwrap_or(MAX_PAGE)
+            });
         let per_page = self
             .per_page
             .as_deref()

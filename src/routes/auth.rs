@@ -45,13 +45,19 @@ pub struct UserEnvelope {
 
 #[derive(Deserialize, ToSchema)]
 pub struct RegisterRequest {
+    /// 1 to 100 characters without control characters, not blank.
+    #[schema(required = true, min_length = 1, max_length = 100)]
     pub name: Option<String>,
+    /// At most 254 bytes.
+    #[schema(required = true, max_length = 254)]
     pub email: Option<String>,
-    /// At least 8 characters.
+    /// At least 8 characters (and at most 1024 bytes).
+    #[schema(required = true, min_length = 8)]
     pub password: Option<String>,
     /// E.164, such as `+14155550123`; stored unverified.
     pub phone: Option<String>,
     /// `customer` (default) or `rider`.
+    #[schema(pattern = "^(customer|rider)$")]
     pub role: Option<String>,
 }
 
@@ -228,7 +234,10 @@ pub async fn create_account(
     request_body = RegisterRequest,
     responses(
         (status = 201, body = UserEnvelope),
+        (status = 400, description = "`invalid_json`: the body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`email_taken` (a phone is stored unverified and never conflicts)", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`payload_too_large`: a body over 64 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "`unsupported_media_type`: a body that is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "weak password, bad email or phone, or a role other than customer/rider", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "`rate_limited`, with Retry-After", body = Problem, content_type = "application/problem+json"),
     )
@@ -283,7 +292,11 @@ pub async fn register(
     request_body = LoginRequest,
     responses(
         (status = 200, body = Tokens),
+        (status = 400, description = "`invalid_json`: the body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`invalid_credentials`: unknown email or wrong password, indistinguishably", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`payload_too_large`: a body over 64 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "`unsupported_media_type`: a body that is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`, naming the fields", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "`rate_limited`, with Retry-After", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -329,7 +342,11 @@ pub async fn login(
     request_body = RefreshRequest,
     responses(
         (status = 200, description = "a new pair of the same session, also for a token spent within the reuse interval", body = Tokens),
+        (status = 400, description = "`invalid_json`: the body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`unauthorized`: unknown, expired or revoked token, or a token spent before the reuse interval (which revokes the session)", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`payload_too_large`: a body over 64 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "`unsupported_media_type`: a body that is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`, naming the fields", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[post("/api/v1/auth/refresh")]
@@ -388,7 +405,13 @@ pub async fn refresh_tokens(
 #[utoipa::path(
     tag = "auth",
     request_body = RefreshRequest,
-    responses((status = 204, description = "the session is revoked (or never existed)"))
+    responses(
+        (status = 204, description = "the session is revoked (or never existed)"),
+        (status = 400, description = "`invalid_json`: the body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`payload_too_large`: a body over 64 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "`unsupported_media_type`: a body that is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`, naming the fields", body = Problem, content_type = "application/problem+json"),
+    )
 )]
 #[post("/api/v1/auth/logout")]
 pub async fn logout(
@@ -501,6 +524,9 @@ pub async fn prove_phone(
     request_body = OtpRequest,
     responses(
         (status = 202, body = OtpSent),
+        (status = 400, description = "`invalid_json`: the body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`payload_too_large`: a body over 64 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "`unsupported_media_type`: a body that is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "not an E.164 number", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "`rate_limited`, with Retry-After: a code was sent to this phone less than `OTP_RESEND_COOLDOWN_S` (30 s) ago, the phone's wrong tries are spent (`OTP_MAX_WRONG_PER_PHONE` in `OTP_WRONG_WINDOW_S`), or too many requests from this network", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "no code delivery is configured", body = Problem, content_type = "application/problem+json"),
@@ -533,7 +559,10 @@ pub async fn otp_request(
     request_body = OtpVerify,
     responses(
         (status = 200, description = "signed in to the account holding the phone verified (created as a customer if none does)", body = Tokens),
+        (status = 400, description = "`invalid_json`: the body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`invalid_code`: wrong, expired, used, or dead after 5 wrong tries", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`payload_too_large`: a body over 64 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "`unsupported_media_type`: a body that is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "not an E.164 number", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "`rate_limited`, with Retry-After: too many tries from this network, or the phone's wrong tries are spent (`OTP_MAX_WRONG_PER_PHONE` in `OTP_WRONG_WINDOW_S`, however many codes were sent)", body = Problem, content_type = "application/problem+json"),
     )

@@ -6,7 +6,7 @@ use utoipa::ToSchema;
 
 use crate::auth::AuthUser;
 use crate::domain::Role;
-use crate::error::ApiError;
+use crate::error::{ApiError, Problem};
 use crate::extract::ApiJson;
 use crate::startup::AppState;
 
@@ -34,7 +34,15 @@ pub struct DispatchState {
     tag = "riders",
     security(("bearer" = [])),
     request_body = DispatchControl,
-    responses((status = 200, body = DispatchState))
+    responses(
+        (status = 200, body = DispatchState),
+        (status = 400, description = "`invalid_json`: the body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`: no valid access token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: the caller's role may not do this", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`payload_too_large`: a body over 64 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "`unsupported_media_type`: a body that is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`, naming the fields", body = Problem, content_type = "application/problem+json"),
+    )
 )]
 #[put("/api/v1/admin/dispatch")]
 pub async fn set_dispatch(

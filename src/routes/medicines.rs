@@ -30,7 +30,11 @@ const MAX_QUERY_CHARS: usize = 200;
 pub struct SearchParams {
     /// Search text: exact and prefix matches first, one typo tolerated in words of 5+ letters.
     pub q: Option<String>,
+    /// 1-based page number (default 1; larger values are clamped to 1000000).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1_000_000)]
     pub page: Option<String>,
+    /// Items per page, 1..100 (default 20; larger values are clamped to 100).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     pub per_page: Option<String>,
 }
 
@@ -45,12 +49,20 @@ where
 
 #[derive(Deserialize, ToSchema)]
 pub struct NewMedicine {
+    /// 1 to 200 characters without control characters, not blank.
+    #[schema(required = true, min_length = 1, max_length = 200)]
     pub name: Option<String>,
+    /// Up to 200 characters without control characters; blank means none.
+    #[schema(max_length = 200)]
     pub generic_name: Option<String>,
+    /// Up to 200 characters without control characters; blank means none.
+    #[schema(max_length = 200)]
     pub brand: Option<String>,
+    /// 1 to 64 characters without control characters, not blank; unique.
+    #[schema(required = true, min_length = 1, max_length = 64)]
     pub sku: Option<String>,
     /// Integer minor units, 0 to 10^9.
-    #[schema(minimum = 0, maximum = 1_000_000_000)]
+    #[schema(required = true, minimum = 0, maximum = 1_000_000_000)]
     pub price_cents: Option<i64>,
     /// Defaults to false.
     pub rx_required: Option<bool>,
@@ -58,13 +70,19 @@ pub struct NewMedicine {
 
 #[derive(Deserialize, ToSchema)]
 pub struct MedicinePatch {
+    /// 1 to 200 characters without control characters, not blank.
+    #[schema(min_length = 1, max_length = 200)]
     pub name: Option<String>,
+    /// Up to 200 characters; blank or `null` removes it.
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 200)]
     pub generic_name: Option<Option<String>>,
+    /// Up to 200 characters; blank or `null` removes it.
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 200)]
     pub brand: Option<Option<String>>,
+    /// 1 to 64 characters without control characters, not blank; unique.
+    #[schema(min_length = 1, max_length = 64)]
     pub sku: Option<String>,
     /// Integer minor units, 0 to 10^9.
     #[schema(minimum = 0, maximum = 1_000_000_000)]
@@ -186,9 +204,12 @@ pub async fn get_medicine(
     request_body = NewMedicine,
     responses(
         (status = 201, body = Medicine),
+        (status = 400, description = "`invalid_json`: the body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`sku_taken`", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`payload_too_large`: a body over 64 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "`unsupported_media_type`: a body that is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -244,8 +265,13 @@ pub async fn create_medicine(
     request_body = MedicinePatch,
     responses(
         (status = 200, body = Medicine),
+        (status = 400, description = "`invalid_json`: the body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`: no valid access token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: the caller's role may not do this", body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`sku_taken`", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`payload_too_large`: a body over 64 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "`unsupported_media_type`: a body that is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -311,7 +337,12 @@ pub async fn update_medicine(
     tag = "catalog",
     security(("bearer" = [])),
     params(("id" = Uuid, Path)),
-    responses((status = 204), (status = 404, body = Problem, content_type = "application/problem+json"))
+    responses(
+        (status = 204),
+        (status = 401, description = "`unauthorized`: no valid access token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: the caller's role may not do this", body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    )
 )]
 #[delete("/api/v1/medicines/{id}")]
 pub async fn delete_medicine(

@@ -3,7 +3,7 @@
 use actix_web::{get, web};
 
 use crate::auth::AuthUser;
-use crate::error::{ApiError, FieldErrors};
+use crate::error::{ApiError, FieldErrors, Problem};
 use crate::pagination::{Page, PageParams};
 use crate::startup::AppState;
 use crate::store::notifications::Notification;
@@ -13,7 +13,11 @@ use crate::store::notifications::Notification;
     tag = "orders",
     security(("bearer" = [])),
     params(PageParams),
-    responses((status = 200, body = inline(Page<Notification>)))
+    responses(
+        (status = 200, body = inline(Page<Notification>)),
+        (status = 401, description = "`unauthorized`: no valid access token", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`: bad page or per_page", body = Problem, content_type = "application/problem+json"),
+    )
 )]
 #[get("/api/v1/notifications")]
 pub async fn list_notifications(

@@ -46,19 +46,25 @@ const KEY_WAIT: StdDuration = StdDuration::from_secs(10);
 pub struct NewItem {
     pub medicine_id: Uuid,
     /// 1..100
+    #[schema(minimum = 1, maximum = 100)]
     pub qty: i64,
 }
 
 #[derive(Deserialize, Serialize, ToSchema)]
 pub struct DeliveryIn {
+    #[schema(minimum = -90, maximum = 90)]
     pub lat: f64,
+    #[schema(minimum = -180, maximum = 180)]
     pub lng: f64,
+    /// 1 to 500 characters, not blank.
+    #[schema(min_length = 1, max_length = 500)]
     pub address: String,
 }
 
 #[derive(Deserialize, Serialize, ToSchema)]
 pub struct NewOrderRequest {
     /// 1..50 lines, each medicine once.
+    #[schema(min_items = 1, max_items = 50)]
     pub items: Vec<NewItem>,
     pub delivery: DeliveryIn,
     /// Order from this pharmacy; without it, the nearest in range that has everything.
@@ -322,12 +328,16 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     tag = "orders",
     security(("bearer" = [])),
     request_body = NewOrderRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "retry-safe key: the same key and body return the first order")),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, description = "retry-safe key: the same key and body return the first order (1 to 255 visible ASCII characters)")),
     responses(
-        (status = 201, body = OrderView),
         (status = 200, description = "a repeat of an earlier request with the same Idempotency-Key", body = OrderView),
+        (status = 201, body = OrderView),
+        (status = 400, description = "`invalid_json`: the body is not JSON; `bad_request`: an empty or over-long Idempotency-Key", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`: no valid access token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "not a customer", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`insufficient_stock`, naming the items; `limit_reached` when the customer already has `MAX_OPEN_ORDERS_PER_CUSTOMER` open orders", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`payload_too_large`: a body over 64 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "`unsupported_media_type`: a body that is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed`, `out_of_service_area` or `idempotency_key_reused`", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "`rate_limited`: more than `RATE_LIMIT_ORDERS_PER_MINUTE` placements a minute; see `Retry-After`", body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "seconds to wait"))),
@@ -454,7 +464,11 @@ async fn visible_order(state: &AppState, user: &AuthUser, id: Uuid) -> Result<Or
     tag = "orders",
     security(("bearer" = [])),
     params(("id" = Uuid, Path)),
-    responses((status = 200, body = OrderView), (status = 404, body = Problem, content_type = "application/problem+json"))
+    responses(
+        (status = 200, body = OrderView),
+        (status = 401, description = "`unauthorized`: no valid access token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    )
 )]
 #[get("/api/v1/orders/{id}")]
 pub async fn get_order(
@@ -470,7 +484,11 @@ pub async fn get_order(
     tag = "orders",
     security(("bearer" = [])),
     params(PageParams),
-    responses((status = 200, body = inline(Page<OrderView>)))
+    responses(
+        (status = 200, body = inline(Page<OrderView>)),
+        (status = 401, description = "`unauthorized`: no valid access token", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`: bad page or per_page", body = Problem, content_type = "application/problem+json"),
+    )
 )]
 #[get("/api/v1/orders")]
 pub async fn list_orders(
@@ -530,6 +548,7 @@ pub fn order_error(e: OrderError) -> ApiError {
     params(("id" = Uuid, Path)),
     responses(
         (status = 200, body = OrderView),
+        (status = 401, description = "`unauthorized`: no valid access token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "may see the order but not cancel it", body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`conflict`: picked up or final", body = Problem, content_type = "application/problem+json"),
@@ -569,8 +588,14 @@ pub async fn cancel_order(
     request_body = AssignRequest,
     responses(
         (status = 202, description = "the offer was sent"),
+        (status = 400, description = "`invalid_json`: the body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`: no valid access token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: the caller's role may not do this", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "unknown order or rider", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "the order is not dispatching, or the rider is offline or busy", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`payload_too_large`: a body over 64 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "`unsupported_media_type`: a body that is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`, naming the fields", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[post("/api/v1/orders/{id}/assign")]
@@ -632,6 +657,7 @@ pub struct Trail {
     params(("id" = Uuid, Path)),
     responses(
         (status = 200, body = Vec<OfferRow>),
+        (status = 401, description = "`unauthorized`: no valid access token", body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     )
@@ -656,7 +682,11 @@ pub async fn order_offers(
     tag = "orders",
     security(("bearer" = [])),
     params(("id" = Uuid, Path)),
-    responses((status = 200, body = Trail), (status = 404, body = Problem, content_type = "application/problem+json"))
+    responses(
+        (status = 200, body = Trail),
+        (status = 401, description = "`unauthorized`: no valid access token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    )
 )]
 #[get("/api/v1/orders/{id}/trail")]
 pub async fn order_trail(

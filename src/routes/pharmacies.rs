@@ -29,9 +29,15 @@ const MAX_QUANTITY: i64 = 1_000_000_000;
 
 #[derive(Deserialize, ToSchema)]
 pub struct NewPharmacy {
+    /// 1 to 200 characters, not blank.
+    #[schema(required = true, min_length = 1, max_length = 200)]
     pub name: Option<String>,
+    #[schema(required = true, minimum = -90, maximum = 90)]
     pub lat: Option<f64>,
+    #[schema(required = true, minimum = -180, maximum = 180)]
     pub lng: Option<f64>,
+    /// 1 to 500 characters, not blank.
+    #[schema(required = true, min_length = 1, max_length = 500)]
     pub address: Option<String>,
 }
 
@@ -39,34 +45,47 @@ pub struct NewPharmacy {
 #[into_params(parameter_in = Query)]
 pub struct NearbyParams {
     /// Latitude of the search centre (with `lng`; without both, every pharmacy by name).
+    #[param(value_type = Option<f64>, minimum = -90, maximum = 90)]
     pub lat: Option<String>,
+    /// Longitude of the search centre (with `lat`).
+    #[param(value_type = Option<f64>, minimum = -180, maximum = 180)]
     pub lng: Option<String>,
     /// Metres, default 5000; values above 50000 are clamped to 50000.
+    #[param(value_type = Option<f64>, exclusive_minimum = 0)]
     pub radius_m: Option<String>,
     /// Keep only pharmacies where this medicine can be bought now.
+    #[param(value_type = Option<Uuid>)]
     pub medicine_id: Option<String>,
+    /// 1-based page number (default 1; larger values are clamped to 1000000).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1_000_000)]
     pub page: Option<String>,
+    /// Items per page, 1..100 (default 20; larger values are clamped to 100).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     pub per_page: Option<String>,
 }
 
-/// A pharmacy with its distance from the search centre.
+/// A pharmacy, with its distance from the search centre when the search has one.
 #[derive(Serialize, ToSchema)]
 pub struct NearbyPharmacy {
     #[serde(flatten)]
     pub pharmacy: Pharmacy,
-    /// Great-circle distance in metres, rounded.
-    pub distance_m: i64,
+    /// Great-circle distance in metres, rounded; absent when no `lat`/`lng` was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub distance_m: Option<i64>,
 }
 
 #[derive(Deserialize, ToSchema)]
 pub struct StockLineIn {
     pub medicine_id: Uuid,
-    /// New shelf quantity (not a delta).
+    /// New shelf quantity (not a delta), 0 to 10^9.
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
     pub quantity: i64,
 }
 
 #[derive(Deserialize, ToSchema)]
 pub struct StockUpdate {
+    /// 1 to 1000 lines, each medicine once.
+    #[schema(min_items = 1, max_items = 1000)]
     pub items: Vec<StockLineIn>,
 }
 
@@ -86,7 +105,11 @@ fn coordinate(field: &str, raw: &str, errors: &mut FieldErrors) -> Option<f64> {
     request_body = NewPharmacy,
     responses(
         (status = 201, body = Pharmacy),
+        (status = 400, description = "`invalid_json`: the body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`: no valid access token", body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`payload_too_large`: a body over 64 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "`unsupported_media_type`: a body that is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -169,7 +192,7 @@ pub async fn create_pharmacy(
 pub async fn list_pharmacies(
     state: web::Data<AppState>,
     params: web::Query<NearbyParams>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<web::Json<Page<NearbyPharmacy>>, ApiError> {
     let mut errors = FieldErrors::default();
     let paging = PageParams {
         page: params.page.clone(),
@@ -235,15 +258,18 @@ pub async fn list_pharmacies(
     let keep = |id: Uuid| with_stock.as_ref().is_none_or(|ids| ids.contains(&id));
 
     let Some(origin) = origin else {
-        let all: Vec<Pharmacy> = state
+        let all: Vec<NearbyPharmacy> = state
             .catalog
             .pharmacies()
             .all()
             .into_iter()
             .filter(|p| keep(p.id))
-            .map(|p| (*p).clone())
+            .map(|p| NearbyPharmacy {
+                pharmacy: (*p).clone(),
+                distance_m: None,
+            })
             .collect();
-        return Ok(HttpResponse::Ok().json(page_of(all, paging)));
+        return Ok(web::Json(page_of(all, paging)));
     };
     let radius = radius.unwrap_or(DEFAULT_RADIUS_M);
     let found: Vec<NearbyPharmacy> = state
@@ -254,10 +280,10 @@ pub async fn list_pharmacies(
         .filter(|(p, _)| keep(p.id))
         .map(|(p, d)| NearbyPharmacy {
             pharmacy: (*p).clone(),
-            distance_m: d.round() as i64,
+            distance_m: Some(d.round() as i64),
         })
         .collect();
-    Ok(HttpResponse::Ok().json(page_of(found, paging)))
+    Ok(web::Json(page_of(found, paging)))
 }
 
 fn page_of<T>(mut all: Vec<T>, paging: Paging) -> Page<T> {
@@ -291,6 +317,7 @@ pub async fn get_pharmacy(
     responses(
         (status = 200, body = inline(Page<StockRow>)),
         (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`: bad page or per_page", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[get("/api/v1/pharmacies/{id}/stock")]
@@ -320,9 +347,13 @@ pub async fn get_stock(
     request_body = StockUpdate,
     responses(
         (status = 200, description = "the first page of the pharmacy's stock", body = inline(Page<StockRow>)),
+        (status = 400, description = "`invalid_json`: the body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`: no valid access token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "not an admin or this pharmacy's staff", body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`conflict`: a quantity would fall below what is reserved", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`payload_too_large`: a body over 64 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "`unsupported_media_type`: a body that is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
     )
 )]

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::auth::AuthUser;
 use crate::domain::Role;
-use crate::error::{ApiError, FieldErrors};
+use crate::error::{ApiError, FieldErrors, Problem};
 use crate::pagination::{Page, PageParams};
 use crate::startup::AppState;
 
@@ -38,7 +38,12 @@ pub struct RiderStatus {
     tag = "riders",
     security(("bearer" = [])),
     params(PageParams),
-    responses((status = 200, body = inline(Page<RiderStatus>)))
+    responses(
+        (status = 200, body = inline(Page<RiderStatus>)),
+        (status = 401, description = "`unauthorized`: no valid access token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: the caller's role may not do this", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`: bad page or per_page", body = Problem, content_type = "application/problem+json"),
+    )
 )]
 #[get("/api/v1/riders")]
 pub async fn list_riders(

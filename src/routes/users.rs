@@ -204,11 +204,19 @@ pub async fn verify_phone(
 
 #[derive(Deserialize, ToSchema)]
 pub struct AdminNewUser {
+    /// 1 to 100 characters without control characters, not blank.
+    #[schema(required = true, min_length = 1, max_length = 100)]
     pub name: Option<String>,
+    /// At most 254 bytes.
+    #[schema(required = true, max_length = 254)]
     pub email: Option<String>,
+    /// At least 8 characters (and at most 1024 bytes).
+    #[schema(required = true, min_length = 8)]
     pub password: Option<String>,
+    /// E.164, such as `+14155550123`; stored unverified.
     pub phone: Option<String>,
     /// `customer`, `rider`, `pharmacy` or `admin`.
+    #[schema(required = true, pattern = "^(customer|rider|pharmacy|admin)$")]
     pub role: Option<String>,
     /// The pharmacy a `pharmacy` account works for.
     pub pharmacy_id: Option<Uuid>,
@@ -221,9 +229,12 @@ pub struct AdminNewUser {
     request_body = AdminNewUser,
     responses(
         (status = 201, body = UserEnvelope),
+        (status = 400, description = "`invalid_json`: the body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "the caller is not an admin", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`email_taken` (a phone is stored unverified and never conflicts)", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`payload_too_large`: a body over 64 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "`unsupported_media_type`: a body that is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
     )
 )]

@@ -5,6 +5,7 @@ use crate::helpers::TestApp;
 
 backend_tests!(
     every_json_endpoint_answers_bad_bodies_with_problems,
+    json_arrays_are_not_bodies,
     unknown_paths_are_problem_404,
     wrong_methods_are_problem_405,
     unmatched_routes_keep_metric_labels_bounded,
@@ -97,6 +98,43 @@ async fn every_json_endpoint_answers_bad_bodies_with_problems(app: TestApp) {
         checked.len() >= 7,
         "too few JSON endpoints found: {checked:?}"
     );
+}
+
+/// Found by schemathesis: serde reads a struct from a JSON array by position, so
+/// `[null, null]` was a valid `PATCH /me` (200) and `["token"]` a valid logout (204).
+/// Every body is documented as an object; anything else is 422 on `body`.
+async fn json_arrays_are_not_bodies(app: TestApp) {
+    let (user, token) = app.user_token("customer").await;
+    let cases = [
+        ("PATCH", "/api/v1/me", serde_json::json!([null, null])),
+        ("PATCH", "/api/v1/me", serde_json::json!(["Renamed"])),
+        (
+            "POST",
+            "/api/v1/auth/logout",
+            serde_json::json!(["some-token"]),
+        ),
+        (
+            "POST",
+            "/api/v1/auth/refresh",
+            serde_json::json!(["some-token"]),
+        ),
+        ("PATCH", "/api/v1/me", serde_json::json!("Renamed")),
+    ];
+    for (method, path, body) in cases {
+        let res = app.request(method, path, Some(&token), Some(&body)).await;
+        let problem = res.assert_problem(422, "validation_failed");
+        assert_eq!(
+            problem["errors"][0]["field"], "body",
+            "{method} {path} {body}: {problem}"
+        );
+        assert_eq!(
+            problem["errors"][0]["message"], "must be a JSON object",
+            "{method} {path} {body}: {problem}"
+        );
+    }
+    let me = app.get_auth("/api/v1/me", &token).await;
+    assert_eq!(me.status, 200);
+    assert_eq!(me.json()["name"], user["name"], "the profile is unchanged");
 }
 
 /// Replaces `{param}` segments with a fresh UUID.
