@@ -55,7 +55,7 @@ use crate::store::users::User;
         (name = "catalog", description = "Medicines: search and administration"),
         (name = "pharmacies", description = "Pharmacies, nearby search and stock"),
         (name = "orders", description = "Orders, their trail, and notifications"),
-        (name = "riders", description = "The live fleet (the rider WebSocket is /ws/rider, see PROTOCOL.md)"),
+        (name = "riders", description = "The live fleet (the rider WebSocket is /ws/rider, see docs/protocol.md)"),
     )
 )]
 pub struct ApiDoc;

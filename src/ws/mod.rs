@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use actix_web_actors::ws::{self, CloseCode, CloseReason, ProtocolError};
 
-/// Every socket is pinged this often (PROTOCOL.md: every 10 s) ...
+/// Every socket is pinged this often (docs/protocol.md: every 10 s) ...
 pub(crate) const PING_EVERY: Duration = Duration::from_secs(10);
 /// ... and dropped when nothing (no frame, no pong) came for this long.
 const SILENCE_LIMIT: Duration = Duration::from_secs(30);

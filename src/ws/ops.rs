@@ -29,7 +29,7 @@ use crate::store::Store;
 use crate::telemetry::Metrics;
 use crate::ws::{keep_alive, watcher_frame, Heard};
 
-/// At most two frames a second (PROTOCOL.md).
+/// At most two frames a second (docs/protocol.md).
 pub const FRAME_EVERY: Duration = Duration::from_millis(500);
 /// Past this many online riders, the frame carries cells instead of riders.
 pub const MAX_LISTED_RIDERS: usize = 2_000;

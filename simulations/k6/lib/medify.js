@@ -2,7 +2,7 @@
 // set-up, the rider GPS session and the customer journey. The three entry scripts
 // (rider_fleet.js, customer_journey.js, mixed.js) only pick which of these to run.
 //
-// Everything here speaks the external contract in shared/PROTOCOL.md; nothing depends on
+// Everything here speaks the external contract in docs/protocol.md; nothing depends on
 // server internals.
 
 import http from 'k6/http';
