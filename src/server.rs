@@ -15,8 +15,10 @@
 //! back in front of the stream ([`Prefixed`]) to whichever side serves the connection.
 //!
 //! A rider socket opened on a kept-alive connection after other requests cannot take the
-//! detour; the handler answers it 400 (WebSocket clients open a new connection for every
-//! socket, so only a hand-rolled client meets this).
+//! detour: actix-http serves its handshake, and the socket runs inside the dispatcher with
+//! the same actor and rules (WebSocket clients open a new connection for every socket, so
+//! only a pooled client such as awc meets this; `medify_rider_sockets_total{transport}`
+//! counts both).
 
 use std::fmt;
 use std::net::{SocketAddr, TcpListener};
