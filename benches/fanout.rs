@@ -10,7 +10,8 @@
 //! delay over all watchers, with how many fixes reached them (conflation may skip some
 //! when a watcher falls behind; none should be skipped at this rate).
 //!
-//! Run: `cargo bench --bench fanout` (env: `FANOUT_DELIVERIES`, `FANOUT_SECONDS`).
+//! Run: `cargo bench --bench fanout` (env: `FANOUT_DELIVERIES`, `FANOUT_SECONDS`; `FANOUT_BIN`,
+//! another server binary to measure).
 
 mod common;
 
@@ -175,8 +176,10 @@ fn main() {
     let deliveries: usize = env_or("FANOUT_DELIVERIES", 1_000);
     let seconds: u64 = env_or("FANOUT_SECONDS", 20);
     let db = std::env::temp_dir().join(format!("medify-fanout-{}.db", Uuid::now_v7()));
+    // `FANOUT_BIN`: another server binary (an older build, to compare).
+    let bin = std::env::var("FANOUT_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_medify").into());
     let (mut server, address) = spawn_server(
-        env!("CARGO_BIN_EXE_medify"),
+        &bin,
         &db,
         SECRET,
         &[
@@ -187,6 +190,8 @@ fn main() {
             ("RATE_LIMIT_AUTH_PER_ACCOUNT", "1000000"),
             ("MAX_OPEN_ORDERS_PER_CUSTOMER", "1000000"),
             ("RATE_LIMIT_ORDERS_PER_MINUTE", "1000000"),
+            // The bench's one customer watches every delivery twice.
+            ("MAX_TRACK_SOCKETS_PER_USER", "100000"),
         ],
     );
     let pid = server.id();

@@ -23,7 +23,8 @@
 //! → session (where the verdict is made and the matcher is told) → socket → rider, under
 //! the same load. It bounds the send-to-index latency from above by one socket hop.
 //!
-//! Run: `cargo bench --bench ingest` (env: `INGEST_RIDERS`, default 10000;
+//! Run: `cargo bench --bench ingest` (env: `INGEST_BIN`, another server binary to measure;
+//! `INGEST_RIDERS`, default 10000;
 //! `INGEST_RATE`, messages/s, default 50000; `INGEST_SECONDS`, per phase, default 10).
 
 mod common;
@@ -112,7 +113,9 @@ fn main() {
     let rate: f64 = env_or("INGEST_RATE", 50_000.0);
     let seconds: u64 = env_or("INGEST_SECONDS", 10);
     let db = std::env::temp_dir().join(format!("medify-ingest-{}.db", Uuid::now_v7()));
-    let (mut server, address) = spawn_server(env!("CARGO_BIN_EXE_medify"), &db, SECRET, &[]);
+    // `INGEST_BIN`: another server binary (an older build, to compare).
+    let bin = std::env::var("INGEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_medify").into());
+    let (mut server, address) = spawn_server(&bin, &db, SECRET, &[]);
     let pid = server.id();
     let rt = client_runtime();
     rt.block_on(async {

@@ -132,11 +132,11 @@ impl JournalReader {
             for (seq, event) in batch {
                 self.handle_until_done(&event).await;
                 cursor = seq;
-                if let Err(e) = self.store.advance_bus_cursor(name, seq).await {
-                    // The event may be handled again after a restart: handlers are
-                    // idempotent.
-                    tracing::warn!(handler = name, error = %e, "bus cursor not saved");
-                }
+            }
+            // Once per batch: a crash replays at most a batch of finished events, which
+            // handlers (idempotent) see again without effect.
+            if let Err(e) = self.store.advance_bus_cursor(name, cursor).await {
+                tracing::warn!(handler = name, error = %e, "bus cursor not saved");
             }
             let names: Vec<&str> = self.everyone.to_vec();
             if let Err(e) = self.store.trim_bus_events(&names).await {
