@@ -31,11 +31,16 @@ pub struct Quota {
 }
 
 impl Quota {
+    /// The spacing of requests at the sustained rate; 0 for more than 60 000 a minute.
     fn interval_ms(self) -> i64 {
         60_000 / i64::from(self.per_minute.max(1))
     }
+    /// How far ahead of now a key's arrival time may run: one minute, so the burst is
+    /// `per_minute`. (Not `interval × per_minute`: with a generous limit the interval
+    /// rounds to 0 and the window would vanish, refusing any request whose clock reading
+    /// came a millisecond before the last one's.)
     fn window_ms(self) -> i64 {
-        self.interval_ms() * i64::from(self.per_minute.max(1))
+        60_000
     }
 }
 
@@ -136,11 +141,12 @@ impl RateLimiter {
     }
 
     fn check_memory(&self, key: &str, quota: Quota) -> Decision {
-        let now = now_ms();
         let mut map = self
             .memory
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Read under the lock, so the steps on one key see the clock in order.
+        let now = now_ms();
         if map.len() >= SWEEP_AT {
             map.retain(|_, tat| *tat > now);
         }
@@ -196,6 +202,33 @@ mod tests {
         );
         // One interval later, exactly one more is allowed.
         assert!(matches!(gcra(6_000, tat, quota), Decision::Allow { .. }));
+    }
+
+    #[test]
+    fn a_generous_limit_tolerates_clocks_read_out_of_order() {
+        // 1 000 000 a minute: the interval rounds to 0 ms. A request whose clock reading is
+        // a millisecond older than the last one's is still allowed (it used to be refused:
+        // the window had rounded to 0 too).
+        let quota = Quota {
+            per_minute: 1_000_000,
+        };
+        let Decision::Allow { tat_ms } = gcra(1_000, None, quota) else {
+            panic!("first request denied");
+        };
+        assert!(matches!(
+            gcra(999, Some(tat_ms), quota),
+            Decision::Allow { .. }
+        ));
+        // A limit that does not divide a minute still allows exactly its burst.
+        let quota = Quota { per_minute: 7 };
+        let mut tat = None;
+        for _ in 0..7 {
+            match gcra(0, tat, quota) {
+                Decision::Allow { tat_ms } => tat = Some(tat_ms),
+                Decision::Deny { .. } => panic!("burst denied"),
+            }
+        }
+        assert!(matches!(gcra(0, tat, quota), Decision::Deny { .. }));
     }
 
     #[test]
