@@ -42,6 +42,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_util::codec::{Decoder, Encoder};
 
+use crate::ws::rider::RIDER_SOCKET_PATH;
+
 /// How the listener behaves (actix-web's `HttpServer` defaults unless said otherwise).
 pub struct Listening {
     pub workers: usize,
@@ -53,8 +55,27 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// The largest rider handshake read (actix-http's own head limit is larger; a rider's
 /// handshake is a few hundred bytes).
 const MAX_HANDSHAKE: usize = 16 * 1024;
-/// The request line of a rider socket, up to the character after the path.
-const RIDER_PATH: &[u8] = b"GET /ws/rider";
+/// The method that opens a rider socket's request line; the path after it is
+/// [`RIDER_SOCKET_PATH`], the very constant the route is registered with.
+const RIDER_METHOD: &[u8] = b"GET ";
+/// Bytes to read to judge a request line: method, path, and the character after the path.
+const RIDER_LINE_LEN: usize = RIDER_METHOD.len() + RIDER_SOCKET_PATH.len() + 1;
+
+/// What the first bytes of a connection say: `Some(true)` for a rider socket's request
+/// line (`GET /ws/rider` then a space or `?`), `Some(false)` for anything else, `None`
+/// while they could still be either.
+pub fn rider_request_line(head: &[u8]) -> Option<bool> {
+    let expected = || RIDER_METHOD.iter().chain(RIDER_SOCKET_PATH.as_bytes());
+    let known = head.len().min(RIDER_LINE_LEN - 1);
+    if !head[..known].iter().eq(expected().take(known)) {
+        return Some(false);
+    }
+    match head.get(RIDER_LINE_LEN - 1) {
+        Some(b' ' | b'?') => Some(true),
+        Some(_) => Some(false),
+        None => None,
+    }
+}
 
 /// Marks a request that arrived as the first on a new connection through the rider detour;
 /// the `/ws/rider` handler upgrades only such requests.
@@ -162,27 +183,24 @@ where
 /// readable between reads (never polling); a client that stops or dawdles past `deadline`
 /// is left to actix-http with what it sent, which answers it with its own 408.
 async fn sniff(stream: &mut TcpStream, deadline: tokio::time::Instant) -> (bool, BytesMut) {
-    let want = RIDER_PATH.len() + 1;
-    let mut head = BytesMut::with_capacity(want);
-    while head.len() < want {
-        if !RIDER_PATH.starts_with(&head[..head.len().min(RIDER_PATH.len())]) {
-            return (false, head);
+    let mut head = BytesMut::with_capacity(RIDER_LINE_LEN);
+    loop {
+        if let Some(rider) = rider_request_line(&head) {
+            return (rider, head);
         }
         match tokio::time::timeout_at(deadline, stream.readable()).await {
             Ok(Ok(())) => {}
             _ => return (false, head),
         }
         // At most what is still needed: anything beyond stays in the socket.
-        let mut chunk = [0u8; RIDER_PATH.len() + 1];
-        match stream.try_read(&mut chunk[..want - head.len()]) {
+        let mut chunk = [0u8; RIDER_LINE_LEN];
+        match stream.try_read(&mut chunk[..RIDER_LINE_LEN - head.len()]) {
             Ok(0) => return (false, head),
             Ok(n) => head.extend_from_slice(&chunk[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(_) => return (false, head),
         }
     }
-    let rider = head.starts_with(RIDER_PATH) && matches!(head[want - 1], b' ' | b'?');
-    (rider, head)
 }
 
 /// A stream with bytes already read from it put back in front.
@@ -331,4 +349,35 @@ async fn write_response<B: MessageBody>(
     out.extend_from_slice(&body);
     stream.write_all(&out).await?;
     stream.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_detour_takes_exactly_the_rider_route() {
+        let line = |s: &str| rider_request_line(s.as_bytes());
+        assert_eq!(
+            line(&format!("GET {RIDER_SOCKET_PATH} HTTP/1.1")),
+            Some(true)
+        );
+        assert_eq!(
+            line(&format!("GET {RIDER_SOCKET_PATH}?access_token=x")),
+            Some(true)
+        );
+        // Undecided until the character after the path.
+        assert_eq!(line(""), None);
+        assert_eq!(line("GET /ws/r"), None);
+        assert_eq!(line(&format!("GET {RIDER_SOCKET_PATH}")), None);
+        // Another route, another method, a longer path.
+        assert_eq!(line("GET /ws/orders/1/track"), Some(false));
+        assert_eq!(line("POST /ws/rider HTTP/1.1"), Some(false));
+        assert_eq!(
+            line(&format!("GET {RIDER_SOCKET_PATH}s HTTP/1.1")),
+            Some(false)
+        );
+        assert_eq!(line("G"), None);
+        assert_eq!(line("X"), Some(false));
+    }
 }

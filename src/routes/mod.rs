@@ -61,7 +61,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(notifications::list_notifications)
         .service(riders::list_riders)
         .service(dispatch::set_dispatch)
-        .service(crate::ws::rider::rider_socket)
+        .route(
+            crate::ws::rider::RIDER_SOCKET_PATH,
+            web::get().to(crate::ws::rider::rider_socket),
+        )
         .service(crate::ws::track::track_socket)
         .service(crate::ws::ops::ops_socket);
 }

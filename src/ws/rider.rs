@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use actix_http::ws::{CloseCode, CloseReason, Frame, Message, ProtocolError};
-use actix_web::{get, web, HttpMessage, HttpRequest, HttpResponse};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use bytes::{Bytes, BytesMut};
 use medify_actors::geo::Point;
 use medify_actors::protocol::Outbound;
@@ -511,8 +511,12 @@ impl StreamHandler<Result<Frame, ProtocolError>> for RiderSocket {
     }
 }
 
-/// The rider's socket. Token from `Authorization` or `?access_token=`.
-#[get("/ws/rider")]
+/// Where rider sockets open: the route is registered with it and the listener's detour
+/// ([`crate::server`]) recognises it by it.
+pub const RIDER_SOCKET_PATH: &str = "/ws/rider";
+
+/// The rider's socket (`GET` [`RIDER_SOCKET_PATH`]). Token from `Authorization` or
+/// `?access_token=`.
 pub async fn rider_socket(
     req: HttpRequest,
     payload: web::Payload,
