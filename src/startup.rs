@@ -84,26 +84,20 @@ pub struct Application {
 impl Application {
     /// Connects, migrates, binds and assembles the server. Nothing is served until
     /// [`Application::run_until_stopped`] is awaited (or the server is spawned).
+    ///
+    /// The steps, in order: open the store; settle what a crash left (admin account,
+    /// stock reservations); start the core (inventory shards, event bus, matcher, order
+    /// and rider actors) and its background loops; then bind and serve.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let store = Store::connect(&settings.database)
-            .await
-            .context("could not open the database")?;
-        let applied = store
-            .migrate()
-            .await
-            .context("could not apply database migrations")?;
-        tracing::info!(backend = store.backend(), applied, "database ready");
-
+        let store = open_store(&settings).await?;
         let redis = match &settings.redis {
             Some(redis) => Some(Redis::new(redis).context("invalid REDIS_URL")?),
             None => None,
         };
-
         let passwords = Passwords::new(settings.workers.max(2))?;
         if let Some(admin) = &settings.admin {
             bootstrap_admin(&store, &passwords, admin).await?;
         }
-
         let catalog = Catalog::load(&store)
             .await
             .context("could not load the catalog")?;
@@ -114,116 +108,25 @@ impl Application {
             inventory_shards = inventory.shard_count(),
             "catalog loaded"
         );
+        repair_stock(&settings, &store, &inventory).await?;
 
-        // Stock held for orders that a crash left half-done goes back to the shelf (or off
-        // it) before this node serves, and every minute after, for as long as it runs.
-        let grace = Duration::from_secs(settings.limits.reservation_grace_s);
-        let repaired = crate::repair::repair_reservations(&store, &inventory, grace)
-            .await
-            .context("could not repair stock reservations")?;
-        if repaired != crate::repair::Repaired::default() {
-            tracing::warn!(
-                released = repaired.released,
-                committed = repaired.committed,
-                "settled stock reservations left by a crash"
-            );
-        }
-        crate::repair::spawn_reservation_repair(store.clone(), inventory.clone(), grace);
-
-        let metrics = Metrics::new().context("could not register metrics")?;
-        for (status, count) in store.order_counts().await? {
-            metrics
-                .orders
-                .with_label_values(&[status.as_str()])
-                .set(count);
-        }
+        let metrics = start_metrics(&store).await?;
         let watchers = Watchers::new();
-        let local: Vec<Arc<dyn EventHandler>> = vec![
-            Arc::new(OrderGauge::new(metrics.orders.clone())),
-            Arc::new(TrackingFanout::new(watchers.clone())),
-        ];
-        let notifier: Arc<dyn Notifier> = match &settings.smtp {
-            Some(smtp) => Arc::new(SmtpNotifier::new(smtp, store.clone())?),
-            None => Arc::new(LogNotifier),
-        };
-        let durable: Vec<Arc<dyn EventHandler>> =
-            vec![Arc::new(NotificationWriter::new(store.clone(), notifier))];
-        let bus: Arc<dyn EventBus> = match &redis {
-            Some(redis) => Arc::new(RedisBus::start(
-                redis.clone(),
-                &settings.node_id,
-                local,
-                durable,
-                Duration::from_millis(settings.bus_claim_idle_ms),
-            )),
-            None => Arc::new(InProcessBus::start(store.clone(), local, durable)),
-        };
+        let bus = start_bus(&settings, &store, redis.as_ref(), &metrics, &watchers)?;
         crate::bus::start_relay(store.clone(), bus.clone());
-        let fleet = Fleet::new();
-        let d = &settings.dispatch;
-        let latency = metrics.assignment_latency.clone();
-        let offers = metrics.offers.clone();
-        let matcher_config = MatcherConfig {
-            resolution: d.h3_resolution,
-            shard_resolution: d.shard_resolution,
-            search_radius_m: d.search_radius_m,
-            batch_window: Duration::from_millis(d.batch_window_ms),
-            offer_timeout: Duration::from_secs(d.offer_timeout_s),
-            strategy: d.strategy,
-            on_assigned: Arc::new(move |waited| latency.observe(waited.as_secs_f64())),
-            on_offer: Arc::new(move |outcome| offers.with_label_values(&[outcome]).inc()),
-            offer_log: Some(Arc::new(OfferWriter::start(store.clone()))),
-            ..MatcherConfig::default()
+        let core = Core {
+            store: &store,
+            bus: &bus,
+            inventory: &inventory,
+            metrics: &metrics,
+            watchers: &watchers,
         };
-        let matcher = Matcher::start(matcher_config, fleet.clone(), settings.workers);
-        let orders = OrderRegistry::new(
-            OrderDeps {
-                journal: Arc::new(store.clone()),
-                bus: bus.clone(),
-                inventory: inventory.clone(),
-                dispatch_timeout: Duration::from_secs(settings.dispatch_timeout_s),
-                pickup_timeout: Duration::from_secs(settings.limits.pickup_timeout_s),
-                matcher: Some(matcher.clone()),
-            },
-            settings.workers,
-        );
-        let active = orders
-            .rehydrate()
-            .await
-            .map_err(|e| anyhow::anyhow!("could not rehydrate active orders: {e}"))?;
-        tracing::info!(active, "active orders rehydrated");
-        // An order actor that could not load its order (database briefly down) stops; this
-        // sweep brings every active order back into an actor within a minute.
-        let sweep = orders.clone();
-        actix_web::rt::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_secs(60)).await;
-                if let Err(e) = sweep.rehydrate().await {
-                    tracing::warn!(error = %e, "active-order sweep failed; retrying in a minute");
-                }
-            }
-        });
-
+        let (orders, riders) = start_dispatch(&settings, core).await?;
+        spawn_active_order_sweep(orders.clone());
         spawn_expiry_sweep(
             store.clone(),
             Duration::from_secs(settings.sweep_interval_s),
         );
-
-        let riders = Riders::new(RiderDeps {
-            fleet,
-            matcher,
-            orders: orders.clone(),
-            directory: Arc::new(store.clone()),
-            trail: Arc::new(TrailWriter::start(store.clone())),
-            grace: Duration::from_secs(settings.dispatch.rider_grace_s),
-            bus: bus.clone(),
-            watchers: watchers.clone(),
-        });
-
-        let listener = TcpListener::bind(settings.bind)
-            .with_context(|| format!("could not listen on {}", settings.bind))?;
-        let address = listener.local_addr()?;
-        let port = address.port();
 
         let state = web::Data::new(AppState {
             settings: Arc::new(settings.clone()),
@@ -251,36 +154,7 @@ impl Application {
             .ops
             .start(state.riders.fleet().clone(), state.store.clone());
         crate::catalog_sync::start(state.clone());
-        let openapi = web::Data::new(OpenApiJson::render());
-
-        let app_state = state.clone();
-        let server = crate::server::serve(
-            listener,
-            crate::server::Listening {
-                workers: settings.workers,
-                shutdown_timeout_s: settings.shutdown_timeout_s,
-            },
-            move || {
-                App::new()
-                    .app_data(state.clone())
-                    .app_data(openapi.clone())
-                    .app_data(extract::payload_config())
-                    .app_data(extract::path_config())
-                    .app_data(extract::query_config())
-                    .configure(routes::configure)
-                    .default_service(web::to(not_routed))
-                    .wrap(ErrorHandlers::new().default_handler(problem_for_framework_errors))
-                    .wrap(from_fn(telemetry::observe))
-            },
-        )?;
-
-        tracing::info!(address = %address, "listening");
-        Ok(Self {
-            port,
-            server,
-            store,
-            state: app_state,
-        })
+        serve(&settings, store, state)
     }
 
     /// The shared state (tests drive actors through it).
@@ -321,6 +195,197 @@ impl Application {
         }
         result
     }
+}
+
+/// The parts of the core the dispatch actors are built on.
+#[derive(Clone, Copy)]
+struct Core<'a> {
+    store: &'a Store,
+    bus: &'a Arc<dyn EventBus>,
+    inventory: &'a Inventory,
+    metrics: &'a Metrics,
+    watchers: &'a Watchers,
+}
+
+/// Opens the database and applies the migrations.
+async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+    let store = Store::connect(&settings.database)
+        .await
+        .context("could not open the database")?;
+    let applied = store
+        .migrate()
+        .await
+        .context("could not apply database migrations")?;
+    tracing::info!(backend = store.backend(), applied, "database ready");
+    Ok(store)
+}
+
+/// Stock held for orders that a crash left half-done goes back to the shelf (or off it)
+/// before this node serves, and every minute after, for as long as it runs.
+async fn repair_stock(
+    settings: &Settings,
+    store: &Store,
+    inventory: &Inventory,
+) -> anyhow::Result<()> {
+    let grace = Duration::from_secs(settings.limits.reservation_grace_s);
+    let repaired = crate::repair::repair_reservations(store, inventory, grace)
+        .await
+        .context("could not repair stock reservations")?;
+    if repaired != crate::repair::Repaired::default() {
+        tracing::warn!(
+            released = repaired.released,
+            committed = repaired.committed,
+            "settled stock reservations left by a crash"
+        );
+    }
+    crate::repair::spawn_reservation_repair(store.clone(), inventory.clone(), grace);
+    Ok(())
+}
+
+/// The Prometheus registry, with the order gauge primed from storage.
+async fn start_metrics(store: &Store) -> anyhow::Result<Metrics> {
+    let metrics = Metrics::new().context("could not register metrics")?;
+    for (status, count) in store.order_counts().await? {
+        metrics
+            .orders
+            .with_label_values(&[status.as_str()])
+            .set(count);
+    }
+    Ok(metrics)
+}
+
+/// The event bus with its handlers: node-local ones (gauges, tracking fan-out) and durable
+/// ones (notifications); Redis Streams when Redis is configured, else the embedded journal.
+fn start_bus(
+    settings: &Settings,
+    store: &Store,
+    redis: Option<&Redis>,
+    metrics: &Metrics,
+    watchers: &Watchers,
+) -> anyhow::Result<Arc<dyn EventBus>> {
+    let local: Vec<Arc<dyn EventHandler>> = vec![
+        Arc::new(OrderGauge::new(metrics.orders.clone())),
+        Arc::new(TrackingFanout::new(watchers.clone())),
+    ];
+    let notifier: Arc<dyn Notifier> = match &settings.smtp {
+        Some(smtp) => Arc::new(SmtpNotifier::new(smtp, store.clone())?),
+        None => Arc::new(LogNotifier),
+    };
+    let durable: Vec<Arc<dyn EventHandler>> =
+        vec![Arc::new(NotificationWriter::new(store.clone(), notifier))];
+    Ok(match redis {
+        Some(redis) => Arc::new(RedisBus::start(
+            redis.clone(),
+            &settings.node_id,
+            local,
+            durable,
+            Duration::from_millis(settings.bus_claim_idle_ms),
+        )),
+        None => Arc::new(InProcessBus::start(store.clone(), local, durable)),
+    })
+}
+
+/// The matcher, the order actors (every active order rehydrated) and the rider sessions.
+async fn start_dispatch(
+    settings: &Settings,
+    core: Core<'_>,
+) -> anyhow::Result<(OrderRegistry, Riders)> {
+    let fleet = Fleet::new();
+    let d = &settings.dispatch;
+    let latency = core.metrics.assignment_latency.clone();
+    let offers = core.metrics.offers.clone();
+    let matcher_config = MatcherConfig {
+        resolution: d.h3_resolution,
+        shard_resolution: d.shard_resolution,
+        search_radius_m: d.search_radius_m,
+        batch_window: Duration::from_millis(d.batch_window_ms),
+        offer_timeout: Duration::from_secs(d.offer_timeout_s),
+        strategy: d.strategy,
+        on_assigned: Arc::new(move |waited| latency.observe(waited.as_secs_f64())),
+        on_offer: Arc::new(move |outcome| offers.with_label_values(&[outcome]).inc()),
+        offer_log: Some(Arc::new(OfferWriter::start(core.store.clone()))),
+        ..MatcherConfig::default()
+    };
+    let matcher = Matcher::start(matcher_config, fleet.clone(), settings.workers);
+    let orders = OrderRegistry::new(
+        OrderDeps {
+            journal: Arc::new(core.store.clone()),
+            bus: core.bus.clone(),
+            inventory: core.inventory.clone(),
+            dispatch_timeout: Duration::from_secs(settings.dispatch_timeout_s),
+            pickup_timeout: Duration::from_secs(settings.limits.pickup_timeout_s),
+            matcher: Some(matcher.clone()),
+        },
+        settings.workers,
+    );
+    let active = orders
+        .rehydrate()
+        .await
+        .map_err(|e| anyhow::anyhow!("could not rehydrate active orders: {e}"))?;
+    tracing::info!(active, "active orders rehydrated");
+    let riders = Riders::new(RiderDeps {
+        fleet,
+        matcher,
+        orders: orders.clone(),
+        directory: Arc::new(core.store.clone()),
+        trail: Arc::new(TrailWriter::start(core.store.clone())),
+        grace: Duration::from_secs(d.rider_grace_s),
+        bus: core.bus.clone(),
+        watchers: core.watchers.clone(),
+    });
+    Ok((orders, riders))
+}
+
+/// An order actor that could not load its order (database briefly down) stops; this sweep
+/// brings every active order back into an actor within a minute.
+fn spawn_active_order_sweep(orders: OrderRegistry) {
+    actix_web::rt::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            if let Err(e) = orders.rehydrate().await {
+                tracing::warn!(error = %e, "active-order sweep failed; retrying in a minute");
+            }
+        }
+    });
+}
+
+/// Binds the listener and starts the HTTP workers over `state`.
+fn serve(
+    settings: &Settings,
+    store: Store,
+    state: web::Data<AppState>,
+) -> anyhow::Result<Application> {
+    let listener = TcpListener::bind(settings.bind)
+        .with_context(|| format!("could not listen on {}", settings.bind))?;
+    let address = listener.local_addr()?;
+    let openapi = web::Data::new(OpenApiJson::render());
+    let app_state = state.clone();
+    let server = crate::server::serve(
+        listener,
+        crate::server::Listening {
+            workers: settings.workers,
+            shutdown_timeout_s: settings.shutdown_timeout_s,
+        },
+        move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(openapi.clone())
+                .app_data(extract::payload_config())
+                .app_data(extract::path_config())
+                .app_data(extract::query_config())
+                .configure(routes::configure)
+                .default_service(web::to(not_routed))
+                .wrap(ErrorHandlers::new().default_handler(problem_for_framework_errors))
+                .wrap(from_fn(telemetry::observe))
+        },
+    )?;
+    tracing::info!(address = %address, "listening");
+    Ok(Application {
+        port: address.port(),
+        server,
+        store,
+        state: app_state,
+    })
 }
 
 /// Resolves on the first SIGTERM or SIGINT. The handlers are installed when this is
