@@ -814,3 +814,99 @@ mod tests {
         assert_eq!(err.variables(), vec!["REDIS_URL", "RUST_LOG"]);
     }
 }
+
+/// The README's configuration table must say what the parser does: every variable it
+/// reads has a row, and every default written there as a literal is the parser's.
+#[cfg(test)]
+mod readme_table {
+    use super::*;
+    use std::cell::RefCell;
+    use std::collections::{BTreeSet, HashMap};
+
+    /// (variables, default) of each row; a row may name several variables.
+    fn rows() -> Vec<(Vec<String>, String)> {
+        let readme = include_str!("../README.md");
+        let table = readme
+            .split("## Configuration")
+            .nth(1)
+            .expect("a Configuration section");
+        table
+            .lines()
+            .skip_while(|l| !l.starts_with("| variable"))
+            .skip(2)
+            .take_while(|l| l.starts_with('|'))
+            .map(|l| {
+                let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+                let names = cells[1]
+                    .split(',')
+                    .map(|n| n.trim().trim_matches('`').to_owned())
+                    .collect();
+                (names, cells[2].to_owned())
+            })
+            .collect()
+    }
+
+    /// A baseline environment where nothing depends on the machine or on chance.
+    fn fixed() -> HashMap<String, String> {
+        HashMap::from([
+            ("JWT_SECRET".to_owned(), "x".repeat(MIN_JWT_SECRET_BYTES)),
+            ("MEDIFY_NODE_ID".to_owned(), "node".to_owned()),
+            ("MEDIFY_WORKERS".to_owned(), "2".to_owned()),
+        ])
+    }
+
+    fn debug_of(env: &HashMap<String, String>) -> String {
+        let settings = Settings::from_lookup(|k| env.get(k).cloned()).expect("valid settings");
+        format!("{settings:?}")
+    }
+
+    #[test]
+    fn every_variable_the_parser_reads_has_a_row() {
+        let read = RefCell::new(BTreeSet::new());
+        let _ = Settings::from_lookup(|k| {
+            read.borrow_mut().insert(k.to_owned());
+            None
+        });
+        // Read only when the pair is complete.
+        read.borrow_mut().insert("MEDIFY_ADMIN_PASSWORD".to_owned());
+        let documented: BTreeSet<String> = rows().into_iter().flat_map(|(n, _)| n).collect();
+        let missing: Vec<_> = read.borrow().difference(&documented).cloned().collect();
+        assert!(missing.is_empty(), "not in the README table: {missing:?}");
+        let unknown: Vec<_> = documented.difference(&read.borrow()).cloned().collect();
+        assert!(
+            unknown.is_empty(),
+            "in the README table, never read: {unknown:?}"
+        );
+    }
+
+    #[test]
+    fn literal_defaults_in_the_table_are_the_parsers() {
+        let baseline = debug_of(&fixed());
+        let mut checked = 0;
+        for (names, default) in rows() {
+            // A plain `value` is a literal default; prose (random, number of CPUs, unset,
+            // empty, …) is not.
+            let Some(literal) = default
+                .strip_prefix('`')
+                .and_then(|d| d.strip_suffix('`'))
+                .filter(|d| !d.contains('`'))
+            else {
+                continue;
+            };
+            for name in names {
+                if fixed().contains_key(&name) {
+                    continue;
+                }
+                let mut env = fixed();
+                env.insert(name.clone(), literal.to_owned());
+                assert_eq!(
+                    debug_of(&env),
+                    baseline,
+                    "{name}: the README's default `{literal}` is not the parser's"
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked > 30, "only {checked} defaults checked");
+    }
+}
