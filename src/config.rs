@@ -321,6 +321,300 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
     }
 }
 
+/// Each concern's settings, read through the same [`Reader`] so every problem is
+/// collected.
+impl<F: Fn(&str) -> Option<String>> Reader<F> {
+    /// `MEDIFY_ENV`.
+    fn environment(&mut self) -> Environment {
+        self.parse("MEDIFY_ENV", Environment::Development, |raw| {
+            match raw.to_ascii_lowercase().as_str() {
+                "development" | "dev" => Ok(Environment::Development),
+                "test" => Ok(Environment::Test),
+                "production" | "prod" => Ok(Environment::Production),
+                _ => Err("must be development, test or production".to_owned()),
+            }
+        })
+    }
+
+    /// `LOG_FORMAT`, `RUST_LOG`.
+    fn logging(&mut self) -> (LogFormat, String) {
+        let log_format = self.parse("LOG_FORMAT", LogFormat::Pretty, |raw| {
+            match raw.to_ascii_lowercase().as_str() {
+                "json" => Ok(LogFormat::Json),
+                "pretty" | "text" => Ok(LogFormat::Pretty),
+                _ => Err("must be json or pretty".to_owned()),
+            }
+        });
+
+        let log_filter = self.parse("RUST_LOG", "info".to_owned(), |raw| {
+            tracing_subscriber::EnvFilter::try_new(raw)
+                .map(|_| raw.to_owned())
+                .map_err(|e| format!("not a valid log filter ({e})"))
+        });
+
+        (log_format, log_filter)
+    }
+
+    /// Rate limits, the refresh reuse interval and the trusted proxies.
+    fn auth(&mut self) -> (AuthLimits, u64, TrustedProxies) {
+        let auth_limits = AuthLimits {
+            per_ip: self.parse("RATE_LIMIT_AUTH_PER_IP", 30, |raw| {
+                parse_number(raw, 1, 1_000_000)
+            }),
+            per_account: self.parse("RATE_LIMIT_AUTH_PER_ACCOUNT", 10, |raw| {
+                parse_number(raw, 1, 1_000_000)
+            }),
+        };
+
+        let refresh_reuse_interval_s = self.parse("REFRESH_REUSE_INTERVAL_S", 10, |raw| {
+            parse_number(raw, 0, 300)
+        });
+
+        let trusted_proxies = self.parse(
+            "TRUSTED_PROXIES",
+            TrustedProxies::default(),
+            TrustedProxies::parse_list,
+        );
+
+        (auth_limits, refresh_reuse_interval_s, trusted_proxies)
+    }
+
+    /// `MEDIFY_NODE_ID`, by default the host name and the process id.
+    fn node_id(&mut self) -> String {
+        self.get("MEDIFY_NODE_ID").unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/etc/hostname")
+                .map(|h| h.trim().to_owned())
+                .unwrap_or_else(|_| "medify".to_owned());
+            format!("{host}-{}", std::process::id())
+        })
+    }
+
+    /// `DATABASE_URL`, `DATABASE_MAX_CONNECTIONS`.
+    fn database(&mut self) -> DatabaseSettings {
+        let default_db = DatabaseUrl::Sqlite("sqlite://medify.db?mode=rwc".to_owned());
+        let url = self.parse("DATABASE_URL", default_db, DatabaseUrl::parse);
+        let max_connections = self.parse("DATABASE_MAX_CONNECTIONS", 10, |raw| {
+            parse_number(raw, 1, 1000)
+        });
+        DatabaseSettings {
+            url,
+            max_connections,
+        }
+    }
+
+    /// `REDIS_URL`, `REDIS_KEY_PREFIX`.
+    fn redis(&mut self) -> Option<RedisSettings> {
+        let key_prefix = self
+            .get("REDIS_KEY_PREFIX")
+            .unwrap_or_else(|| "medify:".to_owned());
+        match self.get("REDIS_URL") {
+            None => None,
+            Some(url) => match redis::Client::open(url.as_str()) {
+                Ok(_) => Some(RedisSettings { url, key_prefix }),
+                Err(_) => {
+                    // The URL itself is not echoed: it may hold a password.
+                    self.fail("REDIS_URL", "not a valid Redis URL (redis://host:port/db)");
+                    None
+                }
+            },
+        }
+    }
+
+    /// `JWT_SECRET`: the secret, and whether it was made up (development, test).
+    fn jwt_secret(&mut self, env: Environment) -> (Secret, bool) {
+        match self.get("JWT_SECRET") {
+            Some(s) if s.len() >= MIN_JWT_SECRET_BYTES => (Secret::new(s.into_bytes()), false),
+            Some(s) => {
+                self.fail(
+                    "JWT_SECRET",
+                    format!(
+                        "must be at least {MIN_JWT_SECRET_BYTES} bytes long (got {} bytes)",
+                        s.len()
+                    ),
+                );
+                (Secret::new(Vec::new()), false)
+            }
+            None if env == Environment::Production => {
+                self.fail(
+                    "JWT_SECRET",
+                    format!("is required in production (at least {MIN_JWT_SECRET_BYTES} bytes)"),
+                );
+                (Secret::new(Vec::new()), false)
+            }
+            None => {
+                let mut bytes = vec![0u8; 32];
+                rand::rng().fill_bytes(&mut bytes);
+                (Secret::new(bytes), true)
+            }
+        }
+    }
+
+    /// `MEDIFY_ADMIN_EMAIL` and `MEDIFY_ADMIN_PASSWORD`: both or neither.
+    fn admin(&mut self) -> Option<AdminBootstrap> {
+        let admin_email = self.get("MEDIFY_ADMIN_EMAIL");
+        let admin_password = (self.lookup)("MEDIFY_ADMIN_PASSWORD").filter(|p| !p.is_empty());
+        match (admin_email, admin_password) {
+            (None, None) => None,
+            (Some(email), Some(password)) => {
+                let email = Email::parse(&email)
+                    .map_err(|e| self.fail("MEDIFY_ADMIN_EMAIL", e))
+                    .ok();
+                // The password is never echoed.
+                let password = Password::parse(password)
+                    .map_err(|e| self.fail("MEDIFY_ADMIN_PASSWORD", e))
+                    .ok();
+                email
+                    .zip(password)
+                    .map(|(email, password)| AdminBootstrap { email, password })
+            }
+            (Some(_), None) => {
+                self.fail(
+                    "MEDIFY_ADMIN_PASSWORD",
+                    "is required when MEDIFY_ADMIN_EMAIL is set",
+                );
+                None
+            }
+            (None, Some(_)) => {
+                self.fail(
+                    "MEDIFY_ADMIN_EMAIL",
+                    "is required when MEDIFY_ADMIN_PASSWORD is set",
+                );
+                None
+            }
+        }
+    }
+
+    /// `OTP_DELIVERY` (production allows only `disabled`) and the OTP limits.
+    fn otp(&mut self, env: Environment) -> (OtpDelivery, OtpLimits) {
+        let default_delivery = if env == Environment::Production {
+            OtpDelivery::Disabled
+        } else {
+            OtpDelivery::Log
+        };
+        let otp_delivery = self.parse("OTP_DELIVERY", default_delivery, |raw| {
+            let delivery = match raw.to_ascii_lowercase().as_str() {
+                "log" => OtpDelivery::Log,
+                "response" => OtpDelivery::Response,
+                "disabled" | "none" => OtpDelivery::Disabled,
+                _ => return Err("must be log, response or disabled".to_owned()),
+            };
+            if env == Environment::Production && delivery != OtpDelivery::Disabled {
+                return Err("log and response reveal codes and are refused in production".into());
+            }
+            Ok(delivery)
+        });
+
+        let otp_limits = OtpLimits {
+            resend_cooldown_s: self.parse("OTP_RESEND_COOLDOWN_S", OTP_RESEND_COOLDOWN_S, |raw| {
+                parse_number(raw, 0, 3_600)
+            }),
+            max_wrong_per_phone: self.parse("OTP_MAX_WRONG_PER_PHONE", 10, |raw| {
+                parse_number(raw, 1, 1_000)
+            }),
+            wrong_window_s: self.parse("OTP_WRONG_WINDOW_S", 1_800, |raw| {
+                parse_number(raw, 1, 86_400)
+            }),
+        };
+        (otp_delivery, otp_limits)
+    }
+
+    /// `SMTP_URL`, `SMTP_FROM`.
+    fn smtp(&mut self) -> Option<SmtpSettings> {
+        let smtp_from = self
+            .get("SMTP_FROM")
+            .unwrap_or_else(|| "Medify <no-reply@medify.local>".to_owned());
+        if smtp_from.parse::<lettre::message::Mailbox>().is_err() {
+            self.fail(
+                "SMTP_FROM",
+                "must be an address such as Medify <no-reply@example.com>",
+            );
+        }
+        match self.get("SMTP_URL") {
+            None => None,
+            Some(url) if url.starts_with("smtp://") => Some(SmtpSettings {
+                url,
+                from: smtp_from,
+            }),
+            Some(_) => {
+                self.fail(
+                    "SMTP_URL",
+                    "must be smtp://[user:password@]host[:port] (TLS relays are not supported yet)",
+                );
+                None
+            }
+        }
+    }
+
+    /// The matcher and rider sessions.
+    fn dispatch(&mut self) -> DispatchSettings {
+        use medify_actors::matcher::assign::Strategy;
+        let dispatch = DispatchSettings {
+            strategy: self.parse("MATCHING", Strategy::Batched, |raw| {
+                match raw.to_ascii_lowercase().as_str() {
+                    "batched" => Ok(Strategy::Batched),
+                    "greedy" => Ok(Strategy::Greedy),
+                    _ => Err("must be batched or greedy".to_owned()),
+                }
+            }),
+            h3_resolution: self.parse("H3_RESOLUTION", h3o::Resolution::Nine, |raw| {
+                let n: u8 = parse_number(raw, 5, 12)?;
+                h3o::Resolution::try_from(n).map_err(|e| e.to_string())
+            }),
+            shard_resolution: self.parse(
+                "MATCHER_SHARD_RESOLUTION",
+                h3o::Resolution::Five,
+                |raw| {
+                    let n: u8 = parse_number(raw, 0, 12)?;
+                    h3o::Resolution::try_from(n).map_err(|e| e.to_string())
+                },
+            ),
+            search_radius_m: f64::from(self.parse("SEARCH_RADIUS_M", 5_000u32, |raw| {
+                parse_number(raw, 100, 50_000)
+            })),
+            batch_window_ms: self
+                .parse("BATCH_WINDOW_MS", 500, |raw| parse_number(raw, 10, 60_000)),
+            offer_timeout_s: self.parse("OFFER_TIMEOUT_S", 20, |raw| parse_number(raw, 1, 600)),
+            rider_grace_s: self.parse("RIDER_GRACE_S", 120, |raw| parse_number(raw, 0, 3_600)),
+        };
+        if dispatch.shard_resolution > dispatch.h3_resolution {
+            self.fail(
+                "MATCHER_SHARD_RESOLUTION",
+                "must not be finer than H3_RESOLUTION (shards are regions of index cells)",
+            );
+        }
+        dispatch
+    }
+
+    /// What one client may hold or do ([`AbuseLimits`]).
+    fn limits(&mut self) -> AbuseLimits {
+        AbuseLimits {
+            open_orders_per_customer: self.parse("MAX_OPEN_ORDERS_PER_CUSTOMER", 5, |raw| {
+                parse_number(raw, 1, 1_000_000)
+            }),
+            orders_per_minute: self.parse("RATE_LIMIT_ORDERS_PER_MINUTE", 10, |raw| {
+                parse_number(raw, 1, 1_000_000)
+            }),
+            track_sockets_per_order: self.parse("MAX_TRACK_SOCKETS_PER_ORDER", 5, |raw| {
+                parse_number(raw, 1, 10_000)
+            }),
+            track_sockets_per_user: self.parse("MAX_TRACK_SOCKETS_PER_USER", 10, |raw| {
+                parse_number(raw, 1, 100_000)
+            }),
+            pickup_timeout_s: self.parse("PICKUP_TIMEOUT_S", 1_800, |raw| {
+                parse_number(raw, 1, 86_400)
+            }),
+            trail_max_points: self.parse("TRAIL_MAX_POINTS", 5_000, |raw| {
+                parse_number(raw, 2, 1_000_000)
+            }),
+            rider_frame_queue: self
+                .parse("RIDER_FRAME_QUEUE", 32, |raw| parse_number(raw, 1, 4_096)),
+            reservation_grace_s: self.parse("RESERVATION_REPAIR_GRACE_S", 600, |raw| {
+                parse_number(raw, 0, 86_400)
+            }),
+        }
+    }
+}
+
 fn parse_number<T>(raw: &str, min: T, max: T) -> Result<T, String>
 where
     T: FromStr + PartialOrd + fmt::Display + Copy,
@@ -347,14 +641,7 @@ impl Settings {
             problems: Vec::new(),
         };
 
-        let env = r.parse("MEDIFY_ENV", Environment::Development, |raw| {
-            match raw.to_ascii_lowercase().as_str() {
-                "development" | "dev" => Ok(Environment::Development),
-                "test" => Ok(Environment::Test),
-                "production" | "prod" => Ok(Environment::Production),
-                _ => Err("must be development, test or production".to_owned()),
-            }
-        });
+        let env = r.environment();
 
         let default_bind = SocketAddr::from(([127, 0, 0, 1], 8080));
         let bind = r.parse("MEDIFY_BIND", default_bind, |raw| {
@@ -367,151 +654,20 @@ impl Settings {
             parse_number(raw, 1, 256)
         });
 
-        let default_db = DatabaseUrl::Sqlite("sqlite://medify.db?mode=rwc".to_owned());
-        let url = r.parse("DATABASE_URL", default_db, DatabaseUrl::parse);
-        let max_connections = r.parse("DATABASE_MAX_CONNECTIONS", 10, |raw| {
-            parse_number(raw, 1, 1000)
-        });
+        let database = r.database();
+        let redis = r.redis();
+        let (jwt_secret, jwt_secret_generated) = r.jwt_secret(env);
 
-        let key_prefix = r
-            .get("REDIS_KEY_PREFIX")
-            .unwrap_or_else(|| "medify:".to_owned());
-        let redis = match r.get("REDIS_URL") {
-            None => None,
-            Some(url) => match redis::Client::open(url.as_str()) {
-                Ok(_) => Some(RedisSettings { url, key_prefix }),
-                Err(_) => {
-                    // The URL itself is not echoed: it may hold a password.
-                    r.fail("REDIS_URL", "not a valid Redis URL (redis://host:port/db)");
-                    None
-                }
-            },
-        };
-
-        let (jwt_secret, jwt_secret_generated) = match r.get("JWT_SECRET") {
-            Some(s) if s.len() >= MIN_JWT_SECRET_BYTES => (Secret::new(s.into_bytes()), false),
-            Some(s) => {
-                r.fail(
-                    "JWT_SECRET",
-                    format!(
-                        "must be at least {MIN_JWT_SECRET_BYTES} bytes long (got {} bytes)",
-                        s.len()
-                    ),
-                );
-                (Secret::new(Vec::new()), false)
-            }
-            None if env == Environment::Production => {
-                r.fail(
-                    "JWT_SECRET",
-                    format!("is required in production (at least {MIN_JWT_SECRET_BYTES} bytes)"),
-                );
-                (Secret::new(Vec::new()), false)
-            }
-            None => {
-                let mut bytes = vec![0u8; 32];
-                rand::rng().fill_bytes(&mut bytes);
-                (Secret::new(bytes), true)
-            }
-        };
-
-        let log_format = r.parse("LOG_FORMAT", LogFormat::Pretty, |raw| {
-            match raw.to_ascii_lowercase().as_str() {
-                "json" => Ok(LogFormat::Json),
-                "pretty" | "text" => Ok(LogFormat::Pretty),
-                _ => Err("must be json or pretty".to_owned()),
-            }
-        });
-
-        let log_filter = r.parse("RUST_LOG", "info".to_owned(), |raw| {
-            tracing_subscriber::EnvFilter::try_new(raw)
-                .map(|_| raw.to_owned())
-                .map_err(|e| format!("not a valid log filter ({e})"))
-        });
+        let (log_format, log_filter) = r.logging();
 
         let shutdown_timeout_s = r.parse("MEDIFY_SHUTDOWN_TIMEOUT_S", 30, |raw| {
             parse_number(raw, 0, 3600)
         });
 
-        let admin_email = r.get("MEDIFY_ADMIN_EMAIL");
-        let admin_password = (r.lookup)("MEDIFY_ADMIN_PASSWORD").filter(|p| !p.is_empty());
-        let admin = match (admin_email, admin_password) {
-            (None, None) => None,
-            (Some(email), Some(password)) => {
-                let email = Email::parse(&email)
-                    .map_err(|e| r.fail("MEDIFY_ADMIN_EMAIL", e))
-                    .ok();
-                // The password is never echoed.
-                let password = Password::parse(password)
-                    .map_err(|e| r.fail("MEDIFY_ADMIN_PASSWORD", e))
-                    .ok();
-                email
-                    .zip(password)
-                    .map(|(email, password)| AdminBootstrap { email, password })
-            }
-            (Some(_), None) => {
-                r.fail(
-                    "MEDIFY_ADMIN_PASSWORD",
-                    "is required when MEDIFY_ADMIN_EMAIL is set",
-                );
-                None
-            }
-            (None, Some(_)) => {
-                r.fail(
-                    "MEDIFY_ADMIN_EMAIL",
-                    "is required when MEDIFY_ADMIN_PASSWORD is set",
-                );
-                None
-            }
-        };
+        let admin = r.admin();
+        let (otp_delivery, otp_limits) = r.otp(env);
 
-        let default_delivery = if env == Environment::Production {
-            OtpDelivery::Disabled
-        } else {
-            OtpDelivery::Log
-        };
-        let otp_delivery = r.parse("OTP_DELIVERY", default_delivery, |raw| {
-            let delivery = match raw.to_ascii_lowercase().as_str() {
-                "log" => OtpDelivery::Log,
-                "response" => OtpDelivery::Response,
-                "disabled" | "none" => OtpDelivery::Disabled,
-                _ => return Err("must be log, response or disabled".to_owned()),
-            };
-            if env == Environment::Production && delivery != OtpDelivery::Disabled {
-                return Err("log and response reveal codes and are refused in production".into());
-            }
-            Ok(delivery)
-        });
-
-        let otp_limits = OtpLimits {
-            resend_cooldown_s: r.parse("OTP_RESEND_COOLDOWN_S", OTP_RESEND_COOLDOWN_S, |raw| {
-                parse_number(raw, 0, 3_600)
-            }),
-            max_wrong_per_phone: r.parse("OTP_MAX_WRONG_PER_PHONE", 10, |raw| {
-                parse_number(raw, 1, 1_000)
-            }),
-            wrong_window_s: r.parse("OTP_WRONG_WINDOW_S", 1_800, |raw| {
-                parse_number(raw, 1, 86_400)
-            }),
-        };
-
-        let auth_limits = AuthLimits {
-            per_ip: r.parse("RATE_LIMIT_AUTH_PER_IP", 30, |raw| {
-                parse_number(raw, 1, 1_000_000)
-            }),
-            per_account: r.parse("RATE_LIMIT_AUTH_PER_ACCOUNT", 10, |raw| {
-                parse_number(raw, 1, 1_000_000)
-            }),
-        };
-
-        let refresh_reuse_interval_s = r.parse("REFRESH_REUSE_INTERVAL_S", 10, |raw| {
-            parse_number(raw, 0, 300)
-        });
-
-        let trusted_proxies = r.parse(
-            "TRUSTED_PROXIES",
-            TrustedProxies::default(),
-            TrustedProxies::parse_list,
-        );
+        let (auth_limits, refresh_reuse_interval_s, trusted_proxies) = r.auth();
 
         let sweep_interval_s = r.parse("SWEEP_INTERVAL_S", 3_600, |raw| {
             parse_number(raw, 1, 604_800)
@@ -527,12 +683,7 @@ impl Settings {
         let dispatch_timeout_s = r.parse("DISPATCH_TIMEOUT_S", 600, |raw| {
             parse_number(raw, 1, 86_400)
         });
-        let node_id = r.get("MEDIFY_NODE_ID").unwrap_or_else(|| {
-            let host = std::fs::read_to_string("/etc/hostname")
-                .map(|h| h.trim().to_owned())
-                .unwrap_or_else(|_| "medify".to_owned());
-            format!("{host}-{}", std::process::id())
-        });
+        let node_id = r.node_id();
         let map_tile_url = r
             .get("MAP_TILE_URL")
             .unwrap_or_else(|| DEFAULT_MAP_TILE_URL.to_owned());
@@ -540,86 +691,9 @@ impl Settings {
             parse_number(raw, 0, 3_600_000)
         });
 
-        let smtp_from = r
-            .get("SMTP_FROM")
-            .unwrap_or_else(|| "Medify <no-reply@medify.local>".to_owned());
-        if smtp_from.parse::<lettre::message::Mailbox>().is_err() {
-            r.fail(
-                "SMTP_FROM",
-                "must be an address such as Medify <no-reply@example.com>",
-            );
-        }
-        let smtp = match r.get("SMTP_URL") {
-            None => None,
-            Some(url) if url.starts_with("smtp://") => Some(SmtpSettings {
-                url,
-                from: smtp_from,
-            }),
-            Some(_) => {
-                r.fail(
-                    "SMTP_URL",
-                    "must be smtp://[user:password@]host[:port] (TLS relays are not supported yet)",
-                );
-                None
-            }
-        };
-
-        use medify_actors::matcher::assign::Strategy;
-        let dispatch = DispatchSettings {
-            strategy: r.parse("MATCHING", Strategy::Batched, |raw| {
-                match raw.to_ascii_lowercase().as_str() {
-                    "batched" => Ok(Strategy::Batched),
-                    "greedy" => Ok(Strategy::Greedy),
-                    _ => Err("must be batched or greedy".to_owned()),
-                }
-            }),
-            h3_resolution: r.parse("H3_RESOLUTION", h3o::Resolution::Nine, |raw| {
-                let n: u8 = parse_number(raw, 5, 12)?;
-                h3o::Resolution::try_from(n).map_err(|e| e.to_string())
-            }),
-            shard_resolution: r.parse("MATCHER_SHARD_RESOLUTION", h3o::Resolution::Five, |raw| {
-                let n: u8 = parse_number(raw, 0, 12)?;
-                h3o::Resolution::try_from(n).map_err(|e| e.to_string())
-            }),
-            search_radius_m: f64::from(r.parse("SEARCH_RADIUS_M", 5_000u32, |raw| {
-                parse_number(raw, 100, 50_000)
-            })),
-            batch_window_ms: r.parse("BATCH_WINDOW_MS", 500, |raw| parse_number(raw, 10, 60_000)),
-            offer_timeout_s: r.parse("OFFER_TIMEOUT_S", 20, |raw| parse_number(raw, 1, 600)),
-            rider_grace_s: r.parse("RIDER_GRACE_S", 120, |raw| parse_number(raw, 0, 3_600)),
-        };
-
-        let limits = AbuseLimits {
-            open_orders_per_customer: r.parse("MAX_OPEN_ORDERS_PER_CUSTOMER", 5, |raw| {
-                parse_number(raw, 1, 1_000_000)
-            }),
-            orders_per_minute: r.parse("RATE_LIMIT_ORDERS_PER_MINUTE", 10, |raw| {
-                parse_number(raw, 1, 1_000_000)
-            }),
-            track_sockets_per_order: r.parse("MAX_TRACK_SOCKETS_PER_ORDER", 5, |raw| {
-                parse_number(raw, 1, 10_000)
-            }),
-            track_sockets_per_user: r.parse("MAX_TRACK_SOCKETS_PER_USER", 10, |raw| {
-                parse_number(raw, 1, 100_000)
-            }),
-            pickup_timeout_s: r.parse("PICKUP_TIMEOUT_S", 1_800, |raw| {
-                parse_number(raw, 1, 86_400)
-            }),
-            trail_max_points: r.parse("TRAIL_MAX_POINTS", 5_000, |raw| {
-                parse_number(raw, 2, 1_000_000)
-            }),
-            rider_frame_queue: r.parse("RIDER_FRAME_QUEUE", 32, |raw| parse_number(raw, 1, 4_096)),
-            reservation_grace_s: r.parse("RESERVATION_REPAIR_GRACE_S", 600, |raw| {
-                parse_number(raw, 0, 86_400)
-            }),
-        };
-
-        if dispatch.shard_resolution > dispatch.h3_resolution {
-            r.fail(
-                "MATCHER_SHARD_RESOLUTION",
-                "must not be finer than H3_RESOLUTION (shards are regions of index cells)",
-            );
-        }
+        let smtp = r.smtp();
+        let dispatch = r.dispatch();
+        let limits = r.limits();
         if !r.problems.is_empty() {
             return Err(ConfigError {
                 problems: r.problems,
@@ -629,10 +703,7 @@ impl Settings {
             env,
             bind,
             workers,
-            database: DatabaseSettings {
-                url,
-                max_connections,
-            },
+            database,
             redis,
             jwt_secret,
             jwt_secret_generated,
