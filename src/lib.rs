@@ -23,6 +23,7 @@ pub mod search;
 pub mod seed;
 pub mod server;
 pub mod startup;
+pub mod state;
 pub mod store;
 pub mod telemetry;
 pub mod ws;

@@ -20,7 +20,7 @@ use actix_web::{web, App, HttpRequest, HttpResponse};
 use anyhow::Context;
 
 use crate::auth::jwt::JwtKeys;
-use crate::auth::otp::{LogSender, SmsSender};
+use crate::auth::otp::LogSender;
 use crate::auth::password::Passwords;
 use crate::auth::rate_limit::RateLimiter;
 use crate::bus::redis::RedisBus;
@@ -35,6 +35,7 @@ use crate::notify::{
 };
 use crate::redis::Redis;
 use crate::routes::{self, openapi::OpenApiJson};
+use crate::state::AppState;
 use crate::store::offers::OfferWriter;
 use crate::store::riders::TrailWriter;
 use crate::store::users::NewUser;
@@ -47,31 +48,6 @@ use medify_actors::order::{OrderDeps, OrderRegistry};
 use medify_actors::ports::EventBus;
 use medify_actors::rider::{RiderDeps, Riders};
 use medify_actors::tracking::Watchers;
-
-/// What every handler can reach, shared behind `web::Data`.
-pub struct AppState {
-    pub settings: Arc<Settings>,
-    pub store: Store,
-    pub redis: Option<Redis>,
-    pub metrics: Metrics,
-    pub jwt: JwtKeys,
-    pub passwords: Passwords,
-    pub limiter: RateLimiter,
-    pub sms: Arc<dyn SmsSender>,
-    pub catalog: Catalog,
-    pub inventory: Inventory,
-    pub bus: Arc<dyn EventBus>,
-    pub orders: OrderRegistry,
-    pub riders: Riders,
-    /// Customers watching orders.
-    pub watchers: Watchers,
-    /// Open tracking sockets per order and per user.
-    pub track_admissions: crate::ws::admission::TrackAdmissions,
-    /// The admins' fleet picture (`/ws/ops`).
-    pub ops: crate::ws::ops::OpsFeed,
-    /// This application instance (several may share a process in tests).
-    pub instance: uuid::Uuid,
-}
 
 /// A server bound to its port, ready to run.
 pub struct Application {

@@ -28,7 +28,7 @@ use tracing_subscriber::EnvFilter;
 use uuid::Uuid;
 
 use crate::config::LogFormat;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Installs the global tracing subscriber writing to `writer`.
 ///

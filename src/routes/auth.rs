@@ -19,7 +19,7 @@ use crate::auth::refresh::{self, REFRESH_TOKEN_TTL_DAYS};
 use crate::domain::{Email, Password, PersonName, Phone, Role};
 use crate::error::{ApiError, FieldErrors, Problem};
 use crate::extract::ApiJson;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::auth::{OtpIssue, OtpPolicy, OtpTry, Rotation};
 use crate::store::unique_violation;
 use crate::store::users::{NewUser, User};

@@ -8,7 +8,7 @@ use crate::auth::AuthUser;
 use crate::domain::Role;
 use crate::error::{ApiError, Problem};
 use crate::extract::ApiJson;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Deserialize, ToSchema)]
 pub struct DispatchControl {

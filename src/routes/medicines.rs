@@ -15,7 +15,7 @@ use crate::domain::Role;
 use crate::error::{ApiError, FieldErrors, Problem};
 use crate::extract::ApiJson;
 use crate::pagination::{Page, PageParams};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::catalog::{Medicine, MedicineFields};
 use crate::store::unique_violation;
 

@@ -5,7 +5,7 @@ use actix_web::{get, web};
 use crate::auth::AuthUser;
 use crate::error::{ApiError, FieldErrors, Problem};
 use crate::pagination::{Page, PageParams};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::notifications::Notification;
 
 /// The caller's notifications.

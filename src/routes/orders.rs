@@ -30,7 +30,7 @@ use crate::domain::Role;
 use crate::error::{ApiError, FieldError, FieldErrors, Problem};
 use crate::extract::ApiJson;
 use crate::pagination::{Page, PageParams};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::offers::OfferRow;
 use crate::store::orders::{KeyClaim, NewOrder, NewOrderLine, OrderScope, OrderView};
 

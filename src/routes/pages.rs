@@ -15,7 +15,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{route, web, HttpRequest, HttpResponse};
 
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 const INDEX_HTML: &str = include_str!("../../static/index.html");
 const TRACK_HTML: &str = include_str!("../../static/track.html");

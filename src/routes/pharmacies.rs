@@ -18,7 +18,7 @@ use crate::domain::Role;
 use crate::error::{ApiError, FieldErrors, Problem};
 use crate::extract::ApiJson;
 use crate::pagination::{Page, PageParams, Paging};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::catalog::{PharmacyRow, StockRow};
 
 pub const DEFAULT_RADIUS_M: f64 = 5_000.0;

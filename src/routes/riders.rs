@@ -11,7 +11,7 @@ use crate::auth::AuthUser;
 use crate::domain::Role;
 use crate::error::{ApiError, FieldErrors, Problem};
 use crate::pagination::{Page, PageParams};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Serialize, ToSchema)]
 pub struct RiderLocation {

@@ -20,7 +20,7 @@ use crate::routes::auth::{
     user_conflict, OtpSent, UserEnvelope,
 };
 use crate::routes::medicines::double_option;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::users::{ProfileChange, User};
 
 /// The caller's own account.

@@ -23,7 +23,7 @@ use tokio::sync::watch;
 use crate::auth::AuthUser;
 use crate::domain::Role;
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::orders::OrderPin;
 use crate::store::Store;
 use crate::telemetry::Metrics;

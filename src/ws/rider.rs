@@ -30,7 +30,7 @@ use crate::auth::AuthUser;
 use crate::domain::Role;
 use crate::error::ApiError;
 use crate::server::{FreshConnection, Takeover};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::telemetry::Metrics;
 use crate::ws::conn::{payload_frames, Flushed, Frames, Outbox};
 use crate::ws::rider_queue::{Pending, RiderQueue, Shed};

@@ -22,7 +22,7 @@ use uuid::Uuid;
 use crate::auth::AuthUser;
 use crate::domain::Role;
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::orders::OrderView;
 use crate::telemetry::Metrics;
 use crate::ws::admission::Admission;

@@ -49,7 +49,7 @@ pub struct Options {
 pub struct TestApp {
     pub http: Http,
     /// The server's shared state: tests drive its actors directly.
-    pub state: actix_web::web::Data<medify::startup::AppState>,
+    pub state: actix_web::web::Data<medify::state::AppState>,
     pub port: u16,
     pub backend: Backend,
     /// The environment the server's settings were read from.
@@ -420,7 +420,7 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> Option<TestAp
 
 async fn start_server(
     env: &HashMap<String, String>,
-) -> (u16, actix_web::web::Data<medify::startup::AppState>) {
+) -> (u16, actix_web::web::Data<medify::state::AppState>) {
     let settings = Settings::from_lookup(|k| env.get(k).cloned()).expect("test settings");
     let app = Application::build(settings)
         .await
