@@ -11,6 +11,7 @@ pub mod fleet;
 pub mod geo;
 pub mod inventory;
 pub mod matcher;
+pub mod model;
 pub mod order;
 pub mod places;
 pub mod ports;

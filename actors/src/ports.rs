@@ -117,7 +117,7 @@ pub struct JournalError(pub String);
 #[derive(Debug, Clone, PartialEq)]
 pub struct OrderRecord {
     pub id: Uuid,
-    pub status: crate::order::OrderStatus,
+    pub status: crate::model::OrderStatus,
     pub customer_id: Uuid,
     pub pharmacy_id: Uuid,
     pub rider_id: Option<Uuid>,
@@ -142,8 +142,8 @@ pub struct JournalEntry {
     pub order_id: Uuid,
     /// The version the change was decided on; a different stored version refuses it.
     pub expected_version: i32,
-    pub from: crate::order::OrderStatus,
-    pub to: crate::order::OrderStatus,
+    pub from: crate::model::OrderStatus,
+    pub to: crate::model::OrderStatus,
     pub event: &'static str,
     pub actor_id: Option<Uuid>,
     pub rider_id: Option<Uuid>,
@@ -206,8 +206,8 @@ pub struct Event {
     pub customer_id: Option<Uuid>,
     pub rider_id: Option<Uuid>,
     pub pharmacy_id: Option<Uuid>,
-    pub from_status: Option<crate::order::OrderStatus>,
-    pub to_status: Option<crate::order::OrderStatus>,
+    pub from_status: Option<crate::model::OrderStatus>,
+    pub to_status: Option<crate::model::OrderStatus>,
     /// Epoch milliseconds.
     pub at_ms: i64,
 }
