@@ -148,7 +148,7 @@ pub fn eta_seconds(at: Point, pickup: Point, dropoff: Point, picked_up: bool) ->
     } else {
         at.distance_m(pickup) + pickup.distance_m(dropoff)
     };
-    (metres * 1.3 / 5.0).round() as i64
+    crate::matcher::Haversine::default().seconds(metres).round() as i64
 }
 
 /// An ETA that does not jump around with GPS noise.

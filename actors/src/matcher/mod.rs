@@ -61,9 +61,17 @@ impl Default for Haversine {
     }
 }
 
+impl Haversine {
+    /// Seconds to cover `metres` of straight line: the one city-speed estimate, used by
+    /// the matcher for pickups and by rider sessions for the customer's ETA.
+    pub fn seconds(&self, metres: f64) -> f64 {
+        metres * self.detour / self.speed_mps
+    }
+}
+
 impl Estimator for Haversine {
     fn pickup_seconds(&self, from: Point, to: Point) -> f64 {
-        from.distance_m(to) * self.detour / self.speed_mps
+        self.seconds(from.distance_m(to))
     }
 }
 
