@@ -307,6 +307,7 @@ async fn create(
         .store
         .order_view(order_id)
         .await?
+        .map(OrderView::with_delivery_code)
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("order {order_id} vanished")))
 }
 
@@ -390,7 +391,7 @@ pub async fn place_order(
                     .order_view(id)
                     .await?
                     .ok_or(ApiError::NotFound)?;
-                return Ok(HttpResponse::Ok().json(view));
+                return Ok(HttpResponse::Ok().json(view.with_delivery_code()));
             }
             KeyClaim::Existing { .. } => {
                 // The first request with this key is still running (or just failed).
@@ -443,19 +444,15 @@ async fn visibility(
 
 /// The order if `user` may see it (code redacted as needed), else 404.
 async fn visible_order(state: &AppState, user: &AuthUser, id: Uuid) -> Result<OrderView, ApiError> {
-    let mut order = state
+    let order = state
         .store
         .order_view(id)
         .await?
         .ok_or(ApiError::NotFound)?;
     match visibility(state, user, &order).await? {
         None => Err(ApiError::NotFound),
-        Some(sees_code) => {
-            if !sees_code {
-                order.delivery_code = None;
-            }
-            Ok(order)
-        }
+        Some(true) => Ok(order.with_delivery_code()),
+        Some(false) => Ok(order),
     }
 }
 
@@ -517,10 +514,11 @@ pub async fn list_orders(
         .store
         .orders_page(scope, paging.limit(), paging.offset())
         .await?;
-    if !matches!(user.role, Role::Admin | Role::Customer) {
-        for order in &mut items {
-            order.delivery_code = None;
-        }
+    if matches!(user.role, Role::Admin | Role::Customer) {
+        items = items
+            .into_iter()
+            .map(OrderView::with_delivery_code)
+            .collect();
     }
     Ok(web::Json(Page::new(items, paging, total)))
 }

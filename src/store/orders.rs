@@ -105,8 +105,9 @@ pub struct OrderRider {
     pub name: String,
 }
 
-/// An order as the API shows it. `delivery_code` is filled for the customer and admins
-/// only (see `routes::orders`).
+/// An order as the API shows it. `delivery_code` is absent unless the caller asks for the
+/// customer's view ([`OrderView::with_delivery_code`]): a new way of showing an order can
+/// only leak the code by asking for it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct OrderView {
     pub id: Uuid,
@@ -118,9 +119,21 @@ pub struct OrderView {
     pub total_cents: i64,
     pub delivery: Delivery,
     pub rider: Option<OrderRider>,
+    /// Only in the customer's and admins' views.
     pub delivery_code: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The code, kept out of every answer until [`OrderView::with_delivery_code`].
+    #[serde(skip)]
+    code: String,
+}
+
+impl OrderView {
+    /// The customer's view (also the admins'): with the delivery code the rider must ask for.
+    pub fn with_delivery_code(mut self) -> Self {
+        self.delivery_code = Some(self.code.clone());
+        self
+    }
 }
 
 /// Whose orders a list shows.
@@ -200,7 +213,8 @@ impl OrderRow {
                 (Some(id), Some(name)) => Some(OrderRider { id, name }),
                 _ => None,
             },
-            delivery_code: Some(self.delivery_code),
+            delivery_code: None,
+            code: self.delivery_code,
             created_at: self.created_at,
             updated_at: self.updated_at,
         })
@@ -680,5 +694,41 @@ impl OrderJournal for Store {
                 .map_err(journal)
             })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_order_view_shows_the_code_only_when_asked() {
+        let view = OrderView {
+            id: Uuid::nil(),
+            status: OrderStatus::Assigned,
+            customer_id: Uuid::nil(),
+            pharmacy: OrderPharmacy {
+                id: Uuid::nil(),
+                name: "P".into(),
+                lat: 0.0,
+                lng: 0.0,
+            },
+            items: Vec::new(),
+            total_cents: 0,
+            delivery: Delivery {
+                lat: 0.0,
+                lng: 0.0,
+                address: "A".into(),
+            },
+            rider: None,
+            delivery_code: None,
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+            code: "4821".into(),
+        };
+        let plain = serde_json::to_string(&view).expect("json");
+        assert!(!plain.contains("4821"), "{plain}");
+        let customers = serde_json::to_value(view.with_delivery_code()).expect("json");
+        assert_eq!(customers["delivery_code"], "4821");
     }
 }

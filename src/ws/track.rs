@@ -146,6 +146,8 @@ pub async fn track_socket(
     if !allowed {
         return Err(ApiError::NotFound);
     }
+    // The customer's (or an admin's) view.
+    let order = order.with_delivery_code();
     let admission = state
         .track_admissions
         .admit(order.id, user.id)
