@@ -13,6 +13,7 @@ pub mod inventory;
 pub mod matcher;
 pub mod model;
 pub mod order;
+pub mod outbox;
 pub mod places;
 pub mod ports;
 pub mod protocol;

@@ -376,30 +376,18 @@ async fn execute(
     if let Some(Err(e)) = stock {
         tracing::error!(order_id = %record.id, error = %e, "stock settlement failed; start-up reconciliation will repair it");
     }
-    let announced = deps
-        .bus
-        .publish(Event {
-            id: crate::ports::order_event_id(record.id, version),
-            kind: event_kind(to),
-            order_id: Some(record.id),
-            customer_id: Some(record.customer_id),
-            rider_id,
-            pharmacy_id: Some(record.pharmacy_id),
-            from_status: Some(record.status),
-            to_status: Some(to),
-            at_ms,
-        })
-        .await;
-    match announced {
-        Ok(()) => {
-            if let Err(e) = deps.journal.mark_published(record.id, version).await {
-                tracing::warn!(order_id = %record.id, error = %e, "event not marked published; the relay will send it again");
-            }
-        }
-        Err(e) => {
-            tracing::error!(order_id = %record.id, error = %e, "event not published; the relay will retry")
-        }
-    }
+    let event = Event {
+        id: crate::ports::order_event_id(record.id, version),
+        kind: event_kind(to),
+        order_id: Some(record.id),
+        customer_id: Some(record.customer_id),
+        rider_id,
+        pharmacy_id: Some(record.pharmacy_id),
+        from_status: Some(record.status),
+        to_status: Some(to),
+        at_ms,
+    };
+    crate::outbox::announce(&*deps.bus, &*deps.journal, record.id, version, event).await;
     Ok(next)
 }
 

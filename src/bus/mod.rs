@@ -226,8 +226,7 @@ pub async fn relay_once(
         }
         for (seq, event) in batch {
             let order_id = event.order_id.unwrap_or_default();
-            bus.publish(event).await.map_err(|e| anyhow::anyhow!(e))?;
-            store.mark_event_published(order_id, seq).await?;
+            medify_actors::outbox::publish_and_mark(bus, store, order_id, seq, event).await?;
             total += 1;
         }
     }

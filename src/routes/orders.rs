@@ -290,16 +290,7 @@ async fn create(
         to_status: Some(medify_actors::order::OrderStatus::Confirmed),
         at_ms: chrono::Utc::now().timestamp_millis(),
     };
-    match state.bus.publish(confirmed).await {
-        Ok(()) => {
-            if let Err(e) = state.store.mark_event_published(order_id, 1).await {
-                tracing::warn!(order_id = %order_id, error = %e, "order.confirmed not marked published");
-            }
-        }
-        Err(e) => {
-            tracing::error!(order_id = %order_id, error = %e, "order.confirmed not published; the relay will retry")
-        }
-    }
+    medify_actors::outbox::announce(&*state.bus, &state.store, order_id, 1, confirmed).await;
     if let Err(e) = state.orders.apply(order_id, Command::Dispatch).await {
         tracing::error!(order_id = %order_id, error = %e, "could not start dispatching");
     }
