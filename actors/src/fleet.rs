@@ -18,8 +18,7 @@ pub struct RiderView {
     /// A socket is connected.
     pub online: bool,
     pub available: bool,
-    /// `offline`, `free`, `offered` or `on_delivery`.
-    pub state: &'static str,
+    pub state: crate::model::RiderPhase,
     pub last_location: Option<LastLocation>,
     pub active_order_id: Option<Uuid>,
 }
@@ -37,7 +36,7 @@ impl RiderView {
             id,
             online: false,
             available: false,
-            state: "offline",
+            state: crate::model::RiderPhase::Offline,
             last_location: None,
             active_order_id: None,
         }

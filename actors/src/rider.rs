@@ -20,6 +20,7 @@ use crate::geo::Point;
 use crate::matcher::{
     Answer, AnswerError, Answered, AssignOutcome, Matcher, RiderGone, RiderMoved, RiderState,
 };
+use crate::model::RiderPhase;
 use crate::order::{Command, OrderError, OrderRegistry, OrderStatus};
 use crate::ports::{Event, EventBus, EventKind, RiderDirectory, TrailSink};
 use crate::protocol::{OfferInfo, Outbound, Place};
@@ -332,16 +333,12 @@ impl RiderSession {
         })
     }
 
-    fn state(&self) -> &'static str {
-        if self.active.is_some() {
-            "on_delivery"
-        } else if self.offer.is_some() {
-            "offered"
-        } else if self.available && self.socket.is_some() {
-            "free"
-        } else {
-            "offline"
-        }
+    fn state(&self) -> RiderPhase {
+        RiderPhase::of(
+            self.available && self.socket.is_some(),
+            self.offer.is_some(),
+            self.active.is_some(),
+        )
     }
 
     /// Tells the matcher and the fleet view what this rider is doing now.
@@ -535,11 +532,8 @@ impl Handler<Detach> for RiderSession {
             act.deps.fleet.remove_session(rider);
             act.deps.fleet.update(rider, |v| {
                 v.online = false;
-                v.state = if act.active.is_some() {
-                    "on_delivery"
-                } else {
-                    "offline"
-                };
+                // The socket is gone for good: no offer or availability counts any more.
+                v.state = RiderPhase::of(false, false, act.active.is_some());
             });
             act.deps.matcher.rider_gone(RiderGone { rider });
             ctx.stop();

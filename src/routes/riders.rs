@@ -69,7 +69,7 @@ pub async fn list_riders(
                 name,
                 online: v.online,
                 available: v.available,
-                state: v.state.to_owned(),
+                state: v.state.as_str().to_owned(),
                 last_location: v
                     .last_location
                     .map(|LastLocation { lat, lng, ts }| RiderLocation { lat, lng, ts }),
