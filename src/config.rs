@@ -9,6 +9,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
+use std::time::Duration;
 
 use rand::RngCore;
 use sqlx::postgres::PgConnectOptions;
@@ -140,11 +141,11 @@ pub struct AuthLimits {
 #[derive(Debug, Clone, Copy)]
 pub struct OtpLimits {
     /// Seconds before another code may be sent to the same phone.
-    pub resend_cooldown_s: u64,
+    pub resend_cooldown: Duration,
     /// Wrong codes one phone may be tried with in a window, however many codes are sent.
     pub max_wrong_per_phone: u32,
     /// Seconds from a phone's first wrong try until its budget is whole again.
-    pub wrong_window_s: u64,
+    pub wrong_window: Duration,
 }
 
 /// OpenStreetMap's standard tiles; fine for development, see their tile usage policy.
@@ -166,30 +167,30 @@ pub struct Settings {
     /// The `RUST_LOG` filter directive.
     pub log_filter: String,
     /// Seconds to let in-flight requests finish after SIGTERM / SIGINT.
-    pub shutdown_timeout_s: u64,
+    pub shutdown_timeout: Duration,
     pub admin: Option<AdminBootstrap>,
     pub otp_delivery: OtpDelivery,
     pub otp_limits: OtpLimits,
     pub auth_limits: AuthLimits,
     /// Seconds after a refresh token is exchanged during which presenting it again (two
     /// tabs, a client retry) gets another pair of the same session instead of revoking it.
-    pub refresh_reuse_interval_s: u64,
+    pub refresh_reuse_interval: Duration,
     /// Proxies whose `X-Forwarded-For` names the client (`TRUSTED_PROXIES`); empty: the
     /// TCP peer is the client.
     pub trusted_proxies: TrustedProxies,
     /// Seconds between sweeps of expired refresh tokens and spent OTP codes.
-    pub sweep_interval_s: u64,
+    pub sweep_interval: Duration,
     /// Inventory shard actors (pharmacies are hashed onto them).
     pub inventory_shards: usize,
     /// How far from the delivery point a pharmacy may be chosen, in metres.
     pub service_radius_m: f64,
     /// How long an order may wait for a rider before it fails.
-    pub dispatch_timeout_s: u64,
+    pub dispatch_timeout: Duration,
     /// This node's name (Redis consumer name); defaults to host name and process id.
     pub node_id: String,
     /// How long a Redis Stream entry may stay unacknowledged before another consumer
     /// takes it over, in milliseconds.
-    pub bus_claim_idle_ms: u64,
+    pub bus_claim_idle: Duration,
     /// Where e-mail notifications go (`smtp://host:port`); unset: notifications are logged.
     pub smtp: Option<SmtpSettings>,
     pub dispatch: DispatchSettings,
@@ -212,7 +213,7 @@ pub struct AbuseLimits {
     pub track_sockets_per_user: u32,
     /// An `assigned` order not picked up by then goes back to dispatching without that
     /// rider.
-    pub pickup_timeout_s: u64,
+    pub pickup_timeout: Duration,
     /// Points in one `/orders/{id}/trail` answer; longer trails are thinned evenly.
     pub trail_max_points: u32,
     /// Frames a rider socket may have waiting for the session (beyond the one in flight);
@@ -220,7 +221,7 @@ pub struct AbuseLimits {
     pub rider_frame_queue: u32,
     /// A held reservation with no order is released at start-up only once it is older
     /// than this (no live process can still be turning it into an order).
-    pub reservation_grace_s: u64,
+    pub reservation_grace: Duration,
 }
 
 /// The matcher and rider sessions.
@@ -231,9 +232,9 @@ pub struct DispatchSettings {
     /// Matcher shards are keyed by the parent cell at this resolution.
     pub shard_resolution: h3o::Resolution,
     pub search_radius_m: f64,
-    pub batch_window_ms: u64,
-    pub offer_timeout_s: u64,
-    pub rider_grace_s: u64,
+    pub batch_window: Duration,
+    pub offer_timeout: Duration,
+    pub rider_grace: Duration,
 }
 
 /// An SMTP relay for notifications.
@@ -356,7 +357,7 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
     }
 
     /// Rate limits, the refresh reuse interval and the trusted proxies.
-    fn auth(&mut self) -> (AuthLimits, u64, TrustedProxies) {
+    fn auth(&mut self) -> (AuthLimits, Duration, TrustedProxies) {
         let auth_limits = AuthLimits {
             per_ip: self.parse("RATE_LIMIT_AUTH_PER_IP", 30, |raw| {
                 parse_number(raw, 1, 1_000_000)
@@ -366,9 +367,10 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
             }),
         };
 
-        let refresh_reuse_interval_s = self.parse("REFRESH_REUSE_INTERVAL_S", 10, |raw| {
-            parse_number(raw, 0, 300)
-        });
+        let refresh_reuse_interval =
+            Duration::from_secs(self.parse("REFRESH_REUSE_INTERVAL_S", 10, |raw| {
+                parse_number(raw, 0, 300)
+            }));
 
         let trusted_proxies = self.parse(
             "TRUSTED_PROXIES",
@@ -376,7 +378,7 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
             TrustedProxies::parse_list,
         );
 
-        (auth_limits, refresh_reuse_interval_s, trusted_proxies)
+        (auth_limits, refresh_reuse_interval, trusted_proxies)
     }
 
     /// `MEDIFY_NODE_ID`, by default the host name and the process id.
@@ -505,15 +507,17 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
         });
 
         let otp_limits = OtpLimits {
-            resend_cooldown_s: self.parse("OTP_RESEND_COOLDOWN_S", OTP_RESEND_COOLDOWN_S, |raw| {
-                parse_number(raw, 0, 3_600)
-            }),
+            resend_cooldown: Duration::from_secs(self.parse(
+                "OTP_RESEND_COOLDOWN_S",
+                OTP_RESEND_COOLDOWN_S,
+                |raw| parse_number(raw, 0, 3_600),
+            )),
             max_wrong_per_phone: self.parse("OTP_MAX_WRONG_PER_PHONE", 10, |raw| {
                 parse_number(raw, 1, 1_000)
             }),
-            wrong_window_s: self.parse("OTP_WRONG_WINDOW_S", 1_800, |raw| {
+            wrong_window: Duration::from_secs(self.parse("OTP_WRONG_WINDOW_S", 1_800, |raw| {
                 parse_number(raw, 1, 86_400)
-            }),
+            })),
         };
         (otp_delivery, otp_limits)
     }
@@ -571,10 +575,15 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
             search_radius_m: f64::from(self.parse("SEARCH_RADIUS_M", 5_000u32, |raw| {
                 parse_number(raw, 100, 50_000)
             })),
-            batch_window_ms: self
-                .parse("BATCH_WINDOW_MS", 500, |raw| parse_number(raw, 10, 60_000)),
-            offer_timeout_s: self.parse("OFFER_TIMEOUT_S", 20, |raw| parse_number(raw, 1, 600)),
-            rider_grace_s: self.parse("RIDER_GRACE_S", 120, |raw| parse_number(raw, 0, 3_600)),
+            batch_window: Duration::from_millis(
+                self.parse("BATCH_WINDOW_MS", 500, |raw| parse_number(raw, 10, 60_000)),
+            ),
+            offer_timeout: Duration::from_secs(
+                self.parse("OFFER_TIMEOUT_S", 20, |raw| parse_number(raw, 1, 600)),
+            ),
+            rider_grace: Duration::from_secs(
+                self.parse("RIDER_GRACE_S", 120, |raw| parse_number(raw, 0, 3_600)),
+            ),
         };
         if dispatch.shard_resolution > dispatch.h3_resolution {
             self.fail(
@@ -600,17 +609,19 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
             track_sockets_per_user: self.parse("MAX_TRACK_SOCKETS_PER_USER", 10, |raw| {
                 parse_number(raw, 1, 100_000)
             }),
-            pickup_timeout_s: self.parse("PICKUP_TIMEOUT_S", 1_800, |raw| {
+            pickup_timeout: Duration::from_secs(self.parse("PICKUP_TIMEOUT_S", 1_800, |raw| {
                 parse_number(raw, 1, 86_400)
-            }),
+            })),
             trail_max_points: self.parse("TRAIL_MAX_POINTS", 5_000, |raw| {
                 parse_number(raw, 2, 1_000_000)
             }),
             rider_frame_queue: self
                 .parse("RIDER_FRAME_QUEUE", 32, |raw| parse_number(raw, 1, 4_096)),
-            reservation_grace_s: self.parse("RESERVATION_REPAIR_GRACE_S", 600, |raw| {
-                parse_number(raw, 0, 86_400)
-            }),
+            reservation_grace: Duration::from_secs(self.parse(
+                "RESERVATION_REPAIR_GRACE_S",
+                600,
+                |raw| parse_number(raw, 0, 86_400),
+            )),
         }
     }
 }
@@ -660,18 +671,19 @@ impl Settings {
 
         let (log_format, log_filter) = r.logging();
 
-        let shutdown_timeout_s = r.parse("MEDIFY_SHUTDOWN_TIMEOUT_S", 30, |raw| {
-            parse_number(raw, 0, 3600)
-        });
+        let shutdown_timeout =
+            Duration::from_secs(r.parse("MEDIFY_SHUTDOWN_TIMEOUT_S", 30, |raw| {
+                parse_number(raw, 0, 3600)
+            }));
 
         let admin = r.admin();
         let (otp_delivery, otp_limits) = r.otp(env);
 
-        let (auth_limits, refresh_reuse_interval_s, trusted_proxies) = r.auth();
+        let (auth_limits, refresh_reuse_interval, trusted_proxies) = r.auth();
 
-        let sweep_interval_s = r.parse("SWEEP_INTERVAL_S", 3_600, |raw| {
+        let sweep_interval = Duration::from_secs(r.parse("SWEEP_INTERVAL_S", 3_600, |raw| {
             parse_number(raw, 1, 604_800)
-        });
+        }));
 
         let inventory_shards = r.parse("INVENTORY_SHARDS", default_workers * 2, |raw| {
             parse_number(raw, 1, 256)
@@ -680,16 +692,16 @@ impl Settings {
         let service_radius_m = r.parse("SERVICE_RADIUS_M", 10_000u32, |raw| {
             parse_number(raw, 100, 100_000)
         });
-        let dispatch_timeout_s = r.parse("DISPATCH_TIMEOUT_S", 600, |raw| {
+        let dispatch_timeout = Duration::from_secs(r.parse("DISPATCH_TIMEOUT_S", 600, |raw| {
             parse_number(raw, 1, 86_400)
-        });
+        }));
         let node_id = r.node_id();
         let map_tile_url = r
             .get("MAP_TILE_URL")
             .unwrap_or_else(|| DEFAULT_MAP_TILE_URL.to_owned());
-        let bus_claim_idle_ms = r.parse("BUS_CLAIM_IDLE_MS", 30_000, |raw| {
+        let bus_claim_idle = Duration::from_millis(r.parse("BUS_CLAIM_IDLE_MS", 30_000, |raw| {
             parse_number(raw, 0, 3_600_000)
-        });
+        }));
 
         let smtp = r.smtp();
         let dispatch = r.dispatch();
@@ -709,19 +721,19 @@ impl Settings {
             jwt_secret_generated,
             log_format,
             log_filter,
-            shutdown_timeout_s,
+            shutdown_timeout,
             admin,
             otp_delivery,
             otp_limits,
             auth_limits,
-            refresh_reuse_interval_s,
+            refresh_reuse_interval,
             trusted_proxies,
-            sweep_interval_s,
+            sweep_interval,
             inventory_shards,
             service_radius_m: f64::from(service_radius_m),
-            dispatch_timeout_s,
+            dispatch_timeout,
             node_id,
-            bus_claim_idle_ms,
+            bus_claim_idle,
             smtp,
             dispatch,
             map_tile_url,
@@ -753,11 +765,11 @@ mod tests {
         assert!(s.jwt_secret_generated);
         assert_eq!(s.jwt_secret.expose().len(), 32);
         assert_eq!(s.log_format, LogFormat::Pretty);
-        assert_eq!(s.refresh_reuse_interval_s, 10);
-        assert_eq!(s.otp_limits.resend_cooldown_s, 30);
+        assert_eq!(s.refresh_reuse_interval, Duration::from_secs(10));
+        assert_eq!(s.otp_limits.resend_cooldown, Duration::from_secs(30));
         assert_eq!(s.otp_limits.max_wrong_per_phone, 10);
-        assert_eq!(s.otp_limits.wrong_window_s, 1_800);
-        assert_eq!(s.sweep_interval_s, 3_600);
+        assert_eq!(s.otp_limits.wrong_window, Duration::from_secs(1_800));
+        assert_eq!(s.sweep_interval, Duration::from_secs(3_600));
     }
 
     #[test]
@@ -776,7 +788,7 @@ mod tests {
     #[test]
     fn refresh_reuse_interval_is_bounded() {
         let s = settings(&[("REFRESH_REUSE_INTERVAL_S", "0")]).expect("0 turns it off");
-        assert_eq!(s.refresh_reuse_interval_s, 0);
+        assert_eq!(s.refresh_reuse_interval, Duration::from_secs(0));
         let err = settings(&[("REFRESH_REUSE_INTERVAL_S", "301")]).expect_err("too long");
         assert_eq!(err.variables(), vec!["REFRESH_REUSE_INTERVAL_S"]);
     }

@@ -47,7 +47,7 @@ use crate::ws::rider::RIDER_SOCKET_PATH;
 /// How the listener behaves (actix-web's `HttpServer` defaults unless said otherwise).
 pub struct Listening {
     pub workers: usize,
-    pub shutdown_timeout_s: u64,
+    pub shutdown_timeout: Duration,
 }
 
 /// Time a client has to send its request head (actix-web's default).
@@ -106,7 +106,7 @@ where
     let local = listener.local_addr()?;
     let builder = Server::build()
         .workers(listening.workers)
-        .shutdown_timeout(listening.shutdown_timeout_s)
+        .shutdown_timeout(listening.shutdown_timeout.as_secs())
         // Signals are handled by the caller (see `startup::shutdown_signal`).
         .disable_signals();
     let shutdown = builder.graceful_shutdown_signal();

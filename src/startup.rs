@@ -99,10 +99,7 @@ impl Application {
         };
         let (orders, riders) = start_dispatch(&settings, core).await?;
         spawn_active_order_sweep(orders.clone());
-        spawn_expiry_sweep(
-            store.clone(),
-            Duration::from_secs(settings.sweep_interval_s),
-        );
+        spawn_expiry_sweep(store.clone(), settings.sweep_interval);
 
         let state = web::Data::new(AppState {
             settings: Arc::new(settings.clone()),
@@ -203,7 +200,7 @@ async fn repair_stock(
     store: &Store,
     inventory: &Inventory,
 ) -> anyhow::Result<()> {
-    let grace = Duration::from_secs(settings.limits.reservation_grace_s);
+    let grace = settings.limits.reservation_grace;
     let repaired = crate::repair::repair_reservations(store, inventory, grace)
         .await
         .context("could not repair stock reservations")?;
@@ -255,7 +252,7 @@ fn start_bus(
             &settings.node_id,
             local,
             durable,
-            Duration::from_millis(settings.bus_claim_idle_ms),
+            settings.bus_claim_idle,
         )),
         None => Arc::new(InProcessBus::start(store.clone(), local, durable)),
     })
@@ -274,8 +271,8 @@ async fn start_dispatch(
         resolution: d.h3_resolution,
         shard_resolution: d.shard_resolution,
         search_radius_m: d.search_radius_m,
-        batch_window: Duration::from_millis(d.batch_window_ms),
-        offer_timeout: Duration::from_secs(d.offer_timeout_s),
+        batch_window: d.batch_window,
+        offer_timeout: d.offer_timeout,
         strategy: d.strategy,
         on_assigned: Arc::new(move |waited| latency.observe(waited.as_secs_f64())),
         on_offer: Arc::new(move |outcome| offers.with_label_values(&[outcome]).inc()),
@@ -288,8 +285,8 @@ async fn start_dispatch(
             journal: Arc::new(core.store.clone()),
             bus: core.bus.clone(),
             inventory: core.inventory.clone(),
-            dispatch_timeout: Duration::from_secs(settings.dispatch_timeout_s),
-            pickup_timeout: Duration::from_secs(settings.limits.pickup_timeout_s),
+            dispatch_timeout: settings.dispatch_timeout,
+            pickup_timeout: settings.limits.pickup_timeout,
             matcher: Some(matcher.clone()),
         },
         settings.workers,
@@ -305,7 +302,7 @@ async fn start_dispatch(
         orders: orders.clone(),
         directory: Arc::new(core.store.clone()),
         trail: Arc::new(TrailWriter::start(core.store.clone())),
-        grace: Duration::from_secs(d.rider_grace_s),
+        grace: d.rider_grace,
         bus: core.bus.clone(),
         watchers: core.watchers.clone(),
     });
@@ -340,7 +337,7 @@ fn serve(
         listener,
         crate::server::Listening {
             workers: settings.workers,
-            shutdown_timeout_s: settings.shutdown_timeout_s,
+            shutdown_timeout: settings.shutdown_timeout,
         },
         move || {
             App::new()

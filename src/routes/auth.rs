@@ -356,9 +356,8 @@ pub async fn refresh_tokens(
 ) -> Result<web::Json<Tokens>, ApiError> {
     let old = refresh::hash(body.0.refresh_token.trim());
     let (new_token, new_hash) = refresh::generate();
-    let reuse_interval = Duration::seconds(
-        i64::try_from(state.settings.refresh_reuse_interval_s).unwrap_or(i64::MAX),
-    );
+    let reuse_interval =
+        Duration::from_std(state.settings.refresh_reuse_interval).unwrap_or(Duration::MAX);
     let outcome = state
         .store
         .rotate_refresh_token(
@@ -426,13 +425,13 @@ pub async fn logout(
 /// The OTP rules as configured.
 pub fn otp_policy(state: &AppState) -> OtpPolicy {
     let limits = &state.settings.otp_limits;
-    let seconds = |s: u64| Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX));
+    let chrono = |d: std::time::Duration| Duration::from_std(d).unwrap_or(Duration::MAX);
     OtpPolicy {
         ttl: Duration::seconds(OTP_TTL_S),
-        resend_cooldown: seconds(limits.resend_cooldown_s),
+        resend_cooldown: chrono(limits.resend_cooldown),
         max_attempts_per_code: OTP_MAX_ATTEMPTS,
         max_wrong_per_phone: i32::try_from(limits.max_wrong_per_phone).unwrap_or(i32::MAX),
-        wrong_window: seconds(limits.wrong_window_s),
+        wrong_window: chrono(limits.wrong_window),
     }
 }
 

@@ -260,7 +260,7 @@ async fn create(
     let order_id = Uuid::now_v7();
     let pharmacy_id = reserve(state, order_id, body, &planned).await?;
     let dispatch_timeout =
-        Duration::seconds(i64::try_from(state.settings.dispatch_timeout_s).unwrap_or(600));
+        Duration::from_std(state.settings.dispatch_timeout).unwrap_or(Duration::minutes(10));
     let order = NewOrder {
         id: order_id,
         customer_id: customer,
