@@ -6,6 +6,7 @@
 //!
 //! The entry point for both the binary and the tests is [`startup::Application::build`].
 
+pub mod app;
 pub mod auth;
 pub mod bus;
 pub mod catalog;

@@ -1,305 +1,35 @@
 //! `/api/v1/orders`: placing, reading, cancelling and dispatching orders.
 //!
-//! Placing an order: validate, price it from the catalog (clients cannot set prices),
-//! reserve its stock through the pharmacy's inventory shard (the named pharmacy, or the
-//! nearest in the service radius that has everything), store it as `confirmed`, start its
-//! actor, which moves it to `dispatching`. With an `Idempotency-Key`, the key is claimed in
-//! the database first, so two simultaneous requests with one key make one order.
+//! Placing an order is `crate::app::placement`; the handler here checks the role and the
+//! `Idempotency-Key` header and maps the outcome to 201 or 200.
 //!
 //! Who sees what: the customer, the assigned rider, the pharmacy's staff and admins see an
 //! order; anyone else gets 404, as if it did not exist. Only the customer and admins see
 //! the `delivery_code`.
 
-use std::time::{Duration as StdDuration, Instant};
-
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
-use chrono::Duration;
-use medify_actors::geo::Point;
-use medify_actors::inventory::ReserveOutcome;
 use medify_actors::order::{Command, OrderError};
-use medify_actors::ports::{Event, EventKind, Line};
-use rand::Rng;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::auth::rate_limit::Quota;
+use crate::app::placement::{self, Placement};
+pub use crate::app::placement::{DeliveryIn, NewItem, NewOrderRequest};
 use crate::auth::AuthUser;
 use crate::domain::Role;
-use crate::error::{ApiError, FieldError, FieldErrors, Problem};
+use crate::error::{ApiError, FieldErrors, Problem};
 use crate::extract::ApiJson;
 use crate::pagination::{Page, PageParams};
 use crate::state::AppState;
 use crate::store::offers::OfferRow;
-use crate::store::orders::{KeyClaim, NewOrder, NewOrderLine, OrderScope, OrderView};
+use crate::store::orders::{OrderScope, OrderView};
 
-const MAX_ITEMS: usize = 50;
-const MAX_QTY: i64 = 100;
+/// The longest Idempotency-Key accepted.
 const MAX_KEY_LEN: usize = 255;
-/// How long an Idempotency-Key is remembered.
-const KEY_TTL_HOURS: i64 = 24;
-/// How long a request waits for another request with the same key to finish.
-const KEY_WAIT: StdDuration = StdDuration::from_secs(10);
-
-#[derive(Deserialize, Serialize, ToSchema)]
-pub struct NewItem {
-    pub medicine_id: Uuid,
-    /// 1..100
-    #[schema(minimum = 1, maximum = 100)]
-    pub qty: i64,
-}
-
-#[derive(Deserialize, Serialize, ToSchema)]
-pub struct DeliveryIn {
-    #[schema(minimum = -90, maximum = 90)]
-    pub lat: f64,
-    #[schema(minimum = -180, maximum = 180)]
-    pub lng: f64,
-    /// 1 to 500 characters, not blank.
-    #[schema(min_length = 1, max_length = 500)]
-    pub address: String,
-}
-
-#[derive(Deserialize, Serialize, ToSchema)]
-pub struct NewOrderRequest {
-    /// 1..50 lines, each medicine once.
-    #[schema(min_items = 1, max_items = 50)]
-    pub items: Vec<NewItem>,
-    pub delivery: DeliveryIn,
-    /// Order from this pharmacy; without it, the nearest in range that has everything.
-    pub pharmacy_id: Option<Uuid>,
-}
 
 #[derive(Deserialize, ToSchema)]
 pub struct AssignRequest {
     pub rider_id: Uuid,
-}
-
-/// A validated, priced order request.
-struct Planned {
-    lines: Vec<NewOrderLine>,
-    total_cents: i64,
-    delivery: Point,
-    address: String,
-}
-
-async fn plan(state: &AppState, body: &NewOrderRequest) -> Result<Planned, ApiError> {
-    let mut errors = FieldErrors::default();
-    if body.items.is_empty() || body.items.len() > MAX_ITEMS {
-        errors.add("items", format!("must have 1 to {MAX_ITEMS} lines"));
-    }
-    let mut lines = Vec::with_capacity(body.items.len());
-    let mut seen = std::collections::HashSet::new();
-    // Prices come from the catalog, all lines in one query.
-    let ids: Vec<Uuid> = body
-        .items
-        .iter()
-        .take(MAX_ITEMS)
-        .map(|i| i.medicine_id)
-        .collect();
-    let catalog: std::collections::HashMap<Uuid, i64> = state
-        .store
-        .medicines_in(&ids)
-        .await?
-        .into_iter()
-        .map(|m| (m.id, m.price_cents))
-        .collect();
-    for (i, item) in body.items.iter().enumerate().take(MAX_ITEMS) {
-        if !(1..=MAX_QTY).contains(&item.qty) {
-            errors.add(
-                &format!("items[{i}].qty"),
-                format!("must be between 1 and {MAX_QTY}"),
-            );
-        }
-        if !seen.insert(item.medicine_id) {
-            errors.add(&format!("items[{i}].medicine_id"), "appears more than once");
-            continue;
-        }
-        match catalog.get(&item.medicine_id) {
-            Some(price_cents) => lines.push(NewOrderLine {
-                medicine_id: item.medicine_id,
-                qty: item.qty,
-                price_cents: *price_cents,
-            }),
-            None => errors.add(&format!("items[{i}].medicine_id"), "no such medicine"),
-        }
-    }
-    let delivery = match Point::new(body.delivery.lat, body.delivery.lng) {
-        Ok(p) => Some(p),
-        Err(e) => {
-            let field = if matches!(e, medify_actors::geo::PointError::Latitude) {
-                "delivery.lat"
-            } else {
-                "delivery.lng"
-            };
-            errors.add(field, e.to_string());
-            None
-        }
-    };
-    let address = body.delivery.address.trim();
-    if address.is_empty() || address.chars().count() > 500 {
-        errors.add("delivery.address", "must be 1 to 500 characters");
-    }
-    if let Some(p) = body.pharmacy_id {
-        if state.catalog.pharmacies().get(p).is_none() {
-            errors.add("pharmacy_id", "no such pharmacy");
-        }
-    }
-    errors.finish()?;
-    let delivery =
-        delivery.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("validated point missing")))?;
-    // Prices are capped and quantities checked, so this cannot overflow; if a row written
-    // before the cap ever made it, the order is refused rather than wrapped.
-    let total_cents = order_total(&lines).ok_or_else(|| {
-        ApiError::Validation(vec![FieldError::new(
-            "items",
-            "the order's total is too large",
-        )])
-    })?;
-    Ok(Planned {
-        lines,
-        total_cents,
-        delivery,
-        address: address.to_owned(),
-    })
-}
-
-/// The sum of `qty × price_cents` over the lines; `None` if it would overflow.
-fn order_total(lines: &[NewOrderLine]) -> Option<i64> {
-    lines.iter().try_fold(0i64, |total, line| {
-        total.checked_add(line.qty.checked_mul(line.price_cents)?)
-    })
-}
-
-/// Reserves the order's stock at the named pharmacy or the nearest one in range that has
-/// everything; returns the pharmacy.
-async fn reserve(
-    state: &AppState,
-    order_id: Uuid,
-    body: &NewOrderRequest,
-    planned: &Planned,
-) -> Result<Uuid, ApiError> {
-    let candidates: Vec<Uuid> = match body.pharmacy_id {
-        Some(p) => vec![p],
-        None => state
-            .catalog
-            .pharmacies()
-            .nearby(planned.delivery, state.settings.service_radius_m)
-            .into_iter()
-            .map(|(p, _)| p.id)
-            .collect(),
-    };
-    if candidates.is_empty() {
-        return Err(ApiError::Unprocessable {
-            code: "out_of_service_area",
-            detail: format!(
-                "no pharmacy within {} m of the delivery point",
-                state.settings.service_radius_m
-            ),
-        });
-    }
-    let lines: Vec<Line> = planned
-        .lines
-        .iter()
-        .map(|l| Line {
-            medicine_id: l.medicine_id,
-            qty: l.qty,
-        })
-        .collect();
-    let mut first_shortage = None;
-    for pharmacy in candidates {
-        match state
-            .inventory
-            .reserve(order_id, pharmacy, lines.clone())
-            .await
-            .map_err(|e| ApiError::Internal(e.into()))?
-        {
-            ReserveOutcome::Reserved => return Ok(pharmacy),
-            ReserveOutcome::Insufficient(short) => {
-                first_shortage.get_or_insert(short);
-            }
-        }
-    }
-    let short = first_shortage.unwrap_or_default();
-    let errors = body
-        .items
-        .iter()
-        .enumerate()
-        .filter_map(|(i, item)| {
-            short
-                .iter()
-                .find(|s| s.medicine_id == item.medicine_id)
-                .map(|s| {
-                    FieldError::new(
-                        format!("items[{i}]"),
-                        format!("only {} available, {} asked", s.available, s.requested),
-                    )
-                })
-        })
-        .collect();
-    Err(ApiError::InsufficientStock(errors))
-}
-
-/// Creates the order: reserve, store, announce, dispatch.
-async fn create(
-    state: &AppState,
-    customer: Uuid,
-    body: &NewOrderRequest,
-) -> Result<OrderView, ApiError> {
-    let cap = state.settings.limits.open_orders_per_customer;
-    if state.store.open_orders_of(customer).await? >= i64::from(cap) {
-        return Err(ApiError::Conflict {
-            code: "limit_reached",
-            detail: format!(
-                "you have {cap} open orders; wait until one is delivered or cancel one"
-            ),
-        });
-    }
-    let planned = plan(state, body).await?;
-    let order_id = Uuid::now_v7();
-    let pharmacy_id = reserve(state, order_id, body, &planned).await?;
-    let dispatch_timeout =
-        Duration::from_std(state.settings.dispatch_timeout).unwrap_or(Duration::minutes(10));
-    let order = NewOrder {
-        id: order_id,
-        customer_id: customer,
-        pharmacy_id,
-        lines: planned.lines,
-        total_cents: planned.total_cents,
-        delivery: planned.delivery,
-        address: planned.address,
-        delivery_code: format!("{:04}", rand::rng().random_range(0..10_000u32)),
-        dispatch_deadline: crate::store::now() + dispatch_timeout,
-    };
-    if let Err(e) = state.store.insert_order(&order).await {
-        // Give the stock back; start-up reconciliation covers a crash right here.
-        if let Err(release) = state.inventory.release(order_id, pharmacy_id).await {
-            tracing::error!(order_id = %order_id, error = %release, "could not release the reservation of an order that was not stored");
-        }
-        return Err(e.into());
-    }
-    let confirmed = Event {
-        id: medify_actors::ports::order_event_id(order_id, 1),
-        kind: EventKind::OrderConfirmed,
-        order_id: Some(order_id),
-        customer_id: Some(customer),
-        rider_id: None,
-        pharmacy_id: Some(pharmacy_id),
-        from_status: None,
-        to_status: Some(medify_actors::order::OrderStatus::Confirmed),
-        at_ms: chrono::Utc::now().timestamp_millis(),
-    };
-    medify_actors::outbox::announce(&*state.bus, &state.store, order_id, 1, confirmed).await;
-    if let Err(e) = state.orders.apply(order_id, Command::Dispatch).await {
-        tracing::error!(order_id = %order_id, error = %e, "could not start dispatching");
-    }
-    state
-        .store
-        .order_view(order_id)
-        .await?
-        .map(OrderView::with_delivery_code)
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("order {order_id} vanished")))
 }
 
 fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
@@ -343,71 +73,10 @@ pub async fn place_order(
     body: ApiJson<NewOrderRequest>,
 ) -> Result<HttpResponse, ApiError> {
     user.require(&[Role::Customer])?;
-    let quota = Quota {
-        per_minute: state.settings.limits.orders_per_minute,
-    };
-    state
-        .limiter
-        .check(&format!("orders:customer:{}", user.id), quota)
-        .await
-        .map_err(|retry_after_s| ApiError::RateLimited { retry_after_s })?;
-    let body = body.into_inner();
-    let Some(key) = idempotency_key(&req)? else {
-        let view = create(&state, user.id, &body).await?;
-        return Ok(HttpResponse::Created().json(view));
-    };
-    let hash = Sha256::digest(serde_json::to_vec(&body).map_err(anyhow::Error::from)?).to_vec();
-    let started = Instant::now();
-    let mut wait = StdDuration::from_millis(10);
-    loop {
-        match state
-            .store
-            .claim_idempotency_key(user.id, &key, &hash, Duration::hours(KEY_TTL_HOURS))
-            .await?
-        {
-            KeyClaim::Claimed => break,
-            KeyClaim::Existing { request_hash, .. }
-                if !request_hash.is_empty() && request_hash != hash =>
-            {
-                return Err(ApiError::Unprocessable {
-                    code: "idempotency_key_reused",
-                    detail: "this Idempotency-Key was used with a different request".into(),
-                });
-            }
-            KeyClaim::Existing {
-                order_id: Some(id), ..
-            } => {
-                let view = state
-                    .store
-                    .order_view(id)
-                    .await?
-                    .ok_or(ApiError::NotFound)?;
-                return Ok(HttpResponse::Ok().json(view.with_delivery_code()));
-            }
-            KeyClaim::Existing { .. } => {
-                // The first request with this key is still running (or just failed).
-                if started.elapsed() > KEY_WAIT {
-                    return Err(ApiError::conflict(
-                        "a request with this Idempotency-Key is still being processed; retry later",
-                    ));
-                }
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(StdDuration::from_millis(200));
-            }
-        }
-    }
-    match create(&state, user.id, &body).await {
-        Ok(view) => {
-            state
-                .store
-                .complete_idempotency_key(user.id, &key, view.id)
-                .await?;
-            Ok(HttpResponse::Created().json(view))
-        }
-        Err(e) => {
-            state.store.release_idempotency_key(user.id, &key).await?;
-            Err(e)
-        }
+    let key = idempotency_key(&req)?;
+    match placement::place(&state, user.id, &body.into_inner(), key.as_deref()).await? {
+        Placement::Created(view) => Ok(HttpResponse::Created().json(view)),
+        Placement::Repeated(view) => Ok(HttpResponse::Ok().json(view)),
     }
 }
 
@@ -695,28 +364,4 @@ pub async fn order_trail(
         geometry: serde_json::json!({"type": "LineString", "coordinates": coordinates}),
         properties: serde_json::json!({"order_id": order.id, "ts": ts}),
     }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn line(qty: i64, price_cents: i64) -> NewOrderLine {
-        NewOrderLine {
-            medicine_id: Uuid::nil(),
-            qty,
-            price_cents,
-        }
-    }
-
-    #[test]
-    fn totals_are_checked_not_wrapped() {
-        assert_eq!(order_total(&[line(2, 150), line(1, 99)]), Some(399));
-        assert_eq!(order_total(&[]), Some(0));
-        assert_eq!(order_total(&[line(100, i64::MAX / 50)]), None);
-        assert_eq!(order_total(&[line(1, i64::MAX), line(1, 1)]), None);
-        // The largest order the limits allow: 50 lines of 100 at the price cap.
-        let biggest: Vec<_> = (0..50).map(|_| line(100, 1_000_000_000)).collect();
-        assert_eq!(order_total(&biggest), Some(5_000_000_000_000));
-    }
 }
