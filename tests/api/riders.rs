@@ -200,29 +200,35 @@ async fn rider_at(app: &TestApp, lat: f64, lng: f64) -> (Uuid, String, RiderWs) 
     (id, token, ws)
 }
 
-/// Waits until the fleet shows `n` free riders.
-async fn free_riders(app: &TestApp, admin: &str, n: usize) {
+/// Polls `GET /riders` (as `admin`) until `done` holds for its items.
+async fn until_riders(app: &TestApp, admin: &str, what: &str, done: impl Fn(&[Value]) -> bool) {
     let start = Instant::now();
     loop {
         let page = app
             .get_auth("/api/v1/riders?per_page=100", admin)
             .await
             .json();
-        let free = page["items"]
-            .as_array()
-            .expect("items")
-            .iter()
-            .filter(|r| r["state"] == "free" && !r["last_location"].is_null())
-            .count();
-        if free >= n {
+        if done(page["items"].as_array().expect("items")) {
             return;
         }
         assert!(
             start.elapsed() < Duration::from_secs(15),
-            "riders never free: {page}"
+            "never {what}: {page}"
         );
         actix_web::rt::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Waits until the fleet shows `n` free riders.
+async fn free_riders(app: &TestApp, admin: &str, n: usize) {
+    until_riders(app, admin, "free", |items| {
+        let free = items
+            .iter()
+            .filter(|r| r["state"] == "free" && !r["last_location"].is_null())
+            .count();
+        free >= n
+    })
+    .await;
 }
 
 async fn order(app: &TestApp, w: &World, qty: i64, lat: f64, lng: f64) -> Value {
@@ -856,24 +862,12 @@ async fn a_flood_of_any_frame_kind_is_bounded() {
 
 /// Waits until `GET /riders` shows `rider` unavailable.
 async fn until_unavailable(app: &TestApp, admin: &str, rider: Uuid) {
-    let start = Instant::now();
-    loop {
-        let page = app
-            .get_auth("/api/v1/riders?per_page=100", admin)
-            .await
-            .json();
-        let me = page["items"]
-            .as_array()
-            .expect("items")
+    until_riders(app, admin, "unavailable", |items| {
+        items
             .iter()
-            .find(|r| r["id"] == rider.to_string())
-            .cloned();
-        if me.is_some_and(|r| r["available"] == false) {
-            return;
-        }
-        assert!(start.elapsed() < Duration::from_secs(20), "still available");
-        actix_web::rt::time::sleep(Duration::from_millis(25)).await;
-    }
+            .any(|r| r["id"] == rider.to_string() && r["available"] == false)
+    })
+    .await;
 }
 
 /// A rider who accepts and never picks up does not hold the order (and its stock)
