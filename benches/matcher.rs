@@ -15,7 +15,7 @@ use h3o::Resolution;
 use medify_actors::geo::Point;
 use medify_actors::matcher::assign;
 use medify_actors::matcher::index::{FreeIndex, Position};
-use medify_actors::matcher::router::{region_of, regions_near};
+use medify_actors::matcher::regions::{region_of, regions_near};
 use uuid::Uuid;
 
 const CENTER: (f64, f64) = (12.9716, 77.5946);

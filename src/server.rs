@@ -42,8 +42,6 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_util::codec::{Decoder, Encoder};
 
-use crate::ws::rider::RIDER_SOCKET_PATH;
-
 /// How the listener behaves (actix-web's `HttpServer` defaults unless said otherwise).
 pub struct Listening {
     pub workers: usize,
@@ -55,6 +53,10 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// The largest rider handshake read (actix-http's own head limit is larger; a rider's
 /// handshake is a few hundred bytes).
 const MAX_HANDSHAKE: usize = 16 * 1024;
+/// Where rider sockets open: the route is registered with it (in `routes`) and the
+/// listener below recognises the request line by it, so the two cannot drift apart.
+pub const RIDER_SOCKET_PATH: &str = "/ws/rider";
+
 /// The method that opens a rider socket's request line; the path after it is
 /// [`RIDER_SOCKET_PATH`], the very constant the route is registered with.
 const RIDER_METHOD: &[u8] = b"GET ";

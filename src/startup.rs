@@ -279,7 +279,7 @@ async fn start_dispatch(
         offer_log: Some(Arc::new(OfferWriter::start(core.store.clone()))),
         ..MatcherConfig::default()
     };
-    let matcher = Matcher::start(matcher_config, fleet.clone(), settings.workers);
+    let matcher = Matcher::start(matcher_config, settings.workers);
     let orders = OrderRegistry::new(
         OrderDeps {
             journal: Arc::new(core.store.clone()),
@@ -333,6 +333,7 @@ fn serve(
     let address = listener.local_addr()?;
     let openapi = web::Data::new(OpenApiJson::render());
     let app_state = state.clone();
+    let metrics = web::Data::new(state.metrics.clone());
     let server = crate::server::serve(
         listener,
         crate::server::Listening {
@@ -342,6 +343,7 @@ fn serve(
         move || {
             App::new()
                 .app_data(state.clone())
+                .app_data(metrics.clone())
                 .app_data(openapi.clone())
                 .app_data(extract::payload_config())
                 .app_data(extract::path_config())

@@ -28,7 +28,6 @@ use tracing_subscriber::EnvFilter;
 use uuid::Uuid;
 
 use crate::config::LogFormat;
-use crate::state::AppState;
 
 /// Installs the global tracing subscriber writing to `writer`.
 ///
@@ -75,6 +74,38 @@ pub struct Metrics {
     pub rider_frames_shed: IntCounterVec,
 }
 
+/// A registered counter family with one label, each of `zeroes` present at 0.
+fn counters(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    label: &str,
+    zeroes: &[&str],
+) -> Result<IntCounterVec, prometheus::Error> {
+    let family = IntCounterVec::new(Opts::new(name, help), &[label])?;
+    registry.register(Box::new(family.clone()))?;
+    for value in zeroes {
+        family.with_label_values(&[value]).inc_by(0);
+    }
+    Ok(family)
+}
+
+/// A registered gauge family with one label, each of `zeroes` present at 0.
+fn gauges(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    label: &str,
+    zeroes: &[&str],
+) -> Result<IntGaugeVec, prometheus::Error> {
+    let family = IntGaugeVec::new(Opts::new(name, help), &[label])?;
+    registry.register(Box::new(family.clone()))?;
+    for value in zeroes {
+        family.with_label_values(&[value]).set(0);
+    }
+    Ok(family)
+}
+
 impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
@@ -88,20 +119,7 @@ impl Metrics {
             ]),
             &["method", "route", "status"],
         )?;
-        let ws_connections = IntGaugeVec::new(
-            Opts::new(
-                "medify_ws_connections",
-                "Open WebSocket connections by kind",
-            ),
-            &["kind"],
-        )?;
-        let location_updates = IntCounterVec::new(
-            Opts::new(
-                "medify_location_updates_total",
-                "Rider location points received, by outcome",
-            ),
-            &["outcome"],
-        )?;
+        registry.register(Box::new(http_request_duration.clone()))?;
         let assignment_latency = prometheus::Histogram::with_opts(
             HistogramOpts::new(
                 "medify_assignment_latency_seconds",
@@ -111,64 +129,58 @@ impl Metrics {
                 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
             ]),
         )?;
-        let orders = IntGaugeVec::new(
-            Opts::new("medify_orders", "Orders by current status"),
-            &["status"],
-        )?;
-        let location_rejected = IntCounterVec::new(
-            Opts::new(
-                "medify_location_rejected_total",
-                "Refused location points by reason",
-            ),
-            &["reason"],
-        )?;
-        let offers = IntCounterVec::new(
-            Opts::new("medify_offers_total", "Offers to riders by outcome"),
-            &["outcome"],
-        )?;
-        let rider_sockets = IntCounterVec::new(
-            Opts::new(
-                "medify_rider_sockets_total",
-                "Rider sockets opened, by transport (direct or dispatcher)",
-            ),
-            &["transport"],
-        )?;
-        registry.register(Box::new(location_rejected.clone()))?;
-        registry.register(Box::new(offers.clone()))?;
-        registry.register(Box::new(rider_sockets.clone()))?;
-        let rider_frames_shed = IntCounterVec::new(
-            Opts::new(
-                "medify_rider_frames_shed_total",
-                "Rider frames (not locations) dropped because the socket's queue to the session was full",
-            ),
-            &["kind"],
-        )?;
-        registry.register(Box::new(rider_frames_shed.clone()))?;
-        for transport in ["direct", "dispatcher"] {
-            rider_sockets.with_label_values(&[transport]).inc_by(0);
-        }
-        for kind in ["availability", "offer_response", "order_status"] {
-            rider_frames_shed.with_label_values(&[kind]).inc_by(0);
-        }
-        for reason in ["out_of_range", "future", "stale", "jump"] {
-            location_rejected.with_label_values(&[reason]).inc_by(0);
-        }
-        for outcome in ["made", "accepted", "rejected", "expired"] {
-            offers.with_label_values(&[outcome]).inc_by(0);
-        }
-        registry.register(Box::new(http_request_duration.clone()))?;
-        registry.register(Box::new(ws_connections.clone()))?;
-        registry.register(Box::new(location_updates.clone()))?;
         registry.register(Box::new(assignment_latency.clone()))?;
-        registry.register(Box::new(orders.clone()))?;
-
         // Zero-valued series so dashboards find every label before the first event.
-        for kind in ["rider", "track", "ops"] {
-            ws_connections.with_label_values(&[kind]).set(0);
-        }
-        for outcome in ["accepted", "rejected", "rate_limited"] {
-            location_updates.with_label_values(&[outcome]).inc_by(0);
-        }
+        let r = &registry;
+        let ws_connections = gauges(
+            r,
+            "medify_ws_connections",
+            "Open WebSocket connections by kind",
+            "kind",
+            &["rider", "track", "ops"],
+        )?;
+        let orders = gauges(
+            r,
+            "medify_orders",
+            "Orders by current status",
+            "status",
+            &[],
+        )?;
+        let location_updates = counters(
+            r,
+            "medify_location_updates_total",
+            "Rider location points received, by outcome",
+            "outcome",
+            &["accepted", "rejected", "rate_limited"],
+        )?;
+        let location_rejected = counters(
+            r,
+            "medify_location_rejected_total",
+            "Refused location points by reason",
+            "reason",
+            &["out_of_range", "future", "stale", "jump"],
+        )?;
+        let offers = counters(
+            r,
+            "medify_offers_total",
+            "Offers to riders by outcome",
+            "outcome",
+            &["made", "accepted", "rejected", "expired"],
+        )?;
+        let rider_sockets = counters(
+            r,
+            "medify_rider_sockets_total",
+            "Rider sockets opened, by transport (direct or dispatcher)",
+            "transport",
+            &["direct", "dispatcher"],
+        )?;
+        let rider_frames_shed = counters(
+            r,
+            "medify_rider_frames_shed_total",
+            "Rider frames (not locations) dropped because the socket's queue to the session was full",
+            "kind",
+            &["availability", "offer_response", "order_status"],
+        )?;
         Ok(Self {
             registry,
             http_request_duration,
@@ -227,8 +239,8 @@ pub async fn observe(
         .match_pattern()
         .unwrap_or_else(|| "unmatched".to_owned());
     let metrics = req
-        .app_data::<web::Data<AppState>>()
-        .map(|state| state.metrics.clone());
+        .app_data::<web::Data<Metrics>>()
+        .map(|metrics| Metrics::clone(metrics));
     let span = tracing::info_span!(
         "http_request",
         request_id = %request_id,

@@ -7,9 +7,13 @@
 //! a pending offer is given up, an active order keeps its rider (and comes back from
 //! storage on the next connect).
 //!
-//! [`check_fix`] is the location rulebook as a pure function.
+//! What the rider is doing is one [`RiderPhase`], changed only through the pure
+//! [`rider_transition`] in [`RiderSession::apply`], which also tells the matcher and the
+//! fleet view: they never decide on their own whether a rider is free. The location rules
+//! ([`check_fix`]) and the ETA ([`eta_seconds`]) are pure functions of the model.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -17,23 +21,20 @@ use uuid::Uuid;
 
 use crate::fleet::{Fleet, LastLocation};
 use crate::geo::Point;
+use crate::lock;
 use crate::matcher::{
-    Answer, AnswerError, Answered, AssignOutcome, Matcher, RiderGone, RiderMoved, RiderState,
+    Answer, AnswerError, Answered, AssignOutcome, Matcher, Offer, OfferGone, OrderCancelled,
+    RiderGone, RiderInbox, RiderMoved, RiderPhaseChanged,
 };
-use crate::model::RiderPhase;
+use crate::model::{
+    check_fix, eta_seconds, rider_transition, Fix, FixEffect, IllegalPhase, Refusal, RiderEvent,
+    RiderPhase, SmoothedEta,
+};
 use crate::order::{Command, OrderError, OrderRegistry, OrderStatus};
 use crate::ports::{Event, EventBus, EventKind, RiderDirectory, TrailSink};
 use crate::protocol::{OfferInfo, Outbound, Place};
+use crate::tracking::{TrackFrame, Watchers};
 
-/// Fixes further ahead of the server clock than this are refused.
-pub const MAX_FUTURE_MS: i64 = 60_000;
-/// Fixes older than this (24 h) are refused: no phone buffers a day of points, and a
-/// bounded `ts` keeps every difference between two accepted fixes far from overflow.
-pub const MAX_AGE_MS: i64 = 86_400_000;
-/// A move faster than this between two fixes is refused.
-pub const MAX_SPEED_MPS: f64 = 70.0;
-/// A fix vaguer than this does not move the live position.
-pub const MAX_ACCURACY_M: f64 = 100.0;
 /// Trail points are kept at most this often, or after this many metres.
 pub const TRAIL_EVERY_MS: i64 = 10_000;
 pub const TRAIL_EVERY_M: f64 = 50.0;
@@ -42,85 +43,6 @@ pub const MATCHER_EVERY_M: f64 = 50.0;
 pub const MATCHER_EVERY_MS: i64 = 5_000;
 /// How near the drop-off a rider counts as arriving, in metres.
 pub const ARRIVING_M: f64 = 300.0;
-/// Weight of a new measurement in the smoothed ETA (the rest is the countdown of the
-/// previous estimate).
-const ETA_GAIN: f64 = 0.25;
-
-/// One GPS fix, already checked for finite, in-range coordinates.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Fix {
-    pub at: Point,
-    pub ts_ms: i64,
-    pub accuracy_m: Option<f64>,
-    pub speed_mps: Option<f64>,
-    pub heading: Option<f64>,
-}
-
-/// What a valid fix does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FixEffect {
-    /// It becomes the live position.
-    Moves,
-    /// Kept out of the live position: older than the last fix, or too vague.
-    Ignored,
-}
-
-/// Why a fix was refused.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Refusal {
-    /// `ts` more than 60 s ahead of the server.
-    Future,
-    /// `ts` more than 24 h behind the server.
-    Stale,
-    /// Faster than [`MAX_SPEED_MPS`] since the last fix (metres per second).
-    Jump(f64),
-}
-
-impl Refusal {
-    /// Metric label.
-    pub fn reason(self) -> &'static str {
-        match self {
-            Self::Future => "future",
-            Self::Stale => "stale",
-            Self::Jump(_) => "jump",
-        }
-    }
-}
-
-impl std::fmt::Display for Refusal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Future => f.write_str("ts is more than 60 s in the future"),
-            Self::Stale => f.write_str("ts is more than 24 h in the past"),
-            Self::Jump(speed) => write!(f, "impossible jump: {speed:.0} m/s since the last fix"),
-        }
-    }
-}
-
-/// The location rules: `Err` with the reason for a fix that must be refused.
-pub fn check_fix(last: Option<&Fix>, fix: &Fix, now_ms: i64) -> Result<FixEffect, Refusal> {
-    if fix.ts_ms > now_ms.saturating_add(MAX_FUTURE_MS) {
-        return Err(Refusal::Future);
-    }
-    if fix.ts_ms < now_ms.saturating_sub(MAX_AGE_MS) {
-        return Err(Refusal::Stale);
-    }
-    if let Some(last) = last {
-        if fix.ts_ms <= last.ts_ms {
-            return Ok(FixEffect::Ignored);
-        }
-        let dt = fix.ts_ms.saturating_sub(last.ts_ms) as f64 / 1000.0;
-        let speed = last.at.distance_m(fix.at) / dt;
-        if speed > MAX_SPEED_MPS {
-            return Err(Refusal::Jump(speed));
-        }
-    }
-    if fix.accuracy_m.is_some_and(|a| a > MAX_ACCURACY_M) {
-        return Ok(FixEffect::Ignored);
-    }
-    Ok(FixEffect::Moves)
-}
-
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -138,58 +60,11 @@ pub struct RiderDeps {
     /// Where `rider.online` / `rider.offline` are announced.
     pub bus: Arc<dyn EventBus>,
     /// Customers watching orders (rider positions go to them).
-    pub watchers: crate::tracking::Watchers,
-}
-
-/// Seconds to go for a rider at `at` on an order (to the pickup then the drop-off before
-/// pick-up, straight to the drop-off after), at the matcher's city speed.
-pub fn eta_seconds(at: Point, pickup: Point, dropoff: Point, picked_up: bool) -> i64 {
-    let metres = if picked_up {
-        at.distance_m(dropoff)
-    } else {
-        at.distance_m(pickup) + pickup.distance_m(dropoff)
-    };
-    crate::matcher::Haversine::default().seconds(metres).round() as i64
-}
-
-/// An ETA that does not jump around with GPS noise.
-///
-/// Between fixes the previous estimate counts down with the clock; a new measurement then
-/// pulls it only part of the way ([`ETA_GAIN`]), so a noisy fix moves the ETA by a quarter
-/// of its error while a real change (a detour, a traffic jam) shows within a few fixes.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct SmoothedEta {
-    eta_s: f64,
-    at_ms: i64,
-}
-
-impl SmoothedEta {
-    /// Folds in a measurement `raw_s` taken at `at_ms`; returns the smoothed seconds.
-    pub fn update(previous: Option<Self>, raw_s: i64, at_ms: i64) -> Self {
-        let raw = raw_s as f64;
-        let eta_s = match previous {
-            None => raw,
-            Some(p) => {
-                let elapsed_s = (at_ms - p.at_ms).max(0) as f64 / 1000.0;
-                let predicted = (p.eta_s - elapsed_s).max(0.0);
-                predicted + ETA_GAIN * (raw - predicted)
-            }
-        };
-        Self { eta_s, at_ms }
-    }
-
-    pub fn seconds(self) -> i64 {
-        self.eta_s.round() as i64
-    }
-}
-
-/// Announces a rider coming online or going offline (fire and forget).
-fn announce(deps: &Arc<RiderDeps>, rider: Uuid, kind: EventKind) {
-    announce_order(deps, rider, None, kind);
+    pub watchers: Watchers,
 }
 
 /// Announces a rider event, about an order or not (fire and forget).
-fn announce_order(deps: &Arc<RiderDeps>, rider: Uuid, order_id: Option<Uuid>, kind: EventKind) {
+fn announce(deps: &Arc<RiderDeps>, rider: Uuid, order_id: Option<Uuid>, kind: EventKind) {
     let bus = deps.bus.clone();
     actix::spawn(async move {
         let event = Event {
@@ -209,25 +84,39 @@ fn announce_order(deps: &Arc<RiderDeps>, rider: Uuid, order_id: Option<Uuid>, ki
     });
 }
 
+/// Live sessions by rider.
+type Sessions = Arc<Mutex<HashMap<Uuid, Addr<RiderSession>>>>;
+
 /// Finds or starts riders' sessions. Cheap to clone.
 #[derive(Clone)]
 pub struct Riders {
     deps: Arc<RiderDeps>,
+    sessions: Sessions,
 }
 
 impl Riders {
     pub fn new(deps: RiderDeps) -> Self {
         Self {
             deps: Arc::new(deps),
+            sessions: Sessions::default(),
         }
     }
 
-    /// The rider's session, started (supervised, on the caller's arbiter) if it has none.
+    /// The rider's session, started (supervised, on the caller's arbiter) if it has none;
+    /// two sockets connecting at once share one session. A new session is introduced to
+    /// the matcher before anyone can reach it.
     pub fn session(&self, rider: Uuid) -> Addr<RiderSession> {
-        let deps = self.deps.clone();
-        self.deps.fleet.session_or_start(rider, move || {
-            Supervisor::start(move |_| RiderSession::new(rider, deps))
-        })
+        let mut sessions = lock(&self.sessions);
+        sessions
+            .entry(rider)
+            .or_insert_with(|| {
+                let (deps, registry) = (self.deps.clone(), self.sessions.clone());
+                let addr =
+                    Supervisor::start(move |_| RiderSession::new(rider, deps, registry.clone()));
+                self.deps.matcher.rider_joined(rider, RiderInbox::of(&addr));
+                addr
+            })
+            .clone()
     }
 
     pub fn fleet(&self) -> &Fleet {
@@ -244,8 +133,9 @@ impl Riders {
 #[rtype(result = "()")]
 pub struct ToSocket(pub Outbound);
 
+/// What the session keeps about the order the rider is on, for the customers watching.
 #[derive(Debug, Clone)]
-struct Active {
+struct Delivery {
     order_id: Uuid,
     status: OrderStatus,
     last_trail: Option<(Point, i64)>,
@@ -257,7 +147,7 @@ struct Active {
     arriving_told: bool,
 }
 
-impl Active {
+impl Delivery {
     fn new(
         order_id: Uuid,
         status: OrderStatus,
@@ -274,19 +164,55 @@ impl Active {
             arriving_told: false,
         }
     }
+
+    /// The smoothed seconds to go from `at` (if the places are known), updated.
+    fn eta(&mut self, at: Point, ts_ms: i64) -> Option<i64> {
+        let (pickup, dropoff) = (self.pickup?, self.dropoff?);
+        let picked_up = self.status == OrderStatus::PickedUp;
+        let raw = eta_seconds(at, pickup, dropoff, picked_up);
+        let eta = SmoothedEta::update(self.eta, raw, ts_ms);
+        self.eta = Some(eta);
+        Some(eta.seconds())
+    }
+
+    /// Whether `at` is the first point near the drop-off after pick-up.
+    fn arriving(&mut self, at: Point) -> bool {
+        let arriving = self.status == OrderStatus::PickedUp
+            && !self.arriving_told
+            && self.dropoff.is_some_and(|d| d.distance_m(at) <= ARRIVING_M);
+        self.arriving_told |= arriving;
+        arriving
+    }
+
+    /// Whether `fix` is due on the trail (10 s or 50 m since the last point).
+    fn trail_due(&mut self, fix: &Fix) -> bool {
+        let due = self.last_trail.is_none_or(|(p, ts)| {
+            fix.ts_ms.saturating_sub(ts) >= TRAIL_EVERY_MS || p.distance_m(fix.at) >= TRAIL_EVERY_M
+        });
+        if due {
+            self.last_trail = Some((fix.at, fix.ts_ms));
+        }
+        due
+    }
 }
 
 /// See the module documentation.
 pub struct RiderSession {
     rider: Uuid,
     deps: Arc<RiderDeps>,
+    sessions: Sessions,
     socket: Option<(Uuid, Recipient<ToSocket>)>,
     available: bool,
+    /// What the rider is doing; written only by [`Self::apply`].
+    phase: RiderPhase,
     last: Option<Fix>,
+    /// The open offer as the rider was shown it (for a reconnect's `welcome`): present
+    /// exactly while the phase is offered with its id.
     offer: Option<OfferInfo>,
-    active: Option<Active>,
-    /// `active` was read from storage since the session (re)started, so a report about
-    /// any other order can be answered from memory.
+    /// The order the rider is on: present exactly while the phase is on that delivery.
+    delivery: Option<Delivery>,
+    /// The active order was read from storage since the session (re)started, so a report
+    /// about any other order can be answered from memory.
     active_known: bool,
     grace: Option<SpawnHandle>,
     /// Position and time last sent to the matcher, and time last written to the fleet.
@@ -295,15 +221,17 @@ pub struct RiderSession {
 }
 
 impl RiderSession {
-    pub fn new(rider: Uuid, deps: Arc<RiderDeps>) -> Self {
+    fn new(rider: Uuid, deps: Arc<RiderDeps>, sessions: Sessions) -> Self {
         Self {
             rider,
             deps,
+            sessions,
             socket: None,
             available: false,
+            phase: RiderPhase::Offline,
             last: None,
             offer: None,
-            active: None,
+            delivery: None,
             active_known: false,
             grace: None,
             told_matcher: None,
@@ -317,13 +245,42 @@ impl RiderSession {
         }
     }
 
+    /// Connected and available for work.
+    fn reachable(&self) -> bool {
+        self.available && self.socket.is_some()
+    }
+
+    /// The one place the phase changes: the pure transition, then what hangs on the
+    /// phase (the offer shown, the delivery tracked) is dropped if the phase left it, and
+    /// the matcher and the fleet view hear the result.
+    fn apply(&mut self, event: RiderEvent) -> Result<(), IllegalPhase> {
+        let result = rider_transition(self.phase, event, self.reachable());
+        if let Ok(to) = result {
+            self.phase = to;
+            if self.offer.as_ref().map(|o| o.offer_id) != to.offer() {
+                self.offer = None;
+            }
+            if self.delivery.as_ref().map(|d| d.order_id) != to.order() {
+                self.delivery = None;
+            }
+        }
+        self.publish();
+        result.map(|_| ())
+    }
+
+    /// The availability or the socket changed.
+    fn reachability_changed(&mut self) {
+        let reachable = self.reachable();
+        // Always legal: an offer or a delivery outlasts it.
+        let _ = self.apply(RiderEvent::Reachable(reachable));
+    }
+
     /// The answer to a report about an order that is not this rider's active one, from
     /// memory alone: no storage read, no order actor started, however many a rider sends.
     /// `None` when the order is the active one (or the session could not read which one
     /// is, and the order actor must judge).
     fn not_my_order(&self, order_id: Uuid) -> Option<RiderError> {
-        let active = self.active.as_ref().is_some_and(|a| a.order_id == order_id);
-        if active || !self.active_known {
+        if self.phase.order() == Some(order_id) || !self.active_known {
             return None;
         }
         Some(if self.deps.orders.get(order_id).is_some() {
@@ -333,34 +290,20 @@ impl RiderSession {
         })
     }
 
-    fn state(&self) -> RiderPhase {
-        RiderPhase::of(
-            self.available && self.socket.is_some(),
-            self.offer.is_some(),
-            self.active.is_some(),
-        )
-    }
-
     /// Tells the matcher and the fleet view what this rider is doing now.
     fn publish(&self) {
-        let available = self.available && self.socket.is_some();
-        self.deps.matcher.rider_state(RiderState {
-            rider: self.rider,
-            available,
-            busy: self.active.is_some(),
+        let (rider, phase, connected) = (self.rider, self.phase, self.socket.is_some());
+        self.deps.matcher.rider_phase(RiderPhaseChanged {
+            rider,
+            phase,
+            connected,
         });
-        let (state, online, active) = (
-            self.state(),
-            self.socket.is_some(),
-            self.active.as_ref().map(|a| a.order_id),
-        );
-        let last = self.last;
-        let (avail, rider) = (self.available, self.rider);
+        let (available, last) = (self.available, self.last);
         self.deps.fleet.update(rider, |v| {
-            v.online = online;
-            v.available = avail;
-            v.state = state;
-            v.active_order_id = active;
+            v.online = connected;
+            v.available = available;
+            v.state = phase.state();
+            v.active_order_id = phase.order();
             if let Some(f) = last {
                 v.last_location = Some(LastLocation {
                     lat: f.at.lat(),
@@ -374,7 +317,7 @@ impl RiderSession {
     fn welcome(&self, ctx: &mut Context<Self>) {
         let (rider, available, offer) = (self.rider, self.available, self.offer.clone());
         let directory = self.deps.directory.clone();
-        let active = self.active.as_ref().map(|a| a.order_id);
+        let active = self.phase.order();
         ctx.spawn(
             actix::fut::wrap_future::<_, Self>(async move {
                 match active {
@@ -392,6 +335,113 @@ impl RiderSession {
             }),
         );
     }
+
+    /// The order the rider is on, from storage (a restart) or from an accepted offer.
+    fn start_delivery(&mut self, event: RiderEvent, delivery: Delivery) {
+        let order = delivery.order_id;
+        let entered = self.apply(event).is_ok()
+            // An order the order actor gave the rider is theirs whatever the session
+            // thought in the meantime.
+            || self.apply(RiderEvent::Resumed { order }).is_ok();
+        if entered && self.phase.order() == Some(order) {
+            self.delivery = Some(delivery);
+        }
+    }
+
+    /// The session is over for good: the matcher forgets the rider and the registry the
+    /// session, together, so that a session started for the rider right after is the one
+    /// the matcher can reach.
+    fn leave(&mut self, ctx: &mut Context<Self>) {
+        tracing::info!(rider_id = %self.rider, "rider offline: grace period over");
+        announce(&self.deps, self.rider, None, EventKind::RiderOffline);
+        let _ = self.apply(RiderEvent::Gone);
+        let mut sessions = lock(&self.sessions);
+        self.deps
+            .matcher
+            .rider_gone(RiderGone { rider: self.rider });
+        sessions.remove(&self.rider);
+        ctx.stop();
+    }
+
+    /// Keeps a moving fix on the active order's trail (every 10 s or 50 m).
+    fn record_trail(&mut self, fix: &Fix) {
+        if let Some(delivery) = self.delivery.as_mut() {
+            if delivery.trail_due(fix) {
+                self.deps
+                    .trail
+                    .record(delivery.order_id, self.rider, fix.at, fix.ts_ms);
+            }
+        }
+    }
+
+    /// The matcher needs a position good to a cell and fresh enough to count as live, not
+    /// every fix: it hears after 50 m or 5 s, whichever comes first.
+    fn tell_matcher(&mut self, last: Fix) {
+        let due = self.told_matcher.is_none_or(|(p, ts)| {
+            p.distance_m(last.at) >= MATCHER_EVERY_M
+                || last.ts_ms.saturating_sub(ts) >= MATCHER_EVERY_MS
+        });
+        if due {
+            self.told_matcher = Some((last.at, last.ts_ms));
+            self.deps.matcher.rider_moved(RiderMoved {
+                rider: self.rider,
+                at: last.at,
+                ts_ms: last.ts_ms,
+            });
+        }
+    }
+
+    /// Customers watching the order get every moving fix (conflated per watcher), the
+    /// ETA, and once, near the door, `arriving`.
+    fn tell_watchers(&mut self, last: Fix) {
+        let Some(delivery) = self.delivery.as_mut() else {
+            return;
+        };
+        let order_id = delivery.order_id;
+        let eta_s = delivery.eta(last.at, last.ts_ms);
+        if delivery.arriving(last.at) {
+            self.deps.watchers.status(
+                order_id,
+                TrackFrame::Arriving {
+                    eta_s: eta_s.unwrap_or(0),
+                },
+            );
+            announce(
+                &self.deps,
+                self.rider,
+                Some(order_id),
+                EventKind::RiderArriving,
+            );
+        }
+        self.deps.watchers.location(
+            order_id,
+            TrackFrame::RiderLocation {
+                lat: last.at.lat(),
+                lng: last.at.lng(),
+                ts: last.ts_ms,
+                heading: last.heading,
+                eta_s,
+            },
+        );
+    }
+
+    /// The fleet view (GET /riders, ops) is good to a second.
+    fn tell_fleet(&mut self, last: Fix) {
+        if self
+            .told_fleet
+            .is_some_and(|ts| last.ts_ms.saturating_sub(ts) < 1_000)
+        {
+            return;
+        }
+        self.told_fleet = Some(last.ts_ms);
+        self.deps.fleet.update(self.rider, |v| {
+            v.last_location = Some(LastLocation {
+                lat: last.at.lat(),
+                lng: last.at.lng(),
+                ts: last.ts_ms,
+            });
+        });
+    }
 }
 
 impl Actor for RiderSession {
@@ -399,32 +449,35 @@ impl Actor for RiderSession {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         if self.grace.is_none() && self.socket.is_none() && self.last.is_none() {
-            announce(&self.deps, self.rider, EventKind::RiderOnline);
+            announce(&self.deps, self.rider, None, EventKind::RiderOnline);
         }
         // A rider's active order lives in storage: load it before anything else, so a
         // restarted server (or a session restarted by its supervisor) knows it.
         let directory = self.deps.directory.clone();
         let rider = self.rider;
         ctx.wait(
-            actix::fut::wrap_future::<_, Self>(async move { directory.active_order(rider).await }).map(|found, act, _| {
-                match found {
+            actix::fut::wrap_future::<_, Self>(async move { directory.active_order(rider).await })
+                .map(|found, act, _| match found {
                     Ok(Some(record)) => {
                         act.active_known = true;
-                        act.active = Some(Active::new(
-                            record.id,
+                        let order = record.id;
+                        let delivery = Delivery::new(
+                            order,
                             record.status,
                             Some(record.pickup),
                             Some(record.dropoff),
-                        ))
+                        );
+                        act.start_delivery(RiderEvent::Resumed { order }, delivery);
                     }
                     Ok(None) => {
                         act.active_known = true;
-                        act.active = None;
+                        act.publish();
                     }
-                    Err(e) => tracing::error!(rider_id = %act.rider, error = %e, "could not load the rider's active order"),
-                }
-                act.publish();
-            }),
+                    Err(e) => {
+                        tracing::error!(rider_id = %act.rider, error = %e, "could not load the rider's active order");
+                        act.publish();
+                    }
+                }),
         );
     }
 }
@@ -432,7 +485,9 @@ impl Actor for RiderSession {
 impl Supervised for RiderSession {
     fn restarting(&mut self, _: &mut Self::Context) {
         tracing::warn!(rider_id = %self.rider, "rider session restarting");
-        self.offer = None;
+        if let Some(offer) = self.phase.offer() {
+            let _ = self.apply(RiderEvent::OfferEnded { offer });
+        }
         self.grace = None;
     }
 }
@@ -478,25 +533,6 @@ pub struct ReportStatus {
     pub code: Option<String>,
 }
 
-/// From the matcher: a new offer.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct OfferMsg(pub OfferInfo);
-
-/// From the matcher: the offer is gone.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct OfferExpiredMsg {
-    pub offer_id: Uuid,
-}
-
-/// From the matcher: the rider's order was cancelled.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct OrderCancelledMsg {
-    pub order_id: Uuid,
-}
-
 impl Handler<Attach> for RiderSession {
     type Result = ();
     fn handle(&mut self, msg: Attach, ctx: &mut Context<Self>) {
@@ -508,7 +544,7 @@ impl Handler<Attach> for RiderSession {
             old.do_send(ToSocket(Outbound::Replaced));
         }
         self.socket = Some((msg.socket_id, msg.socket));
-        self.publish();
+        self.reachability_changed();
         self.welcome(ctx);
     }
 }
@@ -524,20 +560,8 @@ impl Handler<Detach> for RiderSession {
             return;
         }
         self.socket = None;
-        self.publish();
-        let rider = self.rider;
-        self.grace = Some(ctx.run_later(self.deps.grace, move |act, ctx| {
-            tracing::info!(rider_id = %rider, "rider offline: grace period over");
-            announce(&act.deps, rider, EventKind::RiderOffline);
-            act.deps.fleet.remove_session(rider);
-            act.deps.fleet.update(rider, |v| {
-                v.online = false;
-                // The socket is gone for good: no offer or availability counts any more.
-                v.state = RiderPhase::of(false, false, act.active.is_some());
-            });
-            act.deps.matcher.rider_gone(RiderGone { rider });
-            ctx.stop();
-        }));
+        self.reachability_changed();
+        self.grace = Some(ctx.run_later(self.deps.grace, |act, ctx| act.leave(ctx)));
     }
 }
 
@@ -554,94 +578,14 @@ impl Handler<Locations> for RiderSession {
                 Ok(FixEffect::Moves) => {
                     self.last = Some(fix);
                     moved = true;
-                    if let Some(active) = self.active.as_mut() {
-                        let due = active.last_trail.is_none_or(|(p, ts)| {
-                            fix.ts_ms.saturating_sub(ts) >= TRAIL_EVERY_MS
-                                || p.distance_m(fix.at) >= TRAIL_EVERY_M
-                        });
-                        if due {
-                            active.last_trail = Some((fix.at, fix.ts_ms));
-                            self.deps
-                                .trail
-                                .record(active.order_id, self.rider, fix.at, fix.ts_ms);
-                        }
-                    }
+                    self.record_trail(&fix);
                 }
             }
         }
         if let (true, Some(last)) = (moved, self.last) {
-            // The matcher needs a position good to a cell and fresh enough to count as
-            // live, not every fix: tell it after 50 m or 5 s, whichever comes first.
-            let due = self.told_matcher.is_none_or(|(p, ts)| {
-                p.distance_m(last.at) >= MATCHER_EVERY_M
-                    || last.ts_ms.saturating_sub(ts) >= MATCHER_EVERY_MS
-            });
-            if due {
-                self.told_matcher = Some((last.at, last.ts_ms));
-                self.deps.matcher.rider_moved(RiderMoved {
-                    rider: self.rider,
-                    at: last.at,
-                    ts_ms: last.ts_ms,
-                });
-            }
-            // Customers watching the order get every moving fix (conflated per watcher).
-            if let Some(active) = self.active.as_mut() {
-                let picked_up = active.status == OrderStatus::PickedUp;
-                let eta_s = match (active.pickup, active.dropoff) {
-                    (Some(p), Some(d)) => {
-                        let raw = eta_seconds(last.at, p, d, picked_up);
-                        let eta = SmoothedEta::update(active.eta, raw, last.ts_ms);
-                        active.eta = Some(eta);
-                        Some(eta.seconds())
-                    }
-                    _ => None,
-                };
-                let arriving = picked_up
-                    && !active.arriving_told
-                    && active
-                        .dropoff
-                        .is_some_and(|d| d.distance_m(last.at) <= ARRIVING_M);
-                if arriving {
-                    active.arriving_told = true;
-                    self.deps.watchers.status(
-                        active.order_id,
-                        crate::tracking::TrackFrame::Arriving {
-                            eta_s: eta_s.unwrap_or(0),
-                        },
-                    );
-                    announce_order(
-                        &self.deps,
-                        self.rider,
-                        Some(active.order_id),
-                        EventKind::RiderArriving,
-                    );
-                }
-                self.deps.watchers.location(
-                    active.order_id,
-                    crate::tracking::TrackFrame::RiderLocation {
-                        lat: last.at.lat(),
-                        lng: last.at.lng(),
-                        ts: last.ts_ms,
-                        heading: last.heading,
-                        eta_s,
-                    },
-                );
-            }
-            // The fleet view (GET /riders, ops) is good to a second.
-            if self
-                .told_fleet
-                .is_none_or(|ts| last.ts_ms.saturating_sub(ts) >= 1_000)
-            {
-                self.told_fleet = Some(last.ts_ms);
-                let rider = self.rider;
-                self.deps.fleet.update(rider, |v| {
-                    v.last_location = Some(LastLocation {
-                        lat: last.at.lat(),
-                        lng: last.at.lng(),
-                        ts: last.ts_ms,
-                    });
-                });
-            }
+            self.tell_matcher(last);
+            self.tell_watchers(last);
+            self.tell_fleet(last);
         }
         MessageResult(refused)
     }
@@ -651,50 +595,45 @@ impl Handler<SetAvailable> for RiderSession {
     type Result = ();
     fn handle(&mut self, SetAvailable(available): SetAvailable, _: &mut Context<Self>) {
         self.available = available;
-        self.publish();
+        self.reachability_changed();
     }
 }
 
-impl Handler<OfferMsg> for RiderSession {
-    type Result = ();
-    fn handle(&mut self, OfferMsg(offer): OfferMsg, _: &mut Context<Self>) {
+/// The matcher asks the rider to take an offer: taken only by a free rider.
+impl Handler<Offer> for RiderSession {
+    type Result = bool;
+    fn handle(&mut self, Offer(offer): Offer, _: &mut Context<Self>) -> bool {
+        let event = RiderEvent::Offered {
+            offer: offer.offer_id,
+            order: offer.order_id,
+        };
+        if let Err(e) = self.apply(event) {
+            tracing::debug!(rider_id = %self.rider, reason = %e, "offer declined");
+            return false;
+        }
         self.send(Outbound::Offer(offer.clone()));
         self.offer = Some(offer);
-        self.publish();
+        true
     }
 }
 
-impl Handler<OfferExpiredMsg> for RiderSession {
+impl Handler<OfferGone> for RiderSession {
     type Result = ();
-    fn handle(&mut self, msg: OfferExpiredMsg, _: &mut Context<Self>) {
-        if self
-            .offer
-            .as_ref()
-            .is_some_and(|o| o.offer_id == msg.offer_id)
-        {
-            self.offer = None;
-            self.send(Outbound::OfferExpired {
-                offer_id: msg.offer_id,
-            });
-            self.publish();
+    fn handle(&mut self, msg: OfferGone, _: &mut Context<Self>) {
+        let offer = msg.offer_id;
+        if self.apply(RiderEvent::OfferEnded { offer }).is_ok() {
+            self.send(Outbound::OfferExpired { offer_id: offer });
         }
     }
 }
 
-impl Handler<OrderCancelledMsg> for RiderSession {
+impl Handler<OrderCancelled> for RiderSession {
     type Result = ();
-    fn handle(&mut self, msg: OrderCancelledMsg, _: &mut Context<Self>) {
-        if self
-            .active
-            .as_ref()
-            .is_some_and(|a| a.order_id == msg.order_id)
-        {
-            self.active = None;
-        }
-        self.send(Outbound::OrderCancelled {
-            order_id: msg.order_id,
-        });
-        self.publish();
+    fn handle(&mut self, msg: OrderCancelled, _: &mut Context<Self>) {
+        let order = msg.order_id;
+        // Not the rider's order any more (or never known here): the rider is told anyway.
+        let _ = self.apply(RiderEvent::DeliveryEnded { order });
+        self.send(Outbound::OrderCancelled { order_id: order });
     }
 }
 
@@ -713,11 +652,54 @@ fn order_error(e: OrderError) -> RiderError {
     (code, e.to_string())
 }
 
+/// Closes the offer at the matcher and, if accepted, asks the order actor to assign it;
+/// the places of the order the rider now has, if any.
+async fn answer_offer(
+    matcher: Matcher,
+    orders: OrderRegistry,
+    answer: Answer,
+) -> Result<Option<(Uuid, Place, Place)>, RiderError> {
+    let answered = matcher
+        .answer(answer)
+        .await
+        .map_err(|e| ("internal_error", e.to_string()))?
+        .map_err(|e| match e {
+            AnswerError::NotFound => ("not_found", e.to_string()),
+            AnswerError::Closed => ("conflict", e.to_string()),
+        })?;
+    let Answered::Accepted {
+        order_id,
+        pickup,
+        dropoff,
+        since_ms,
+    } = answered
+    else {
+        return Ok(None);
+    };
+    let rider = answer.rider;
+    let assigned = orders
+        .apply(
+            order_id,
+            Command::Assign {
+                rider_id: rider,
+                by: None,
+            },
+        )
+        .await;
+    matcher.assign_outcome(AssignOutcome {
+        order_id,
+        rider,
+        assigned: assigned.is_ok(),
+        since_ms,
+    });
+    assigned.map_err(order_error)?;
+    Ok(Some((order_id, pickup, dropoff)))
+}
+
 impl Handler<RespondToOffer> for RiderSession {
-    type Result = ResponseActFuture<Self, Result<(), (&'static str, String)>>;
+    type Result = ResponseActFuture<Self, Result<(), RiderError>>;
 
     fn handle(&mut self, msg: RespondToOffer, _: &mut Context<Self>) -> Self::Result {
-        let rider = self.rider;
         let Some(order_id) = self
             .offer
             .as_ref()
@@ -729,78 +711,42 @@ impl Handler<RespondToOffer> for RiderSession {
                 "no such offer".to_owned(),
             ))));
         };
-        let matcher = self.deps.matcher.clone();
-        let orders = self.deps.orders.clone();
         let answer = Answer {
             offer_id: msg.offer_id,
             order_id,
-            rider,
+            rider: self.rider,
             accept: msg.accept,
         };
+        let work = answer_offer(self.deps.matcher.clone(), self.deps.orders.clone(), answer);
         Box::pin(
-            actix::fut::wrap_future::<_, Self>(async move {
-                let answered = matcher
-                    .answer(answer)
-                    .await
-                    .map_err(|e| ("internal_error", e.to_string()))?
-                    .map_err(|e| match e {
-                        AnswerError::NotFound => ("not_found", e.to_string()),
-                        AnswerError::Closed => ("conflict", e.to_string()),
-                    })?;
-                let Answered::Accepted {
-                    order_id,
-                    pickup,
-                    dropoff,
-                    since_ms,
-                } = answered
-                else {
-                    return Ok(None);
-                };
-                let assigned = orders
-                    .apply(
-                        order_id,
-                        Command::Assign {
-                            rider_id: rider,
-                            by: None,
-                        },
-                    )
-                    .await;
-                matcher.assign_outcome(AssignOutcome {
-                    order_id,
-                    rider,
-                    assigned: assigned.is_ok(),
-                    since_ms,
-                });
-                assigned.map_err(order_error)?;
-                Ok(Some((order_id, pickup, dropoff)))
-            })
-            .map(
-                move |result: Result<Option<(Uuid, Place, Place)>, RiderError>, act, _| {
-                    if act
-                        .offer
-                        .as_ref()
-                        .is_some_and(|o| o.offer_id == msg.offer_id)
-                    {
-                        act.offer = None;
-                    }
-                    let accepted = result?;
-                    if let Some((order_id, pickup, dropoff)) = accepted {
-                        act.active = Some(Active::new(
-                            order_id,
+            actix::fut::wrap_future::<_, Self>(work).map(move |result, act, _| {
+                let offer = msg.offer_id;
+                match &result {
+                    Ok(Some((order, pickup, dropoff))) => {
+                        let delivery = Delivery::new(
+                            *order,
                             OrderStatus::Assigned,
                             Point::new(pickup.lat, pickup.lng).ok(),
                             Point::new(dropoff.lat, dropoff.lng).ok(),
-                        ));
+                        );
+                        let event = RiderEvent::Assigned {
+                            offer,
+                            order: *order,
+                        };
+                        act.start_delivery(event, delivery);
                         act.send(Outbound::Assigned {
-                            order_id,
-                            pickup,
-                            dropoff,
+                            order_id: *order,
+                            pickup: pickup.clone(),
+                            dropoff: dropoff.clone(),
                         });
                     }
-                    act.publish();
-                    Ok(())
-                },
-            ),
+                    // Refused, closed, or not assigned: the offer is over either way.
+                    _ => {
+                        let _ = act.apply(RiderEvent::OfferEnded { offer });
+                    }
+                }
+                result.map(|_| ())
+            }),
         )
     }
 }
@@ -845,116 +791,15 @@ impl Handler<ReportStatus> for RiderSession {
             .map(move |result, act, _| {
                 let record = result.map_err(order_error)?;
                 if record.status.is_final() {
-                    act.active = None;
-                } else if let Some(active) = act.active.as_mut().filter(|a| a.order_id == order_id)
+                    let _ = act.apply(RiderEvent::DeliveryEnded { order: order_id });
+                } else if let Some(delivery) =
+                    act.delivery.as_mut().filter(|d| d.order_id == order_id)
                 {
-                    active.status = record.status;
+                    delivery.status = record.status;
+                    act.publish();
                 }
-                act.publish();
                 Ok(())
             }),
         ))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn smoothed_eta_counts_down_and_damps_noise() {
-        let first = SmoothedEta::update(None, 600, 0);
-        assert_eq!(first.seconds(), 600);
-        // Ten seconds on, a measurement that agrees with the countdown changes nothing.
-        let steady = SmoothedEta::update(Some(first), 590, 10_000);
-        assert_eq!(steady.seconds(), 590);
-        // A 120 s jump from GPS noise moves the estimate by a quarter of it.
-        let noisy = SmoothedEta::update(Some(steady), 709, 11_000);
-        assert_eq!(noisy.seconds(), 619);
-        // Time never runs backwards into a larger estimate.
-        let stale = SmoothedEta::update(Some(steady), 590, 5_000);
-        assert_eq!(stale.seconds(), 590);
-        // A real change shows within a few fixes.
-        let mut eta = steady;
-        for i in 1..=8 {
-            eta = SmoothedEta::update(Some(eta), 300, 10_000 + i * 1_000);
-        }
-        assert!(eta.seconds() < 350, "{eta:?}");
-    }
-
-    fn fix(lat: f64, lng: f64, ts_ms: i64) -> Fix {
-        Fix {
-            at: Point::new(lat, lng).expect("valid"),
-            ts_ms,
-            accuracy_m: None,
-            speed_mps: None,
-            heading: None,
-        }
-    }
-
-    #[test]
-    fn extreme_timestamps_are_refused_without_wrapping() {
-        let now = 1_764_000_000_000;
-        let forged = fix(12.97, 77.59, i64::MIN);
-        assert_eq!(check_fix(None, &forged, now), Err(Refusal::Stale));
-        assert_eq!(
-            check_fix(None, &fix(12.97, 77.59, now - MAX_AGE_MS - 1), now),
-            Err(Refusal::Stale)
-        );
-        assert_eq!(
-            check_fix(None, &fix(12.97, 77.59, i64::MAX), now),
-            Err(Refusal::Future)
-        );
-        // A clock near the ends of i64 does not overflow the window arithmetic.
-        assert_eq!(
-            check_fix(None, &fix(0.0, 0.0, i64::MAX), i64::MAX),
-            Ok(FixEffect::Moves)
-        );
-        assert_eq!(
-            check_fix(None, &fix(0.0, 0.0, i64::MIN), i64::MIN),
-            Ok(FixEffect::Moves)
-        );
-    }
-
-    #[test]
-    fn the_location_rules() {
-        let now = 1_000_000;
-        let first = fix(12.97, 77.59, now);
-        assert_eq!(check_fix(None, &first, now), Ok(FixEffect::Moves));
-        assert!(
-            check_fix(None, &fix(12.97, 77.59, now + 61_000), now).is_err(),
-            "far future"
-        );
-        assert_eq!(
-            check_fix(None, &fix(12.97, 77.59, now + 59_000), now),
-            Ok(FixEffect::Moves)
-        );
-        // Older than the last fix: valid, but the live position stays.
-        assert_eq!(
-            check_fix(Some(&first), &fix(12.98, 77.59, now - 5_000), now),
-            Ok(FixEffect::Ignored)
-        );
-        // ~1.1 km in 10 s is 111 m/s: refused. In 60 s it is 18.5 m/s: fine.
-        assert!(check_fix(Some(&first), &fix(12.98, 77.59, now + 10_000), now + 10_000).is_err());
-        assert_eq!(
-            check_fix(Some(&first), &fix(12.98, 77.59, now + 60_000), now + 60_000),
-            Ok(FixEffect::Moves)
-        );
-        let vague = Fix {
-            accuracy_m: Some(150.0),
-            ..fix(12.9701, 77.59, now + 1_000)
-        };
-        assert_eq!(
-            check_fix(Some(&first), &vague, now + 1_000),
-            Ok(FixEffect::Ignored)
-        );
-        let sharp = Fix {
-            accuracy_m: Some(8.0),
-            ..vague
-        };
-        assert_eq!(
-            check_fix(Some(&first), &sharp, now + 1_000),
-            Ok(FixEffect::Moves)
-        );
     }
 }

@@ -62,7 +62,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(riders::list_riders)
         .service(dispatch::set_dispatch)
         .route(
-            crate::ws::rider::RIDER_SOCKET_PATH,
+            crate::server::RIDER_SOCKET_PATH,
             web::get().to(crate::ws::rider::rider_socket),
         )
         .service(crate::ws::track::track_socket)

@@ -17,7 +17,7 @@ use actix_web::{get, web, HttpRequest, HttpResponse};
 use actix_web_actors::ws::{self, ProtocolError};
 use h3o::{CellIndex, LatLng, Resolution};
 use medify_actors::fleet::{Fleet, RiderView};
-use medify_actors::model::RiderPhase;
+use medify_actors::model::RiderState;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
@@ -114,9 +114,9 @@ pub fn fleet_frame(
     orders: &[OrderPin],
 ) -> Value {
     let online: Vec<&RiderView> = riders.iter().filter(|r| r.online).collect();
-    let count = |state: RiderPhase| online.iter().filter(|r| r.state == state).count();
+    let count = |state: RiderState| online.iter().filter(|r| r.state == state).count();
     let mut cells: HashMap<CellIndex, (u32, u32)> = HashMap::new();
-    for rider in online.iter().filter(|r| r.state == RiderPhase::Free) {
+    for rider in online.iter().filter(|r| r.state == RiderState::Free) {
         if let Some(cell) = rider.last_location.and_then(|l| cell_of(l.lat, l.lng)) {
             cells.entry(cell).or_default().0 += 1;
         }
@@ -138,9 +138,9 @@ pub fn fleet_frame(
         "at": at.to_rfc3339(),
         "counters": {
             "riders_online": online.len(),
-            "riders_free": count(RiderPhase::Free),
-            "riders_offered": count(RiderPhase::Offered),
-            "riders_on_delivery": count(RiderPhase::OnDelivery),
+            "riders_free": count(RiderState::Free),
+            "riders_offered": count(RiderState::Offered),
+            "riders_on_delivery": count(RiderState::OnDelivery),
             "orders_open": orders.len(),
         },
         "orders": orders.iter().map(|o| json!({
@@ -251,7 +251,7 @@ mod tests {
         let mut view = RiderView::new(Uuid::now_v7());
         view.online = true;
         view.available = true;
-        view.state = RiderPhase::Free;
+        view.state = RiderState::Free;
         view.last_location = Some(LastLocation { lat, lng, ts: 0 });
         view
     }

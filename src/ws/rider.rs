@@ -18,10 +18,10 @@ use actix_http::ws::{CloseCode, CloseReason, Frame, Message, ProtocolError};
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use bytes::{Bytes, BytesMut};
 use medify_actors::geo::Point;
+use medify_actors::model::Fix;
 use medify_actors::protocol::Outbound;
 use medify_actors::rider::{
-    Attach, Detach, Fix, Locations, ReportStatus, RespondToOffer, RiderSession, SetAvailable,
-    ToSocket,
+    Attach, Detach, Locations, ReportStatus, RespondToOffer, RiderSession, SetAvailable, ToSocket,
 };
 use serde::Deserialize;
 use uuid::Uuid;
@@ -511,11 +511,7 @@ impl StreamHandler<Result<Frame, ProtocolError>> for RiderSocket {
     }
 }
 
-/// Where rider sockets open: the route is registered with it and the listener's detour
-/// ([`crate::server`]) recognises it by it.
-pub const RIDER_SOCKET_PATH: &str = "/ws/rider";
-
-/// The rider's socket (`GET` [`RIDER_SOCKET_PATH`]). Token from `Authorization` or
+/// The rider's socket (`GET` [`crate::server::RIDER_SOCKET_PATH`]). Token from `Authorization` or
 /// `?access_token=`.
 pub async fn rider_socket(
     req: HttpRequest,

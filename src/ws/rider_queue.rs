@@ -6,7 +6,8 @@
 
 use std::collections::VecDeque;
 
-use medify_actors::rider::{Fix, ReportStatus, RespondToOffer};
+use medify_actors::model::Fix;
+use medify_actors::rider::{ReportStatus, RespondToOffer};
 
 /// Fixes kept while the session is busy; beyond this the oldest are shed, so a slow session
 /// never makes a socket buffer without bound.

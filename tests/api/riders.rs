@@ -1272,7 +1272,7 @@ async fn a_rider_across_a_region_border_gets_the_order() {
 /// own region is neither owner's: two shards want the same rider, and neither holds him.
 fn two_owners_one_rider() -> [(f64, f64); 3] {
     use medify_actors::geo::Point;
-    use medify_actors::matcher::router::{owner_of, region_of};
+    use medify_actors::matcher::regions::{owner_of, region_of};
     let (res, shard) = (h3o::Resolution::Nine, h3o::Resolution::Five);
     let at = |lat: f64, lng: f64| Point::new(lat, lng).expect("valid");
     let owner = |p: Point| owner_of(p, 5_000.0, res, shard);

@@ -1,131 +1,71 @@
 //! The matcher's front: one cheap, cloneable handle in front of many shards.
 //!
 //! Shards are keyed by the H3 parent cell of the index cell at a coarse resolution (5 by
-//! default, about 250 km²; `MatcherConfig::shard_resolution`): a region. A shard owns the
-//! free index of the riders whose position lies in its region, and the orders it is the
-//! owner of ([`owner_of`]: the pickup's region, or for a pickup near a border the lowest
-//! region within reach, so that orders competing for the same riders share one matrix); it is created the first time its region sees a rider or an order, on one of a
-//! small pool of arbiters (threads), so a city of several regions, or several cities, uses
-//! every core. Nothing here waits on another actor: the handle routes with a few map
-//! lookups under short locks, from whichever thread the caller runs on.
+//! default, about 250 km²; `MatcherConfig::shard_resolution`): a region ([`super::regions`]).
+//! A shard owns the free index of the riders whose position lies in its region, and the
+//! orders it is the owner of ([`owner_of`]: the pickup's region, or for a pickup near a
+//! border the lowest region within reach, so that orders competing for the same riders
+//! share one matrix); it is created the first time its region sees a rider or an order, on
+//! one of a small pool of arbiters (threads), so a city of several regions, or several
+//! cities, uses every core. Nothing here waits on another actor: the handle routes with a
+//! few map lookups under short locks, from whichever thread the caller runs on.
 //!
 //! Borders: a pickup near the edge of its region has free riders next door. Every shard's
-//! free index is shared read-only with the others ([`Indexes`]), so a shard's candidate
-//! search reads the indexes of every region within the search radius of the pickup
-//! ([`regions_near`]). Two shards may then want the same rider in the same window; the
-//! fleet's claim ([`Fleet::try_claim`]) lets exactly one of them offer him, and a claimed
-//! rider is no one else's candidate until the claim is released (offer refused, expired or
-//! withdrawn, assignment refused, delivery over, rider gone).
+//! free index is shared read-only with the others, so a shard's candidate search reads the
+//! indexes of every region within the search radius of the pickup ([`regions_near`]). Two
+//! shards may then pick the same rider in the same window; the rider's session takes the
+//! first offer and declines the second (a rider holds one offer at a time), and the second
+//! order waits for the next window.
 //!
 //! Routing: a rider's messages go to the shard of their region (a rider crossing a border
 //! leaves the old shard and is introduced to the new one); an order's to the shard of its
-//! pickup, remembered until the order leaves the matcher.
+//! pickup, remembered until the order leaves the matcher. The riders' inboxes (how the
+//! matcher reaches a session) are kept here, registered when a session starts.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use actix::prelude::*;
-use h3o::{CellIndex, Resolution};
+use h3o::CellIndex;
 use uuid::Uuid;
 
+use super::config::MatcherConfig;
 use super::index::{FreeIndex, Position};
-use super::{
-    Answer, AnswerError, Answered, AssignOutcome, DispatchOrder, ManualOffer, ManualOfferError,
-    ManualOfferTo, MatcherConfig, MatcherStats, RiderGone, RiderLeft, RiderMoved, RiderSnapshot,
-    RiderState, SetPaused, Shard, Stats, Withdraw,
+use super::messages::{
+    Answer, AnswerError, Answered, AssignOutcome, DispatchOrder, Inboxes, ManualOffer,
+    ManualOfferError, ManualOfferTo, MatcherStats, OrderCancelled, RiderGone, RiderInbox,
+    RiderLeft, RiderMoved, RiderPhaseChanged, RiderSnapshot, SetPaused, Stats, Withdraw,
 };
-use crate::fleet::Fleet;
-use crate::geo::{disk_k, Point};
+use super::regions::{owner_of, region_of, Indexes};
+use super::shard::Shard;
+use crate::geo::Point;
 use crate::lock;
-use crate::rider::OrderCancelledMsg;
-
-/// Every shard's free index, by region, readable by every shard.
-#[derive(Clone, Default)]
-pub(crate) struct Indexes(Arc<RwLock<HashMap<CellIndex, Arc<RwLock<FreeIndex>>>>>);
-
-impl Indexes {
-    pub(crate) fn get(&self, region: CellIndex) -> Option<Arc<RwLock<FreeIndex>>> {
-        self.0
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&region)
-            .cloned()
-    }
-
-    fn insert(&self, region: CellIndex, index: Arc<RwLock<FreeIndex>>) {
-        self.0
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(region, index);
-    }
-}
-
-/// The region (shard key) of a point: the parent, at `shard_res`, of its cell at the index
-/// resolution `res`.
-pub fn region_of(at: Point, res: Resolution, shard_res: Resolution) -> CellIndex {
-    let cell = at.cell(res);
-    cell.parent(shard_res).unwrap_or(cell)
-}
-
-/// Every region holding a point within `radius_m` of `at`.
-///
-/// Takes the cells, at a resolution two steps finer than the regions (tens of cells),
-/// whose centres are within `radius_m` plus two cell edges of `at`, and collects their
-/// parents. Two edges, not one (a hexagon's circumradius), because an H3 cell's
-/// descendants do not tile exactly its hexagon: a point's ancestor at the walk resolution
-/// can be centred a little further away than the plain hexagon suggests.
-pub fn regions_near(
-    at: Point,
-    radius_m: f64,
-    res: Resolution,
-    shard_res: Resolution,
-) -> Vec<CellIndex> {
-    let walk_res = Resolution::try_from(u8::from(shard_res).saturating_add(2).min(u8::from(res)))
-        .unwrap_or(res);
-    let cell = at.cell(res);
-    let centre = cell.parent(walk_res).unwrap_or(cell);
-    let reach = radius_m.max(0.0) + 2.0 * walk_res.edge_length_m();
-    let mut regions: Vec<CellIndex> = centre
-        .grid_disk::<Vec<_>>(disk_k(reach, walk_res))
-        .into_iter()
-        .filter(|c| {
-            let ll = h3o::LatLng::from(*c);
-            Point::new(ll.lat(), ll.lng()).is_ok_and(|p| p.distance_m(at) <= reach)
-        })
-        .map(|c| c.parent(shard_res).unwrap_or(c))
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .collect();
-    regions.sort_unstable();
-    regions
-}
-
-/// The region whose shard solves an order picked up at `at`: the first (lowest) of the
-/// regions within the search radius ([`regions_near`]). An order deep inside a region
-/// belongs to it; orders near a border, which compete for the same riders, all go to one
-/// shard, which solves them in one matrix. Owning by the pickup's own region instead left
-/// two shards to split a city centre on a border, and each took the riders nearest to its
-/// own orders first: the `rush` scenario's saving over greedy fell from 40% to 20%.
-pub fn owner_of(at: Point, radius_m: f64, res: Resolution, shard_res: Resolution) -> CellIndex {
-    regions_near(at, radius_m, res, shard_res)
-        .first()
-        .copied()
-        .unwrap_or_else(|| region_of(at, res, shard_res))
-}
+use crate::model::RiderPhase;
 
 /// What the handle remembers of a rider: enough to introduce them to a new shard.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 struct Route {
     region: Option<CellIndex>,
-    available: bool,
-    busy: bool,
+    phase: RiderPhase,
+    connected: bool,
     pos: Option<Position>,
+}
+
+impl Default for Route {
+    fn default() -> Self {
+        Self {
+            region: None,
+            phase: RiderPhase::Offline,
+            connected: false,
+            pos: None,
+        }
+    }
 }
 
 struct Router {
     cfg: MatcherConfig,
-    fleet: Fleet,
+    inboxes: Inboxes,
     arbiters: Vec<ArbiterHandle>,
     next_arbiter: AtomicUsize,
     shards: RwLock<HashMap<CellIndex, Addr<Shard>>>,
@@ -144,14 +84,14 @@ pub struct Matcher {
 impl Matcher {
     /// A matcher whose shards run on `threads` arbiters of their own. Must be called inside
     /// an actix system.
-    pub fn start(cfg: MatcherConfig, fleet: Fleet, threads: usize) -> Self {
+    pub fn start(cfg: MatcherConfig, threads: usize) -> Self {
         let arbiters = (0..threads.max(1))
             .map(|_| Arbiter::new().handle())
             .collect();
         Self {
             inner: Arc::new(Router {
                 cfg,
-                fleet,
+                inboxes: Inboxes::default(),
                 arbiters,
                 next_arbiter: AtomicUsize::new(0),
                 shards: RwLock::new(HashMap::new()),
@@ -187,11 +127,11 @@ impl Matcher {
                 r.indexes.insert(region, free.clone());
                 let arbiter =
                     &r.arbiters[r.next_arbiter.fetch_add(1, Ordering::Relaxed) % r.arbiters.len()];
-                let (cfg, fleet, indexes) = (r.cfg.clone(), r.fleet.clone(), r.indexes.clone());
+                let (cfg, inboxes, indexes) = (r.cfg.clone(), r.inboxes.clone(), r.indexes.clone());
                 let paused = r.paused.load(Ordering::SeqCst);
                 tracing::debug!(%region, "matcher shard started");
                 Shard::start_in_arbiter(arbiter, move |_| {
-                    Shard::new(cfg, fleet, region, free, indexes, paused)
+                    Shard::new(cfg, inboxes, region, free, indexes, paused)
                 })
             })
             .clone()
@@ -212,18 +152,18 @@ impl Matcher {
         Some(self.shard(region))
     }
 
-    /// The rider's availability changed, or they took or finished an order.
-    pub fn rider_state(&self, msg: RiderState) {
+    /// A rider's session started: this is how the matcher reaches it.
+    pub fn rider_joined(&self, rider: Uuid, inbox: RiderInbox) {
+        self.inner.inboxes.insert(rider, inbox);
+    }
+
+    /// The rider's phase changed (the session reports every change).
+    pub fn rider_phase(&self, msg: RiderPhaseChanged) {
         let region = {
             let mut riders = lock(&self.inner.riders);
             let route = riders.entry(msg.rider).or_default();
-            let was_busy = route.busy;
-            route.available = msg.available;
-            route.busy = msg.busy;
-            if was_busy && !msg.busy {
-                // The delivery that held the rider is over.
-                self.inner.fleet.release(msg.rider);
-            }
+            route.phase = msg.phase;
+            route.connected = msg.connected;
             route.region
         };
         if let Some(region) = region {
@@ -251,10 +191,10 @@ impl Matcher {
         }
         let shard = self.shard(region);
         if let Some(route) = route {
-            shard.do_send(RiderState {
+            shard.do_send(RiderPhaseChanged {
                 rider: msg.rider,
-                available: route.available,
-                busy: route.busy,
+                phase: route.phase,
+                connected: route.connected,
             });
         }
         shard.do_send(msg);
@@ -263,10 +203,10 @@ impl Matcher {
     /// The rider's session ended: every shard forgets them and closes their offers.
     pub fn rider_gone(&self, msg: RiderGone) {
         lock(&self.inner.riders).remove(&msg.rider);
+        self.inner.inboxes.remove(msg.rider);
         for shard in self.shards() {
             shard.do_send(msg);
         }
-        self.inner.fleet.release(msg.rider);
     }
 
     /// An order waits for a rider. It goes to its owner's shard ([`owner_of`]).
@@ -288,8 +228,8 @@ impl Matcher {
         match region {
             Some(region) => self.shard(region).do_send(msg),
             None => {
-                if let Some(session) = msg.rider.and_then(|r| self.inner.fleet.session(r)) {
-                    session.do_send(OrderCancelledMsg {
+                if let Some(inbox) = msg.rider.and_then(|r| self.inner.inboxes.get(r)) {
+                    inbox.order_cancelled.do_send(OrderCancelled {
                         order_id: msg.order_id,
                     });
                 }
@@ -313,10 +253,8 @@ impl Matcher {
         } else {
             lock(&self.inner.orders).get(&msg.order_id).copied()
         };
-        match region {
-            Some(region) => self.shard(region).do_send(msg),
-            None if !msg.assigned => self.inner.fleet.release(msg.rider),
-            None => {}
+        if let Some(region) = region {
+            self.shard(region).do_send(msg);
         }
     }
 
@@ -331,8 +269,8 @@ impl Matcher {
         let rider = lock(&self.inner.riders)
             .get(&msg.rider)
             .map(|route| RiderSnapshot {
-                available: route.available,
-                busy: route.busy,
+                phase: route.phase,
+                connected: route.connected,
                 pos: route.pos,
             });
         shard
@@ -370,7 +308,11 @@ impl Matcher {
 
 #[cfg(test)]
 mod tests {
+    use super::super::messages::{Offer, OfferGone, OrderCancelled};
+    use super::super::regions::regions_near;
+    use super::super::shard::now_ms;
     use super::*;
+    use h3o::Resolution;
 
     const RES: Resolution = Resolution::Nine;
     const SHARD: Resolution = Resolution::Five;
@@ -442,9 +384,9 @@ mod tests {
     }
 
     /// A matcher whose batches run only when it is resumed (the window is an hour), with
-    /// the number of offers it has made. No rider here has a session, so every offer
-    /// expires at once and its claim is released.
-    fn counting_matcher(fleet: &Fleet) -> (Matcher, Arc<AtomicUsize>) {
+    /// the number of offers it has made. A rider here has no session unless the test
+    /// gives them an inbox, so an offer to one without expires at once.
+    fn counting_matcher() -> (Matcher, Arc<AtomicUsize>) {
         let made = Arc::new(AtomicUsize::new(0));
         let counter = made.clone();
         let cfg = MatcherConfig {
@@ -456,21 +398,21 @@ mod tests {
             }),
             ..MatcherConfig::default()
         };
-        (Matcher::start(cfg, fleet.clone(), 2), made)
+        (Matcher::start(cfg, 2), made)
     }
 
     /// A free rider with a fresh fix at `at`.
     fn free_rider_at(matcher: &Matcher, at: Point) -> Uuid {
         let rider = Uuid::now_v7();
-        matcher.rider_state(RiderState {
+        matcher.rider_phase(RiderPhaseChanged {
             rider,
-            available: true,
-            busy: false,
+            phase: RiderPhase::Free,
+            connected: true,
         });
         matcher.rider_moved(RiderMoved {
             rider,
             at,
-            ts_ms: super::super::now_ms(),
+            ts_ms: now_ms(),
         });
         rider
     }
@@ -482,7 +424,7 @@ mod tests {
             pickup,
             pickup_name: None,
             dropoff: offset(pickup, 2_000.0, 0.0),
-            since_ms: super::super::now_ms(),
+            since_ms: now_ms(),
         });
         order_id
     }
@@ -500,8 +442,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn distant_regions_each_dispatch_in_their_own_shard() {
-        let fleet = Fleet::new();
-        let (matcher, made) = counting_matcher(&fleet);
+        let (matcher, made) = counting_matcher();
         matcher.set_paused(true).await.expect("paused");
         // Bengaluru and Mumbai, 840 km apart: each order has one rider within reach.
         let (blr, bom) = (p(12.9716, 77.5946), p(19.0760, 72.8777));
@@ -544,8 +485,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn a_rider_across_a_region_border_is_a_candidate() {
-        let fleet = Fleet::new();
-        let (matcher, made) = counting_matcher(&fleet);
+        let (matcher, made) = counting_matcher();
         matcher.set_paused(true).await.expect("paused");
         let (west, east) = across_a_border(p(12.9716, 77.5946));
         // The rider on the side whose shard does not own the order.
@@ -567,39 +507,88 @@ mod tests {
         assert_eq!(made.load(Ordering::SeqCst), 1);
     }
 
+    /// A rider's session as the matcher sees it: takes an offer only while `free`, and
+    /// counts the offers it was asked to take.
+    struct TestInbox {
+        free: Arc<AtomicBool>,
+        asked: Arc<AtomicUsize>,
+    }
+
+    impl Actor for TestInbox {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<Offer> for TestInbox {
+        type Result = bool;
+        fn handle(&mut self, _: Offer, _: &mut Context<Self>) -> bool {
+            self.asked.fetch_add(1, Ordering::SeqCst);
+            self.free.load(Ordering::SeqCst)
+        }
+    }
+
+    impl Handler<OfferGone> for TestInbox {
+        type Result = ();
+        fn handle(&mut self, _: OfferGone, _: &mut Context<Self>) {}
+    }
+
+    impl Handler<OrderCancelled> for TestInbox {
+        type Result = ();
+        fn handle(&mut self, _: OrderCancelled, _: &mut Context<Self>) {}
+    }
+
+    /// Asks for the summed stats until `done` holds for them (each round trip lets the
+    /// shards handle what they were sent before, including the sessions' answers).
+    async fn stats_until(matcher: &Matcher, done: impl Fn(&MatcherStats) -> bool) -> MatcherStats {
+        for _ in 0..1_000 {
+            let stats = matcher.stats().await.expect("stats");
+            if done(&stats) {
+                return stats;
+            }
+            actix_rt::task::yield_now().await;
+        }
+        panic!("the matcher never reached the expected state");
+    }
+
     #[actix_rt::test]
-    async fn a_claimed_rider_is_no_shards_candidate() {
-        let fleet = Fleet::new();
-        let (matcher, made) = counting_matcher(&fleet);
+    async fn a_rider_holding_another_offer_declines_and_the_order_waits() {
+        let (matcher, made) = counting_matcher();
         matcher.set_paused(true).await.expect("paused");
         let (pickup, rider_at) = across_a_border(p(19.0760, 72.8777));
         let rider = free_rider_at(&matcher, rider_at);
-        order_at(&matcher, pickup);
-        // Another shard holds the rider (an open offer of its own).
-        assert!(fleet.try_claim(rider));
-        matcher.set_paused(false).await.expect("resumed");
-        assert_eq!(made.load(Ordering::SeqCst), 0);
-        assert!(
-            !fleet.try_claim(rider),
-            "the claim is still the other shard's"
+        // Another shard holds the rider (an open offer of its own): the session declines.
+        let (free, asked) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicUsize::new(0)),
         );
-        // Released, he is a candidate again at the next batch.
-        fleet.release(rider);
+        let inbox = TestInbox {
+            free: free.clone(),
+            asked: asked.clone(),
+        }
+        .start();
+        matcher.rider_joined(rider, RiderInbox::of(&inbox));
+        order_at(&matcher, pickup);
         matcher.set_paused(false).await.expect("resumed");
-        assert_eq!(made.load(Ordering::SeqCst), 1);
+        let declined = stats_until(&matcher, |s| s.open_offers == 0).await;
+        assert_eq!(asked.load(Ordering::SeqCst), 1);
+        assert_eq!((declined.waiting_orders, declined.free_riders), (1, 1));
+        // Free again, he is a candidate again at the next batch, and takes it.
+        free.store(true, Ordering::SeqCst);
+        matcher.set_paused(false).await.expect("resumed");
+        let taken = stats_until(&matcher, |s| s.open_offers == 1).await;
+        assert_eq!((taken.waiting_orders, made.load(Ordering::SeqCst)), (0, 2));
+        assert_eq!(asked.load(Ordering::SeqCst), 2);
     }
 
     #[actix_rt::test]
     async fn a_rider_crossing_a_border_is_free_in_the_new_region_only() {
-        let fleet = Fleet::new();
-        let (matcher, made) = counting_matcher(&fleet);
+        let (matcher, made) = counting_matcher();
         matcher.set_paused(true).await.expect("paused");
         let (before, after) = across_a_border(p(-33.87, 151.2));
         let rider = free_rider_at(&matcher, before);
         matcher.rider_moved(RiderMoved {
             rider,
             at: after,
-            ts_ms: super::super::now_ms(),
+            ts_ms: now_ms(),
         });
         let moved = matcher.stats().await.expect("stats");
         assert_eq!((moved.shards, moved.free_riders), (2, 1));

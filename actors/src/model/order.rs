@@ -1,6 +1,5 @@
-//! The model: the order lifecycle as values and one pure function, depending on nothing
-//! else in the crate. Ports, actors and the server all speak these types; the order actor
-//! ([`crate::order`]) is their only user that changes anything.
+//! The order lifecycle as values and one pure function. Ports, actors and the server all
+//! speak these types; the order actor is the only one that changes an order's status.
 
 use std::fmt;
 
@@ -121,47 +120,6 @@ pub fn transition(from: OrderStatus, event: OrderEvent) -> Result<OrderStatus, I
     Ok(to)
 }
 
-/// What a rider is doing, as the fleet view, `GET /riders` and the ops map name it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RiderPhase {
-    /// No socket, or not available for work.
-    Offline,
-    /// Connected, available, no offer and no order: the matcher may offer him an order.
-    Free,
-    /// An offer is waiting for his answer.
-    Offered,
-    /// He has an active order.
-    OnDelivery,
-}
-
-impl RiderPhase {
-    pub const ALL: [RiderPhase; 4] = [Self::Offline, Self::Free, Self::Offered, Self::OnDelivery];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Offline => "offline",
-            Self::Free => "free",
-            Self::Offered => "offered",
-            Self::OnDelivery => "on_delivery",
-        }
-    }
-
-    /// The state that a rider's session facts add up to: an active order wins over an
-    /// offer, which wins over availability.
-    pub fn of(connected_and_available: bool, offered: bool, on_delivery: bool) -> Self {
-        if on_delivery {
-            Self::OnDelivery
-        } else if offered {
-            Self::Offered
-        } else if connected_and_available {
-            Self::Free
-        } else {
-            Self::Offline
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,24 +196,5 @@ mod tests {
             assert_eq!(OrderStatus::parse(s.as_str()), Some(s));
         }
         assert_eq!(OrderStatus::parse("lost"), None);
-    }
-
-    #[test]
-    fn rider_phases_by_precedence_and_their_names() {
-        for available in [false, true] {
-            for offered in [false, true] {
-                assert_eq!(
-                    RiderPhase::of(available, offered, true),
-                    RiderPhase::OnDelivery
-                );
-            }
-            assert_eq!(RiderPhase::of(available, true, false), RiderPhase::Offered);
-        }
-        assert_eq!(RiderPhase::of(true, false, false), RiderPhase::Free);
-        assert_eq!(RiderPhase::of(false, false, false), RiderPhase::Offline);
-        for state in RiderPhase::ALL {
-            let json = serde_json::to_value(state).expect("json");
-            assert_eq!(json, state.as_str());
-        }
     }
 }
