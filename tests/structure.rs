@@ -531,14 +531,3 @@ fn test_items_are_skipped_and_functions_measured() {
     let found = functions(&without_tests(code));
     assert_eq!(found, vec![(3, "a".to_owned(), 1)]);
 }
-#[test]
-fn tmp_dump() {
-    for dir in CRATES {
-        for (m, e) in module_graph(&crate_root(dir)) {
-            println!(
-                "EDGE {dir} {m} -> {}",
-                e.into_iter().collect::<Vec<_>>().join(",")
-            );
-        }
-    }
-}

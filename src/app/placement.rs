@@ -11,11 +11,14 @@ use std::time::{Duration as StdDuration, Instant};
 use chrono::Duration;
 use medify_actors::geo::Point;
 use medify_actors::inventory::ReserveOutcome;
+use medify_actors::model::{start, OrderEvent};
 use medify_actors::order::Command;
 use medify_actors::ports::{Event, EventKind, Line};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -68,27 +71,41 @@ struct Planned {
     address: String,
 }
 
+/// Reads what the request names (prices, all lines in one query; the pharmacy) and
+/// validates and prices it ([`price`]).
 async fn plan(state: &AppState, body: &NewOrderRequest) -> Result<Planned, ApiError> {
-    let mut errors = FieldErrors::default();
-    if body.items.is_empty() || body.items.len() > MAX_ITEMS {
-        errors.add("items", format!("must have 1 to {MAX_ITEMS} lines"));
-    }
-    let mut lines = Vec::with_capacity(body.items.len());
-    let mut seen = std::collections::HashSet::new();
-    // Prices come from the catalog, all lines in one query.
     let ids: Vec<Uuid> = body
         .items
         .iter()
         .take(MAX_ITEMS)
         .map(|i| i.medicine_id)
         .collect();
-    let catalog: std::collections::HashMap<Uuid, i64> = state
+    let catalog: HashMap<Uuid, i64> = state
         .store
         .medicines_in(&ids)
         .await?
         .into_iter()
         .map(|m| (m.id, m.price_cents))
         .collect();
+    let pharmacy_known = body
+        .pharmacy_id
+        .is_none_or(|p| state.catalog.pharmacies().get(p).is_some());
+    price(body, &catalog, pharmacy_known)
+}
+
+/// The request checked and priced against `catalog` (medicine → price in cents): every
+/// problem is reported at once, by field.
+fn price(
+    body: &NewOrderRequest,
+    catalog: &HashMap<Uuid, i64>,
+    pharmacy_known: bool,
+) -> Result<Planned, ApiError> {
+    let mut errors = FieldErrors::default();
+    if body.items.is_empty() || body.items.len() > MAX_ITEMS {
+        errors.add("items", format!("must have 1 to {MAX_ITEMS} lines"));
+    }
+    let mut lines = Vec::with_capacity(body.items.len());
+    let mut seen = std::collections::HashSet::new();
     for (i, item) in body.items.iter().enumerate().take(MAX_ITEMS) {
         if !(1..=MAX_QTY).contains(&item.qty) {
             errors.add(
@@ -125,10 +142,8 @@ async fn plan(state: &AppState, body: &NewOrderRequest) -> Result<Planned, ApiEr
     if address.is_empty() || address.chars().count() > 500 {
         errors.add("delivery.address", "must be 1 to 500 characters");
     }
-    if let Some(p) = body.pharmacy_id {
-        if state.catalog.pharmacies().get(p).is_none() {
-            errors.add("pharmacy_id", "no such pharmacy");
-        }
+    if !pharmacy_known {
+        errors.add("pharmacy_id", "no such pharmacy");
     }
     errors.finish()?;
     let delivery =
@@ -245,6 +260,8 @@ async fn create(
     let pharmacy_id = reserve(state, order_id, body, &planned).await?;
     let dispatch_timeout =
         Duration::from_std(state.settings.dispatch_timeout).unwrap_or(Duration::minutes(10));
+    // The first transition, through the model like every other.
+    let status = start(OrderEvent::Create).expect("creating is how an order starts");
     let order = NewOrder {
         id: order_id,
         customer_id: customer,
@@ -255,6 +272,7 @@ async fn create(
         address: planned.address,
         delivery_code: format!("{:04}", rand::rng().random_range(0..10_000u32)),
         dispatch_deadline: crate::store::now() + dispatch_timeout,
+        status,
     };
     if let Err(e) = state.store.insert_order(&order).await {
         // Give the stock back; start-up reconciliation covers a crash right here.
@@ -271,7 +289,7 @@ async fn create(
         rider_id: None,
         pharmacy_id: Some(pharmacy_id),
         from_status: None,
-        to_status: Some(medify_actors::order::OrderStatus::Confirmed),
+        to_status: Some(status),
         at_ms: chrono::Utc::now().timestamp_millis(),
     };
     medify_actors::outbox::announce(&*state.bus, &state.store, order_id, 1, confirmed).await;
@@ -378,6 +396,69 @@ mod tests {
             qty,
             price_cents,
         }
+    }
+
+    fn request(items: &[(Uuid, i64)], lat: f64, address: &str) -> NewOrderRequest {
+        NewOrderRequest {
+            items: items
+                .iter()
+                .map(|&(medicine_id, qty)| NewItem { medicine_id, qty })
+                .collect(),
+            delivery: DeliveryIn {
+                lat,
+                lng: 77.59,
+                address: address.to_owned(),
+            },
+            pharmacy_id: None,
+        }
+    }
+
+    /// The fields a refused request names.
+    fn refused(result: Result<Planned, ApiError>) -> Vec<String> {
+        match result {
+            Err(ApiError::Validation(errors)) => errors.into_iter().map(|e| e.field).collect(),
+            Err(other) => panic!("not a validation error: {other}"),
+            Ok(_) => panic!("accepted"),
+        }
+    }
+
+    #[test]
+    fn a_valid_request_is_priced_from_the_catalog() {
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let catalog = HashMap::from([(a, 150), (b, 99)]);
+        let planned = price(
+            &request(&[(a, 2), (b, 1)], 12.97, "  1 MG Road "),
+            &catalog,
+            true,
+        )
+        .expect("priced");
+        assert_eq!(planned.total_cents, 399);
+        assert_eq!(planned.address, "1 MG Road");
+        let prices: Vec<i64> = planned.lines.iter().map(|l| l.price_cents).collect();
+        assert_eq!(prices, [150, 99]);
+    }
+
+    #[test]
+    fn every_problem_is_named_at_once() {
+        let (a, unknown) = (Uuid::now_v7(), Uuid::now_v7());
+        let catalog = HashMap::from([(a, 150)]);
+        let body = request(&[(a, 0), (a, 1), (unknown, 1)], f64::NAN, "   ");
+        let fields = refused(price(&body, &catalog, false));
+        assert_eq!(
+            fields,
+            [
+                "items[0].qty",
+                "items[1].medicine_id",
+                "items[2].medicine_id",
+                "delivery.lat",
+                "delivery.address",
+                "pharmacy_id",
+            ]
+        );
+        assert_eq!(
+            refused(price(&request(&[], 12.97, "x"), &catalog, true)),
+            ["items"]
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use medify_actors::geo::Point;
-use medify_actors::order::OrderStatus;
+use medify_actors::model::{OrderEvent, OrderStatus};
 use medify_actors::ports::{BoxFuture, JournalEntry, JournalError, OrderJournal, OrderRecord};
 use serde::Serialize;
 use sqlx::FromRow;
@@ -33,6 +33,8 @@ pub struct NewOrder {
     pub address: String,
     pub delivery_code: String,
     pub dispatch_deadline: DateTime<Utc>,
+    /// The status it starts in, from the model ([`medify_actors::model::start`]).
+    pub status: OrderStatus,
 }
 
 /// An open order on the ops map.
@@ -222,15 +224,17 @@ impl OrderRow {
 }
 
 impl Store {
-    /// Stores a reserved order as `confirmed`, with its lines and first journal entry.
+    /// Stores a reserved order in the status the model started it in, with its lines and
+    /// first journal entry (the `create` event, from no status).
     pub async fn insert_order(&self, o: &NewOrder) -> Result<(), sqlx::Error> {
         let at = now();
+        let (created, status) = (OrderEvent::Create.name(), o.status.as_str());
         on_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
             sqlx::query(
                 "INSERT INTO orders (id, customer_id, pharmacy_id, status, total_cents, delivery_lat, \
                  delivery_lng, delivery_address, delivery_code, code_failures, version, dispatch_deadline, \
-                 created_at, updated_at) VALUES ($1, $2, $3, 'confirmed', $4, $5, $6, $7, $8, 0, 1, $9, $10, $10)",
+                 created_at, updated_at) VALUES ($1, $2, $3, $11, $4, $5, $6, $7, $8, 0, 1, $9, $10, $10)",
             )
             .bind(o.id)
             .bind(o.customer_id)
@@ -242,6 +246,7 @@ impl Store {
             .bind(&o.delivery_code)
             .bind(o.dispatch_deadline)
             .bind(at)
+            .bind(status)
             .execute(&mut *tx)
             .await?;
             for (line, item) in o.lines.iter().enumerate() {
@@ -259,12 +264,14 @@ impl Store {
             }
             sqlx::query(
                 "INSERT INTO order_events (order_id, seq, event, from_status, to_status, actor_id, payload, created_at) \
-                 VALUES ($1, 1, 'create', NULL, 'confirmed', $2, $3, $4)",
+                 VALUES ($1, 1, $5, NULL, $6, $2, $3, $4)",
             )
             .bind(o.id)
             .bind(o.customer_id)
             .bind(sqlx::types::Json(serde_json::json!({"total_cents": o.total_cents})))
             .bind(at)
+            .bind(created)
+            .bind(status)
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;

@@ -11,5 +11,5 @@ pub use eta::{eta_seconds, Estimator, Haversine, SmoothedEta};
 pub use fix::{
     check_fix, Fix, FixEffect, Refusal, MAX_ACCURACY_M, MAX_AGE_MS, MAX_FUTURE_MS, MAX_SPEED_MPS,
 };
-pub use order::{transition, IllegalTransition, OrderEvent, OrderStatus};
+pub use order::{start, transition, IllegalTransition, OrderEvent, OrderStatus};
 pub use rider::{rider_transition, IllegalPhase, RiderEvent, RiderPhase, RiderState};

@@ -66,6 +66,9 @@ impl fmt::Display for OrderStatus {
 /// What can happen to an order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OrderEvent {
+    /// The order is placed (stock reserved): the event that starts every order, see
+    /// [`start`].
+    Create,
     /// Start looking for a rider.
     Dispatch,
     /// A rider accepted an offer.
@@ -84,6 +87,7 @@ pub enum OrderEvent {
 impl OrderEvent {
     pub fn name(self) -> &'static str {
         match self {
+            Self::Create => "create",
             Self::Dispatch => "dispatch",
             Self::Assign { .. } => "assign",
             Self::PickUp => "pick_up",
@@ -103,7 +107,17 @@ pub struct IllegalTransition {
     pub event: OrderEvent,
 }
 
-/// The order lifecycle: the new status, or why the event is not allowed now.
+/// The status an order starts in, for the event that starts one (`None` for any other
+/// event: only [`OrderEvent::Create`] makes an order).
+pub fn start(event: OrderEvent) -> Option<OrderStatus> {
+    match event {
+        OrderEvent::Create => Some(OrderStatus::Confirmed),
+        _ => None,
+    }
+}
+
+/// The order lifecycle: the new status, or why the event is not allowed now. An order that
+/// exists cannot be created again.
 pub fn transition(from: OrderStatus, event: OrderEvent) -> Result<OrderStatus, IllegalTransition> {
     use OrderEvent as E;
     use OrderStatus as S;
@@ -126,6 +140,7 @@ mod tests {
 
     fn events() -> Vec<OrderEvent> {
         vec![
+            OrderEvent::Create,
             OrderEvent::Dispatch,
             OrderEvent::Assign {
                 rider_id: Uuid::nil(),
@@ -173,6 +188,14 @@ mod tests {
             }
         }
         assert_eq!(legal, 10);
+    }
+
+    #[test]
+    fn an_order_starts_confirmed_and_only_by_being_created() {
+        for event in events() {
+            let expected = (event == OrderEvent::Create).then_some(OrderStatus::Confirmed);
+            assert_eq!(start(event), expected, "{event:?}");
+        }
     }
 
     #[test]
