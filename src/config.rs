@@ -197,6 +197,19 @@ pub struct Settings {
     /// Base-map tiles for the `/track` and `/ops` pages (a Leaflet URL template).
     pub map_tile_url: String,
     pub limits: AbuseLimits,
+    pub checkout: CheckoutSettings,
+}
+
+/// What stands between a placed order and dispatch: a pharmacist's review of the
+/// prescription, and an online payment.
+#[derive(Debug, Clone)]
+pub struct CheckoutSettings {
+    /// An order whose prescription is not reviewed by then fails (stock released).
+    pub review_timeout: Duration,
+    /// An online order not paid by then fails (stock released).
+    pub payment_timeout: Duration,
+    /// The key the payment provider signs webhooks with; unset: online payment is off.
+    pub webhook_secret: Option<Secret>,
 }
 
 /// What one client may hold or do, so that nobody can take a shared resource (a
@@ -594,6 +607,30 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
         dispatch
     }
 
+    /// `RX_REVIEW_TIMEOUT_S`, `PAYMENT_TIMEOUT_S`, `PAYMENT_WEBHOOK_SECRET`.
+    fn checkout(&mut self) -> CheckoutSettings {
+        let webhook_secret = match self.get("PAYMENT_WEBHOOK_SECRET") {
+            None => None,
+            Some(s) if s.len() >= 16 => Some(Secret::new(s.into_bytes())),
+            Some(s) => {
+                self.fail(
+                    "PAYMENT_WEBHOOK_SECRET",
+                    format!("must be at least 16 bytes long (got {} bytes)", s.len()),
+                );
+                None
+            }
+        };
+        CheckoutSettings {
+            review_timeout: Duration::from_secs(self.parse("RX_REVIEW_TIMEOUT_S", 1_800, |raw| {
+                parse_number(raw, 1, 604_800)
+            })),
+            payment_timeout: Duration::from_secs(self.parse("PAYMENT_TIMEOUT_S", 900, |raw| {
+                parse_number(raw, 1, 604_800)
+            })),
+            webhook_secret,
+        }
+    }
+
     /// What one client may hold or do ([`AbuseLimits`]).
     fn limits(&mut self) -> AbuseLimits {
         AbuseLimits {
@@ -706,6 +743,7 @@ impl Settings {
         let smtp = r.smtp();
         let dispatch = r.dispatch();
         let limits = r.limits();
+        let checkout = r.checkout();
         if !r.problems.is_empty() {
             return Err(ConfigError {
                 problems: r.problems,
@@ -738,6 +776,7 @@ impl Settings {
             dispatch,
             map_tile_url,
             limits,
+            checkout,
         })
     }
 }

@@ -63,6 +63,9 @@ pub enum ApiError {
     Unprocessable { code: &'static str, detail: String },
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// A 400 with a more specific code (`invalid_signature`).
+    #[error("{code}: {detail}")]
+    Refused { code: &'static str, detail: String },
     #[error("unauthorized")]
     Unauthorized,
     /// A 401 with a more specific code: `invalid_credentials`, `invalid_code`, or
@@ -81,6 +84,9 @@ pub enum ApiError {
     /// 409 `insufficient_stock`, naming the short items.
     #[error("insufficient stock")]
     InsufficientStock(Vec<FieldError>),
+    /// 422 `prescription_required`, naming the prescription-only items.
+    #[error("prescription required")]
+    PrescriptionRequired(Vec<FieldError>),
     #[error("payload too large")]
     PayloadTooLarge,
     #[error("unsupported media type")]
@@ -114,6 +120,7 @@ impl ApiError {
             Self::Validation(_) => "validation_failed",
             Self::Unprocessable { code, .. }
             | Self::Conflict { code, .. }
+            | Self::Refused { code, .. }
             | Self::Unauthenticated { code, .. } => code,
             Self::BadRequest(_) => "bad_request",
             Self::Unauthorized => "unauthorized",
@@ -121,6 +128,7 @@ impl ApiError {
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::InsufficientStock(_) => "insufficient_stock",
+            Self::PrescriptionRequired(_) => "prescription_required",
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::RateLimited { .. } => "rate_limited",
@@ -134,13 +142,14 @@ impl ApiError {
             Self::InvalidJson(_) => "Malformed JSON",
             Self::Validation(_) => "Validation failed",
             Self::Unprocessable { .. } => "Request cannot be processed",
-            Self::BadRequest(_) => "Bad request",
+            Self::BadRequest(_) | Self::Refused { .. } => "Bad request",
             Self::Unauthorized | Self::Unauthenticated { .. } => "Authentication required",
             Self::Forbidden => "Forbidden",
             Self::NotFound => "Not found",
             Self::Conflict { .. } => "Conflict",
             Self::MethodNotAllowed => "Method not allowed",
             Self::InsufficientStock(_) => "Insufficient stock",
+            Self::PrescriptionRequired(_) => "Prescription required",
             Self::PayloadTooLarge => "Payload too large",
             Self::UnsupportedMediaType => "Unsupported media type",
             Self::RateLimited { .. } => "Too many requests",
@@ -154,6 +163,7 @@ impl ApiError {
             Self::InvalidJson(d)
             | Self::BadRequest(d)
             | Self::Unprocessable { detail: d, .. }
+            | Self::Refused { detail: d, .. }
             | Self::Conflict { detail: d, .. }
             | Self::Unauthenticated { detail: d, .. }
             | Self::Unavailable(d) => Some(d.clone()),
@@ -161,6 +171,9 @@ impl ApiError {
             Self::InsufficientStock(_) => {
                 Some("no pharmacy that could serve this order has every item in stock".into())
             }
+            Self::PrescriptionRequired(_) => Some(
+                "these items are sold only against a prescription: upload one (POST /api/v1/prescriptions) and send its id as prescription_id".into(),
+            ),
             Self::Unauthorized => {
                 Some("a valid access token is required (Authorization: Bearer <token>)".into())
             }
@@ -178,9 +191,30 @@ impl ApiError {
             title: self.title().to_owned(),
             detail: self.detail(),
             errors: match self {
-                Self::Validation(errors) | Self::InsufficientStock(errors) => Some(errors.clone()),
+                Self::Validation(errors)
+                | Self::InsufficientStock(errors)
+                | Self::PrescriptionRequired(errors) => Some(errors.clone()),
                 _ => None,
             },
+        }
+    }
+}
+
+/// An order actor's refusal, as the contract's errors.
+impl From<medify_actors::order::OrderError> for ApiError {
+    fn from(e: medify_actors::order::OrderError) -> Self {
+        use medify_actors::order::OrderError;
+        match e {
+            OrderError::NotFound => Self::NotFound,
+            OrderError::Forbidden => Self::Forbidden,
+            OrderError::Conflict(detail) => Self::conflict(detail),
+            OrderError::Stale => Self::conflict("the order changed meanwhile; try again"),
+            OrderError::InvalidCode => Self::Unauthenticated {
+                code: "invalid_code",
+                detail: "wrong delivery code".into(),
+            },
+            OrderError::RateLimited(retry_after_s) => Self::RateLimited { retry_after_s },
+            OrderError::Storage(detail) => Self::Internal(anyhow::anyhow!(detail)),
         }
     }
 }
@@ -188,8 +222,12 @@ impl ApiError {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            Self::InvalidJson(_) | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::Validation(_) | Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::InvalidJson(_) | Self::BadRequest(_) | Self::Refused { .. } => {
+                StatusCode::BAD_REQUEST
+            }
+            Self::Validation(_) | Self::Unprocessable { .. } | Self::PrescriptionRequired(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             Self::Unauthorized | Self::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,

@@ -17,6 +17,7 @@ pub mod error;
 pub mod extract;
 pub mod notify;
 pub mod pagination;
+pub mod payments;
 pub mod redis;
 pub mod repair;
 pub mod routes;

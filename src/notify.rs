@@ -104,7 +104,12 @@ fn email_text(kind: &str, payload: &serde_json::Value) -> (String, String) {
         "rider_arriving" => "Your rider is arriving",
         "order_delivered" => "Your order was delivered",
         "order_cancelled" => "Your order was cancelled",
-        "order_failed" => "We could not find a rider for your order",
+        "order_failed" => "Your order could not be completed",
+        "prescription_approved" => "The pharmacist approved your prescription",
+        "prescription_rejected" => "The pharmacist could not accept your prescription",
+        "payment_received" => "We received your payment",
+        "payment_failed" => "Your payment did not go through",
+        "refund_issued" => "Your refund was issued",
         "rider_unassigned" => "Your rider could not collect your order; we are finding another",
         _ => "Update on your order",
     };
@@ -141,23 +146,41 @@ impl Notifier for SmtpNotifier {
 
 /// The notification type of a customer-facing event.
 pub fn notification_type(event: &Event) -> Option<&'static str> {
+    use medify_actors::model::{CancelReason, OrderStatus};
+    let from = event.from_status;
     Some(match event.kind {
         EventKind::OrderConfirmed => "order_confirmed",
         EventKind::OrderAssigned => "rider_assigned",
         EventKind::OrderPickedUp => "order_picked_up",
         EventKind::OrderDelivered => "order_delivered",
-        EventKind::OrderCancelled => "order_cancelled",
+        EventKind::OrderCancelled => match event.cancel_reason {
+            Some(CancelReason::PrescriptionRejected) => "prescription_rejected",
+            // `payment.failed` says it.
+            Some(CancelReason::PaymentFailed) => return None,
+            _ => "order_cancelled",
+        },
         EventKind::OrderFailed => "order_failed",
         EventKind::RiderArriving => "rider_arriving",
-        // Back to looking for a rider after the assigned one did not collect it.
-        EventKind::OrderDispatching
-            if event.from_status == Some(medify_actors::order::OrderStatus::Assigned) =>
+        EventKind::OrderDispatching | EventKind::OrderAwaitingPayment
+            if from == Some(OrderStatus::AwaitingPrescription) =>
         {
-            "rider_unassigned"
+            "prescription_approved"
         }
-        EventKind::OrderDispatching | EventKind::RiderOnline | EventKind::RiderOffline => {
-            return None
+        // Back to looking for a rider after the assigned one did not collect it.
+        EventKind::OrderDispatching if from == Some(OrderStatus::Assigned) => "rider_unassigned",
+        // Online payments; cash is told by `order_delivered`.
+        EventKind::PaymentSucceeded if from == Some(OrderStatus::AwaitingPayment) => {
+            "payment_received"
         }
+        EventKind::PaymentFailed => "payment_failed",
+        EventKind::PaymentRefunded => "refund_issued",
+        EventKind::OrderDispatching
+        | EventKind::PaymentSucceeded
+        | EventKind::OrderAwaitingPrescription
+        | EventKind::OrderAwaitingPayment
+        | EventKind::PaymentRefundPending
+        | EventKind::RiderOnline
+        | EventKind::RiderOffline => return None,
     })
 }
 
@@ -192,11 +215,17 @@ impl EventHandler for NotificationWriter {
             let Some(user_id) = customer else {
                 return Ok(());
             };
-            let payload = json!({
+            let mut payload = json!({
                 "order_id": event.order_id,
                 "status": event.to_status,
                 "rider_id": event.rider_id,
             });
+            if let Some(payment) = event.payment {
+                payload["payment_status"] = json!(payment);
+            }
+            if let Some(reason) = event.cancel_reason {
+                payload["cancel_reason"] = json!(reason);
+            }
             // Arrival is told once per order, whichever event says it (a restarted
             // session may say it again).
             let dedupe = match (event.kind, event.order_id) {
@@ -258,6 +287,9 @@ impl EventHandler for OrderGauge {
 
     fn handle<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(async move {
+            if !event.kind.is_status_change() {
+                return Ok(());
+            }
             if let Some(from) = event.from_status {
                 self.gauge.with_label_values(&[from.as_str()]).dec();
             }
@@ -287,6 +319,9 @@ impl EventHandler for TrackingFanout {
 
     fn handle<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(async move {
+            if !event.kind.is_status_change() {
+                return Ok(());
+            }
             if let (Some(order), Some(to)) = (event.order_id, event.to_status) {
                 let at = chrono::DateTime::from_timestamp_millis(event.at_ms).unwrap_or_default();
                 self.watchers.status(

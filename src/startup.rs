@@ -121,6 +121,7 @@ impl Application {
                 settings.limits.track_sockets_per_user,
             ),
             ops: crate::ws::ops::OpsFeed::new(),
+            payments: Arc::new(crate::payments::LocalIntents),
             instance: uuid::Uuid::now_v7(),
         });
         state
@@ -287,6 +288,8 @@ async fn start_dispatch(
             inventory: core.inventory.clone(),
             dispatch_timeout: settings.dispatch_timeout,
             pickup_timeout: settings.limits.pickup_timeout,
+            review_timeout: settings.checkout.review_timeout,
+            payment_timeout: settings.checkout.payment_timeout,
             matcher: Some(matcher.clone()),
         },
         settings.workers,

@@ -41,6 +41,8 @@ pub struct AppState {
     pub track_admissions: crate::ws::admission::TrackAdmissions,
     /// The admins' fleet picture (`/ws/ops`).
     pub ops: crate::ws::ops::OpsFeed,
+    /// Where intents for online payments come from.
+    pub payments: Arc<dyn crate::payments::PaymentProvider>,
     /// This application instance (several may share a process in tests).
     pub instance: uuid::Uuid,
 }

@@ -16,6 +16,7 @@ use actix::prelude::*;
 use uuid::Uuid;
 
 use crate::inventory::Inventory;
+use crate::model::{payment_after, CancelReason, PaymentEvent, PaymentMethod};
 pub use crate::model::{transition, IllegalTransition, OrderEvent, OrderStatus};
 use crate::ports::{
     BoxFuture, Event, EventBus, EventKind, JournalEntry, JournalError, OrderJournal, OrderRecord,
@@ -25,6 +26,8 @@ use crate::ports::{
 pub fn event_kind(to: OrderStatus) -> EventKind {
     match to {
         OrderStatus::Confirmed => EventKind::OrderConfirmed,
+        OrderStatus::AwaitingPrescription => EventKind::OrderAwaitingPrescription,
+        OrderStatus::AwaitingPayment => EventKind::OrderAwaitingPayment,
         OrderStatus::Dispatching => EventKind::OrderDispatching,
         OrderStatus::Assigned => EventKind::OrderAssigned,
         OrderStatus::PickedUp => EventKind::OrderPickedUp,
@@ -75,6 +78,24 @@ impl From<JournalError> for OrderError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     Dispatch,
+    /// The order's first step when it needs a review or an online payment first.
+    AwaitPrescription,
+    AwaitPayment,
+    /// A pharmacist (or an admin) approved the prescription.
+    Approve {
+        by: Uuid,
+    },
+    /// A pharmacist (or an admin) rejected it; the reason is kept in the journal.
+    Reject {
+        by: Uuid,
+        reason: String,
+    },
+    /// The review timeout.
+    ReviewTimeout,
+    /// The payment provider's reports, and the payment timeout.
+    PaymentSucceeded,
+    PaymentFailed,
+    PaymentTimeout,
     /// A rider accepted (from the matcher, or an admin's manual dispatch).
     Assign {
         rider_id: Uuid,
@@ -90,6 +111,7 @@ pub enum Command {
     /// By the customer or an admin; the HTTP layer has checked who may.
     Cancel {
         by: Uuid,
+        admin: bool,
     },
     /// The dispatch timeout.
     Fail,
@@ -121,36 +143,53 @@ pub struct OrderDeps {
     pub dispatch_timeout: Duration,
     /// How long an assigned rider has to pick the order up before it goes to another.
     pub pickup_timeout: Duration,
+    /// How long a prescription may wait for its review, and an online order for its
+    /// payment, before the order fails.
+    pub review_timeout: Duration,
+    pub payment_timeout: Duration,
     /// Where orders in `dispatching` go to find a rider.
     pub matcher: Option<crate::matcher::Matcher>,
+}
+
+impl OrderDeps {
+    pub fn timeouts(&self) -> Timeouts {
+        Timeouts {
+            dispatch: self.dispatch_timeout,
+            pickup: self.pickup_timeout,
+            review: self.review_timeout,
+            payment: self.payment_timeout,
+        }
+    }
 }
 
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// How long each waiting status may last.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub dispatch: Duration,
+    pub pickup: Duration,
+    pub review: Duration,
+    pub payment: Duration,
+}
+
 /// The timer an order in `record`'s status runs, as (deadline in epoch ms, what to do
 /// then): waiting for a rider fails at the dispatch deadline (counted again from a return
-/// to dispatching), an assigned order goes back to dispatching at the pickup deadline.
-pub fn timer_of(
-    record: &OrderRecord,
-    dispatch_timeout: Duration,
-    pickup_timeout: Duration,
-) -> Option<(i64, Command)> {
+/// to dispatching), an assigned order goes back to dispatching at the pickup deadline, a
+/// prescription or a payment not in by its deadline fails the order.
+pub fn timer_of(record: &OrderRecord, t: Timeouts) -> Option<(i64, Command)> {
+    let after = |d: Duration| record.status_since_ms.saturating_add(millis(d));
     match record.status {
         OrderStatus::Confirmed | OrderStatus::Dispatching => {
-            let again = record
-                .status_since_ms
-                .saturating_add(millis(dispatch_timeout));
+            let again = after(t.dispatch);
             let deadline = record.dispatch_deadline_ms.map_or(again, |d| d.max(again));
             Some((deadline, Command::Fail))
         }
-        OrderStatus::Assigned => Some((
-            record
-                .status_since_ms
-                .saturating_add(millis(pickup_timeout)),
-            Command::PickupTimeout,
-        )),
+        OrderStatus::Assigned => Some((after(t.pickup), Command::PickupTimeout)),
+        OrderStatus::AwaitingPrescription => Some((after(t.review), Command::ReviewTimeout)),
+        OrderStatus::AwaitingPayment => Some((after(t.payment), Command::PaymentTimeout)),
         _ => None,
     }
 }
@@ -193,9 +232,7 @@ impl OrderActor {
             ctx.cancel_future(handle);
         }
         let Some(record) = &self.record else { return };
-        let Some((deadline, command)) =
-            timer_of(record, self.deps.dispatch_timeout, self.deps.pickup_timeout)
-        else {
+        let Some((deadline, command)) = timer_of(record, self.deps.timeouts()) else {
             return;
         };
         let wait =
@@ -256,12 +293,21 @@ impl Supervised for OrderActor {
     }
 }
 
-/// Checks who may do what, then the state machine; returns the event to journal.
+/// What a command journals: the event, who did it, and a note to keep with it.
+#[derive(Debug, Clone, PartialEq)]
+struct Planned {
+    event: OrderEvent,
+    actor: Option<Uuid>,
+    cancel_reason: Option<CancelReason>,
+    note: Option<String>,
+}
+
+/// Checks who may do what, then the state machine; returns what to journal.
 fn plan(
     record: &OrderRecord,
     command: &Command,
     locked_until: Option<Instant>,
-) -> Result<(OrderEvent, Option<Uuid>), OrderError> {
+) -> Result<Planned, OrderError> {
     let rider_only = |rider_id: Uuid| {
         if record.rider_id == Some(rider_id) {
             Ok(())
@@ -294,14 +340,37 @@ fn plan(
             }
             (OrderEvent::Deliver, Some(*rider_id))
         }
-        Command::Cancel { by } => (OrderEvent::Cancel, Some(*by)),
+        Command::Cancel { by, .. } => (OrderEvent::Cancel, Some(*by)),
         Command::Fail => (OrderEvent::Fail, None),
         // Journaled as the act of the rider who let it lapse: the matcher keeps him away
         // from this order from then on.
         Command::PickupTimeout => (OrderEvent::PickupTimeout, record.rider_id),
+        Command::AwaitPrescription => (OrderEvent::AwaitPrescription, None),
+        Command::AwaitPayment => (OrderEvent::AwaitPayment, None),
+        Command::Approve { by } => (
+            OrderEvent::Approve {
+                payment_due: record.payment_method == PaymentMethod::Online,
+            },
+            Some(*by),
+        ),
+        Command::Reject { by, .. } => (OrderEvent::Reject, Some(*by)),
+        Command::ReviewTimeout => (OrderEvent::ReviewTimeout, None),
+        Command::PaymentSucceeded => (OrderEvent::PaymentSucceeded, None),
+        Command::PaymentFailed => (OrderEvent::PaymentFailed, None),
+        Command::PaymentTimeout => (OrderEvent::PaymentTimeout, None),
     };
     transition(record.status, event)?;
-    Ok((event, actor))
+    let admin = matches!(command, Command::Cancel { admin: true, .. });
+    let note = match command {
+        Command::Reject { reason, .. } => Some(reason.clone()),
+        _ => None,
+    };
+    Ok(Planned {
+        event,
+        actor,
+        cancel_reason: CancelReason::of(event, admin),
+        note,
+    })
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -312,10 +381,21 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 async fn execute(
     deps: Arc<OrderDeps>,
     record: OrderRecord,
-    event: OrderEvent,
-    actor: Option<Uuid>,
+    planned: Planned,
 ) -> Result<OrderRecord, OrderError> {
+    let Planned {
+        event,
+        actor,
+        cancel_reason,
+        note,
+    } = planned;
     let to = transition(record.status, event)?;
+    let payment = payment_after(
+        record.payment_method,
+        record.payment_status,
+        PaymentEvent::Order(event),
+    );
+    let payment_moved = (payment != record.payment_status).then_some(payment);
     let rider_id = match event {
         OrderEvent::Assign { rider_id } => Some(rider_id),
         OrderEvent::PickupTimeout => None,
@@ -333,6 +413,9 @@ async fn execute(
             actor_id: actor,
             rider_id,
             at_ms,
+            payment: payment_moved,
+            cancel_reason,
+            note,
         })
         .await?
         .ok_or(OrderError::Stale)?;
@@ -341,6 +424,8 @@ async fn execute(
         version,
         rider_id,
         status_since_ms: at_ms,
+        payment_status: payment,
+        cancel_reason: cancel_reason.or(record.cancel_reason),
         ..record.clone()
     };
     // Stock follows the journal: pick-up takes the units off the shelf, cancel and failure
@@ -376,19 +461,45 @@ async fn execute(
     if let Some(Err(e)) = stock {
         tracing::error!(order_id = %record.id, error = %e, "stock settlement failed; start-up reconciliation will repair it");
     }
-    let event = Event {
-        id: crate::ports::order_event_id(record.id, version),
-        kind: event_kind(to),
-        order_id: Some(record.id),
-        customer_id: Some(record.customer_id),
-        rider_id,
-        pharmacy_id: Some(record.pharmacy_id),
-        from_status: Some(record.status),
-        to_status: Some(to),
-        at_ms,
-    };
-    crate::outbox::announce(&*deps.bus, &*deps.journal, record.id, version, event).await;
+    let events = announcements(&record, &next, at_ms);
+    crate::outbox::announce(&*deps.bus, &*deps.journal, record.id, version, events).await;
     Ok(next)
+}
+
+/// The events announcing the change from `before` to `after` (journal entry
+/// `after.version`): the order event, and a `payment.*` event when the payment moved.
+/// The relay builds the same list from the journal, with the same ids.
+pub fn announcements(before: &OrderRecord, after: &OrderRecord, at_ms: i64) -> Vec<Event> {
+    let base = Event {
+        id: crate::ports::order_event_id(after.id, after.version),
+        kind: event_kind(after.status),
+        order_id: Some(after.id),
+        customer_id: Some(after.customer_id),
+        rider_id: after.rider_id,
+        pharmacy_id: Some(after.pharmacy_id),
+        from_status: Some(before.status),
+        to_status: Some(after.status),
+        at_ms,
+        payment: None,
+        cancel_reason: (after.status == OrderStatus::Cancelled)
+            .then_some(after.cancel_reason)
+            .flatten(),
+    };
+    let mut events = Vec::with_capacity(2);
+    if before.status != after.status {
+        events.push(base.clone());
+    }
+    if after.payment_status != before.payment_status {
+        if let Some(kind) = EventKind::of_payment(after.payment_status) {
+            events.push(Event {
+                id: crate::ports::payment_event_id(after.id, after.version),
+                kind,
+                payment: Some(after.payment_status),
+                ..base
+            });
+        }
+    }
+    events
 }
 
 impl Handler<Apply> for OrderActor {
@@ -404,6 +515,8 @@ impl Handler<Apply> for OrderActor {
                 OrderStatus::Confirmed | OrderStatus::Dispatching
             ),
             Command::PickupTimeout => record.status != OrderStatus::Assigned,
+            Command::ReviewTimeout => record.status != OrderStatus::AwaitingPrescription,
+            Command::PaymentTimeout => record.status != OrderStatus::AwaitingPayment,
             _ => false,
         };
         if stale_timer {
@@ -427,9 +540,7 @@ impl Handler<Apply> for OrderActor {
                 })
             }
             Err(e) => Box::pin(async move { (Err(e), None) }),
-            Ok((event, actor)) => {
-                Box::pin(async move { (execute(deps, record, event, actor).await, None) })
-            }
+            Ok(planned) => Box::pin(async move { (execute(deps, record, planned).await, None) }),
         };
         AtomicResponse::new(Box::pin(actix::fut::wrap_future::<_, Self>(fut).map(
             |(result, failures), act, ctx| {
@@ -599,13 +710,23 @@ mod tests {
             dropoff: p,
             confirmed_at_ms: 0,
             status_since_ms: 1_000,
+            total_cents: 399,
+            payment_method: PaymentMethod::Cod,
+            payment_status: crate::model::PaymentStatus::Pending,
+            cancel_reason: None,
         }
     }
 
+    const TIMEOUTS: Timeouts = Timeouts {
+        dispatch: Duration::from_secs(600),
+        pickup: Duration::from_secs(1_800),
+        review: Duration::from_secs(1_200),
+        payment: Duration::from_secs(900),
+    };
+
     #[test]
     fn each_waiting_status_has_its_timer() {
-        let timers =
-            |r: &OrderRecord| timer_of(r, Duration::from_secs(600), Duration::from_secs(1_800));
+        let timers = |r: &OrderRecord| timer_of(r, TIMEOUTS);
         let mut r = record(OrderStatus::Dispatching, None);
         r.dispatch_deadline_ms = Some(601_000);
         assert_eq!(timers(&r), Some((601_000, Command::Fail)));
@@ -614,6 +735,10 @@ mod tests {
         assert_eq!(timers(&r), Some((4_200_000, Command::Fail)));
         let r = record(OrderStatus::Assigned, Some(Uuid::now_v7()));
         assert_eq!(timers(&r), Some((1_801_000, Command::PickupTimeout)));
+        let r = record(OrderStatus::AwaitingPrescription, None);
+        assert_eq!(timers(&r), Some((1_201_000, Command::ReviewTimeout)));
+        let r = record(OrderStatus::AwaitingPayment, None);
+        assert_eq!(timers(&r), Some((901_000, Command::PaymentTimeout)));
         for status in [OrderStatus::PickedUp, OrderStatus::Delivered] {
             assert_eq!(timers(&record(status, None)), None);
         }
@@ -627,9 +752,10 @@ mod tests {
     fn a_pickup_timeout_is_the_lapsed_riders_act_and_clears_him() {
         let rider = Uuid::now_v7();
         let r = record(OrderStatus::Assigned, Some(rider));
+        let planned = plan(&r, &Command::PickupTimeout, None).expect("planned");
         assert_eq!(
-            plan(&r, &Command::PickupTimeout, None),
-            Ok((OrderEvent::PickupTimeout, Some(rider)))
+            (planned.event, planned.actor),
+            (OrderEvent::PickupTimeout, Some(rider))
         );
         let r = record(OrderStatus::PickedUp, Some(rider));
         assert!(plan(&r, &Command::PickupTimeout, None).is_err());
@@ -672,5 +798,71 @@ mod tests {
             plan(&r, &right, None),
             Err(OrderError::Conflict(_))
         ));
+    }
+
+    #[test]
+    fn approval_goes_on_to_payment_for_online_orders_and_rejection_says_why() {
+        let pharmacist = Uuid::now_v7();
+        let mut r = record(OrderStatus::AwaitingPrescription, None);
+        let approve = Command::Approve { by: pharmacist };
+        assert_eq!(
+            plan(&r, &approve, None).map(|p| p.event),
+            Ok(OrderEvent::Approve { payment_due: false })
+        );
+        r.payment_method = PaymentMethod::Online;
+        assert_eq!(
+            plan(&r, &approve, None).map(|p| p.event),
+            Ok(OrderEvent::Approve { payment_due: true })
+        );
+        let reject = Command::Reject {
+            by: pharmacist,
+            reason: "illegible".into(),
+        };
+        let planned = plan(&r, &reject, None).expect("planned");
+        assert_eq!(
+            planned.cancel_reason,
+            Some(CancelReason::PrescriptionRejected)
+        );
+        assert_eq!(planned.note.as_deref(), Some("illegible"));
+        // Nothing to review once dispatching.
+        let r = record(OrderStatus::Dispatching, None);
+        assert!(matches!(
+            plan(&r, &approve, None),
+            Err(OrderError::Conflict(_))
+        ));
+        let admin_cancel = Command::Cancel {
+            by: pharmacist,
+            admin: true,
+        };
+        assert_eq!(
+            plan(&r, &admin_cancel, None).map(|p| p.cancel_reason),
+            Ok(Some(CancelReason::Admin))
+        );
+    }
+
+    #[test]
+    fn a_change_that_moves_the_payment_announces_it_too() {
+        let mut before = record(OrderStatus::AwaitingPayment, None);
+        before.payment_method = PaymentMethod::Online;
+        let mut after = before.clone();
+        after.status = OrderStatus::Dispatching;
+        after.version = 4;
+        after.payment_status = crate::model::PaymentStatus::Paid;
+        let events = announcements(&before, &after, 5);
+        let kinds: Vec<EventKind> = events.iter().map(|e| e.kind).collect();
+        assert_eq!(
+            kinds,
+            [EventKind::OrderDispatching, EventKind::PaymentSucceeded]
+        );
+        assert_ne!(events[0].id, events[1].id);
+        assert_eq!(events[1].payment, Some(crate::model::PaymentStatus::Paid));
+        // A payment-only change (a refund) announces the payment alone.
+        let mut refunded = after.clone();
+        refunded.payment_status = crate::model::PaymentStatus::Refunded;
+        let kinds: Vec<EventKind> = announcements(&after, &refunded, 6)
+            .iter()
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(kinds, [EventKind::PaymentRefunded]);
     }
 }

@@ -1,4 +1,5 @@
-//! The outbox rule, written once: a journaled event is published, then marked published.
+//! The outbox rule, written once: a journal entry's events are published, then the entry
+//! is marked published.
 //! Whatever fails is left unmarked for the relay, which publishes it again with the same
 //! id (handlers deduplicate), so a crash or a bus outage between the two loses nothing.
 
@@ -15,15 +16,18 @@ pub enum OutboxError {
     Mark(JournalError),
 }
 
-/// Publishes `event` (journal entry `seq` of order `order_id`) and marks it published.
+/// Publishes `events` (those of journal entry `seq` of order `order_id`, in order) and
+/// marks the entry published.
 pub async fn publish_and_mark(
     bus: &dyn EventBus,
     journal: &dyn OrderJournal,
     order_id: Uuid,
     seq: i32,
-    event: Event,
+    events: Vec<Event>,
 ) -> Result<(), OutboxError> {
-    bus.publish(event).await.map_err(OutboxError::Publish)?;
+    for event in events {
+        bus.publish(event).await.map_err(OutboxError::Publish)?;
+    }
     journal
         .mark_published(order_id, seq)
         .await
@@ -37,9 +41,9 @@ pub async fn announce(
     journal: &dyn OrderJournal,
     order_id: Uuid,
     seq: i32,
-    event: Event,
+    events: Vec<Event>,
 ) {
-    match publish_and_mark(bus, journal, order_id, seq, event).await {
+    match publish_and_mark(bus, journal, order_id, seq, events).await {
         Ok(()) => {}
         Err(e @ OutboxError::Publish(_)) => {
             tracing::error!(%order_id, seq, error = %e, "event not published; the relay will retry")

@@ -134,6 +134,11 @@ pub struct OrderRecord {
     pub confirmed_at_ms: i64,
     /// When it entered its current status (epoch ms): timers count from here.
     pub status_since_ms: i64,
+    /// What the order costs, which an online payment must match.
+    pub total_cents: i64,
+    pub payment_method: crate::model::PaymentMethod,
+    pub payment_status: crate::model::PaymentStatus,
+    pub cancel_reason: Option<crate::model::CancelReason>,
 }
 
 /// One transition to write: the order row and an `order_events` row, in one transaction.
@@ -148,6 +153,12 @@ pub struct JournalEntry {
     pub actor_id: Option<Uuid>,
     pub rider_id: Option<Uuid>,
     pub at_ms: i64,
+    /// The payment's status after the change, when the change moved it.
+    pub payment: Option<crate::model::PaymentStatus>,
+    /// Set when the change cancels the order.
+    pub cancel_reason: Option<crate::model::CancelReason>,
+    /// Free text kept with the journal entry (a pharmacist's reason for a rejection).
+    pub note: Option<String>,
 }
 
 /// Durable orders: the source of truth every order actor loads from and writes through.
@@ -173,6 +184,10 @@ pub trait OrderJournal: Send + Sync + 'static {
 pub enum EventKind {
     #[serde(rename = "order.confirmed")]
     OrderConfirmed,
+    #[serde(rename = "order.awaiting_prescription")]
+    OrderAwaitingPrescription,
+    #[serde(rename = "order.awaiting_payment")]
+    OrderAwaitingPayment,
     #[serde(rename = "order.dispatching")]
     OrderDispatching,
     #[serde(rename = "order.assigned")]
@@ -195,6 +210,48 @@ pub enum EventKind {
     /// [`ARRIVING_M`]: crate::rider::ARRIVING_M
     #[serde(rename = "rider.arriving")]
     RiderArriving,
+    #[serde(rename = "payment.succeeded")]
+    PaymentSucceeded,
+    #[serde(rename = "payment.failed")]
+    PaymentFailed,
+    /// A paid order was cancelled or failed: the money must go back (a refund worker
+    /// listens for this).
+    #[serde(rename = "payment.refund_pending")]
+    PaymentRefundPending,
+    #[serde(rename = "payment.refunded")]
+    PaymentRefunded,
+}
+
+impl EventKind {
+    /// `order.*`: the event of an order's status change. A `payment.*` event of the same
+    /// journal entry carries the same statuses for context, but counts no change.
+    pub fn is_status_change(self) -> bool {
+        matches!(
+            self,
+            Self::OrderConfirmed
+                | Self::OrderAwaitingPrescription
+                | Self::OrderAwaitingPayment
+                | Self::OrderDispatching
+                | Self::OrderAssigned
+                | Self::OrderPickedUp
+                | Self::OrderDelivered
+                | Self::OrderCancelled
+                | Self::OrderFailed
+        )
+    }
+
+    /// The event announcing a payment that moved into `status`; `None` for `pending`,
+    /// which nothing moves into.
+    pub fn of_payment(status: crate::model::PaymentStatus) -> Option<Self> {
+        use crate::model::PaymentStatus as P;
+        match status {
+            P::Paid => Some(Self::PaymentSucceeded),
+            P::Failed => Some(Self::PaymentFailed),
+            P::RefundPending => Some(Self::PaymentRefundPending),
+            P::Refunded => Some(Self::PaymentRefunded),
+            P::Pending => None,
+        }
+    }
 }
 
 /// One event on the bus. `id` is unique: handlers use it to do their work once.
@@ -210,6 +267,12 @@ pub struct Event {
     pub to_status: Option<crate::model::OrderStatus>,
     /// Epoch milliseconds.
     pub at_ms: i64,
+    /// On `payment.*` events: the payment's new status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment: Option<crate::model::PaymentStatus>,
+    /// On `order.cancelled`: why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancel_reason: Option<crate::model::CancelReason>,
 }
 
 /// The id of the event announcing journal entry `seq` of an order: the same every time it
@@ -230,6 +293,14 @@ pub fn order_event_id(order_id: Uuid, seq: i32) -> Uuid {
     bytes[..8].copy_from_slice(&a.to_be_bytes());
     bytes[8..].copy_from_slice(&b.to_be_bytes());
     uuid::Builder::from_custom_bytes(bytes).into_uuid()
+}
+
+/// The id of the `payment.*` event announcing journal entry `seq` of an order (an entry
+/// that moved the payment announces it beside the order event): as stable as
+/// [`order_event_id`], and different from it.
+pub fn payment_event_id(order_id: Uuid, seq: i32) -> Uuid {
+    let (hi, lo) = order_id.as_u64_pair();
+    order_event_id(Uuid::from_u64_pair(!hi, lo.rotate_left(29)), seq)
 }
 
 /// A bus failure.

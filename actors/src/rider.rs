@@ -77,6 +77,8 @@ fn announce(deps: &Arc<RiderDeps>, rider: Uuid, order_id: Option<Uuid>, kind: Ev
             from_status: None,
             to_status: None,
             at_ms: now_ms(),
+            payment: None,
+            cancel_reason: None,
         };
         if let Err(e) = bus.publish(event).await {
             tracing::warn!(rider_id = %rider, error = %e, "rider event not published");

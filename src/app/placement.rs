@@ -6,18 +6,18 @@
 //! its actor. With an `Idempotency-Key` the key is claimed in the database first, so two
 //! simultaneous requests with one key make one order. The handler only parses and maps.
 
+use std::collections::HashMap;
 use std::time::{Duration as StdDuration, Instant};
 
 use chrono::Duration;
 use medify_actors::geo::Point;
 use medify_actors::inventory::ReserveOutcome;
-use medify_actors::model::{start, OrderEvent};
+use medify_actors::model::{first_step, start, OrderEvent, PaymentMethod};
 use medify_actors::order::Command;
 use medify_actors::ports::{Event, EventKind, Line};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
 
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -61,6 +61,29 @@ pub struct NewOrderRequest {
     pub delivery: DeliveryIn,
     /// Order from this pharmacy; without it, the nearest in range that has everything.
     pub pharmacy_id: Option<Uuid>,
+    /// `cod` (cash on delivery, the default) or `online`.
+    #[serde(default)]
+    pub payment_method: PaymentChoice,
+    /// One of the caller's prescriptions; required when any item is prescription-only.
+    pub prescription_id: Option<Uuid>,
+}
+
+/// How the customer pays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentChoice {
+    #[default]
+    Cod,
+    Online,
+}
+
+impl From<PaymentChoice> for PaymentMethod {
+    fn from(c: PaymentChoice) -> Self {
+        match c {
+            PaymentChoice::Cod => PaymentMethod::Cod,
+            PaymentChoice::Online => PaymentMethod::Online,
+        }
+    }
 }
 
 /// A validated, priced order request.
@@ -69,42 +92,80 @@ struct Planned {
     total_cents: i64,
     delivery: Point,
     address: String,
+    /// Some item is prescription-only: a pharmacist reviews the prescription first.
+    needs_review: bool,
+}
+
+/// A catalog entry as pricing sees it.
+#[derive(Debug, Clone, Copy)]
+struct Priced {
+    price_cents: i64,
+    rx_required: bool,
+}
+
+/// What the request names, as found: a pharmacy that exists, a prescription of the
+/// caller's, online payment switched on.
+#[derive(Debug, Clone, Copy)]
+struct Found {
+    pharmacy: bool,
+    prescription: bool,
+    online_payments: bool,
 }
 
 /// Reads what the request names (prices, all lines in one query; the pharmacy) and
 /// validates and prices it ([`price`]).
-async fn plan(state: &AppState, body: &NewOrderRequest) -> Result<Planned, ApiError> {
+async fn plan(
+    state: &AppState,
+    customer: Uuid,
+    body: &NewOrderRequest,
+) -> Result<Planned, ApiError> {
     let ids: Vec<Uuid> = body
         .items
         .iter()
         .take(MAX_ITEMS)
         .map(|i| i.medicine_id)
         .collect();
-    let catalog: HashMap<Uuid, i64> = state
+    let catalog: HashMap<Uuid, Priced> = state
         .store
         .medicines_in(&ids)
         .await?
         .into_iter()
-        .map(|m| (m.id, m.price_cents))
+        .map(|m| {
+            let priced = Priced {
+                price_cents: m.price_cents,
+                rx_required: m.rx_required,
+            };
+            (m.id, priced)
+        })
         .collect();
-    let pharmacy_known = body
-        .pharmacy_id
-        .is_none_or(|p| state.catalog.pharmacies().get(p).is_some());
-    price(body, &catalog, pharmacy_known)
+    let prescription = match body.prescription_id {
+        Some(id) => state.store.is_prescription_of(id, customer).await?,
+        None => true,
+    };
+    let found = Found {
+        pharmacy: body
+            .pharmacy_id
+            .is_none_or(|p| state.catalog.pharmacies().get(p).is_some()),
+        prescription,
+        online_payments: state.settings.checkout.webhook_secret.is_some(),
+    };
+    price(body, &catalog, found)
 }
 
-/// The request checked and priced against `catalog` (medicine → price in cents): every
-/// problem is reported at once, by field.
+/// The request checked and priced against `catalog`: every problem is reported at once,
+/// by field; a valid order with prescription-only items and no prescription is refused
+/// naming those items.
 fn price(
     body: &NewOrderRequest,
-    catalog: &HashMap<Uuid, i64>,
-    pharmacy_known: bool,
+    catalog: &HashMap<Uuid, Priced>,
+    found: Found,
 ) -> Result<Planned, ApiError> {
     let mut errors = FieldErrors::default();
     if body.items.is_empty() || body.items.len() > MAX_ITEMS {
         errors.add("items", format!("must have 1 to {MAX_ITEMS} lines"));
     }
     let mut lines = Vec::with_capacity(body.items.len());
+    let mut rx_items = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for (i, item) in body.items.iter().enumerate().take(MAX_ITEMS) {
         if !(1..=MAX_QTY).contains(&item.qty) {
@@ -118,11 +179,19 @@ fn price(
             continue;
         }
         match catalog.get(&item.medicine_id) {
-            Some(price_cents) => lines.push(NewOrderLine {
-                medicine_id: item.medicine_id,
-                qty: item.qty,
-                price_cents: *price_cents,
-            }),
+            Some(priced) => {
+                if priced.rx_required {
+                    rx_items.push(FieldError::new(
+                        format!("items[{i}]"),
+                        "sold only against a prescription",
+                    ));
+                }
+                lines.push(NewOrderLine {
+                    medicine_id: item.medicine_id,
+                    qty: item.qty,
+                    price_cents: priced.price_cents,
+                });
+            }
             None => errors.add(&format!("items[{i}].medicine_id"), "no such medicine"),
         }
     }
@@ -142,10 +211,22 @@ fn price(
     if address.is_empty() || address.chars().count() > 500 {
         errors.add("delivery.address", "must be 1 to 500 characters");
     }
-    if !pharmacy_known {
+    if !found.pharmacy {
         errors.add("pharmacy_id", "no such pharmacy");
     }
+    if !found.prescription {
+        errors.add("prescription_id", "no such prescription of yours");
+    }
+    if body.payment_method == PaymentChoice::Online && !found.online_payments {
+        errors.add(
+            "payment_method",
+            "online payment is not configured on this server; pay cash on delivery",
+        );
+    }
     errors.finish()?;
+    if !rx_items.is_empty() && body.prescription_id.is_none() {
+        return Err(ApiError::PrescriptionRequired(rx_items));
+    }
     let delivery =
         delivery.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("validated point missing")))?;
     // Prices are capped and quantities checked, so this cannot overflow; if a row written
@@ -161,6 +242,7 @@ fn price(
         total_cents,
         delivery,
         address: address.to_owned(),
+        needs_review: !rx_items.is_empty(),
     })
 }
 
@@ -255,8 +337,21 @@ async fn create(
             ),
         });
     }
-    let planned = plan(state, body).await?;
+    let planned = plan(state, customer, body).await?;
     let order_id = Uuid::now_v7();
+    let payment_method = PaymentMethod::from(body.payment_method);
+    // The intent is opened before stock is held: a provider that does not answer costs
+    // the customer an error, not a reservation.
+    let payment_intent_id = match payment_method {
+        PaymentMethod::Online => Some(
+            state
+                .payments
+                .create_intent(order_id, planned.total_cents)
+                .await
+                .map_err(|e| ApiError::Unavailable(format!("the payment provider: {e}")))?,
+        ),
+        PaymentMethod::Cod => None,
+    };
     let pharmacy_id = reserve(state, order_id, body, &planned).await?;
     let dispatch_timeout =
         Duration::from_std(state.settings.dispatch_timeout).unwrap_or(Duration::minutes(10));
@@ -273,6 +368,9 @@ async fn create(
         delivery_code: format!("{:04}", rand::rng().random_range(0..10_000u32)),
         dispatch_deadline: crate::store::now() + dispatch_timeout,
         status,
+        payment_method,
+        payment_intent_id,
+        prescription_id: body.prescription_id,
     };
     if let Err(e) = state.store.insert_order(&order).await {
         // Give the stock back; start-up reconciliation covers a crash right here.
@@ -291,10 +389,20 @@ async fn create(
         from_status: None,
         to_status: Some(status),
         at_ms: chrono::Utc::now().timestamp_millis(),
+        payment: None,
+        cancel_reason: None,
     };
-    medify_actors::outbox::announce(&*state.bus, &state.store, order_id, 1, confirmed).await;
-    if let Err(e) = state.orders.apply(order_id, Command::Dispatch).await {
-        tracing::error!(order_id = %order_id, error = %e, "could not start dispatching");
+    medify_actors::outbox::announce(&*state.bus, &state.store, order_id, 1, vec![confirmed]).await;
+    let first = match first_step(
+        planned.needs_review,
+        payment_method == PaymentMethod::Online,
+    ) {
+        OrderEvent::AwaitPrescription => Command::AwaitPrescription,
+        OrderEvent::AwaitPayment => Command::AwaitPayment,
+        _ => Command::Dispatch,
+    };
+    if let Err(e) = state.orders.apply(order_id, first).await {
+        tracing::error!(order_id = %order_id, error = %e, "could not take the order's first step");
     }
     state
         .store
@@ -410,6 +518,21 @@ mod tests {
                 address: address.to_owned(),
             },
             pharmacy_id: None,
+            payment_method: PaymentChoice::Cod,
+            prescription_id: None,
+        }
+    }
+
+    const FOUND: Found = Found {
+        pharmacy: true,
+        prescription: true,
+        online_payments: true,
+    };
+
+    fn priced(price_cents: i64) -> Priced {
+        Priced {
+            price_cents,
+            rx_required: false,
         }
     }
 
@@ -425,13 +548,14 @@ mod tests {
     #[test]
     fn a_valid_request_is_priced_from_the_catalog() {
         let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
-        let catalog = HashMap::from([(a, 150), (b, 99)]);
+        let catalog = HashMap::from([(a, priced(150)), (b, priced(99))]);
         let planned = price(
             &request(&[(a, 2), (b, 1)], 12.97, "  1 MG Road "),
             &catalog,
-            true,
+            FOUND,
         )
         .expect("priced");
+        assert!(!planned.needs_review);
         assert_eq!(planned.total_cents, 399);
         assert_eq!(planned.address, "1 MG Road");
         let prices: Vec<i64> = planned.lines.iter().map(|l| l.price_cents).collect();
@@ -441,9 +565,15 @@ mod tests {
     #[test]
     fn every_problem_is_named_at_once() {
         let (a, unknown) = (Uuid::now_v7(), Uuid::now_v7());
-        let catalog = HashMap::from([(a, 150)]);
-        let body = request(&[(a, 0), (a, 1), (unknown, 1)], f64::NAN, "   ");
-        let fields = refused(price(&body, &catalog, false));
+        let catalog = HashMap::from([(a, priced(150))]);
+        let mut body = request(&[(a, 0), (a, 1), (unknown, 1)], f64::NAN, "   ");
+        body.payment_method = PaymentChoice::Online;
+        let nothing = Found {
+            pharmacy: false,
+            prescription: false,
+            online_payments: false,
+        };
+        let fields = refused(price(&body, &catalog, nothing));
         assert_eq!(
             fields,
             [
@@ -453,10 +583,12 @@ mod tests {
                 "delivery.lat",
                 "delivery.address",
                 "pharmacy_id",
+                "prescription_id",
+                "payment_method",
             ]
         );
         assert_eq!(
-            refused(price(&request(&[], 12.97, "x"), &catalog, true)),
+            refused(price(&request(&[], 12.97, "x"), &catalog, FOUND)),
             ["items"]
         );
     }

@@ -224,9 +224,8 @@ pub async fn relay_once(
         if batch.is_empty() {
             return Ok(total);
         }
-        for (seq, event) in batch {
-            let order_id = event.order_id.unwrap_or_default();
-            medify_actors::outbox::publish_and_mark(bus, store, order_id, seq, event).await?;
+        for (order_id, seq, events) in batch {
+            medify_actors::outbox::publish_and_mark(bus, store, order_id, seq, events).await?;
             total += 1;
         }
     }

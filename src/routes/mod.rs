@@ -12,6 +12,7 @@ pub mod notifications;
 pub mod openapi;
 pub mod orders;
 pub mod pages;
+pub mod payments;
 pub mod pharmacies;
 pub mod riders;
 pub mod users;
@@ -58,6 +59,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(orders::assign_order)
         .service(orders::order_trail)
         .service(orders::order_offers)
+        .service(orders::review_prescription)
+        .service(payments::payment_webhook)
         .service(notifications::list_notifications)
         .service(riders::list_riders)
         .service(dispatch::set_dispatch)

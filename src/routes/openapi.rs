@@ -8,7 +8,7 @@ use crate::catalog::Pharmacy;
 use crate::domain::Role;
 use crate::error::{FieldError, Problem};
 use crate::routes::{
-    auth, dispatch, health, medicines, notifications, orders, pharmacies, riders, users,
+    auth, dispatch, health, medicines, notifications, orders, payments, pharmacies, riders, users,
 };
 use crate::store::catalog::{Medicine, StockRow};
 use crate::store::notifications::Notification;
@@ -34,6 +34,7 @@ use crate::store::users::User;
         pharmacies::get_stock, pharmacies::put_stock,
         orders::place_order, orders::list_orders, orders::get_order, orders::cancel_order,
         orders::assign_order, orders::order_trail, orders::order_offers,
+        orders::review_prescription, payments::payment_webhook,
         notifications::list_notifications,
         riders::list_riders, dispatch::set_dispatch,
     ),
@@ -44,7 +45,10 @@ use crate::store::users::User;
         users::AdminNewUser, users::ProfilePatch, users::PhoneCode, Medicine, medicines::NewMedicine, medicines::MedicinePatch,
         Pharmacy, pharmacies::NewPharmacy, pharmacies::NearbyPharmacy, pharmacies::StockUpdate,
         pharmacies::StockLineIn, StockRow, OrderView, OrderItem, OrderPharmacy, OrderRider,
-        Delivery, orders::NewOrderRequest, orders::NewItem, orders::DeliveryIn,
+        Delivery, crate::store::orders::OrderPayment, orders::NewOrderRequest,
+        crate::app::placement::PaymentChoice, orders::PrescriptionReview,
+        crate::app::payment_reports::PaymentReport, crate::app::payment_reports::ReportKind,
+        payments::WebhookAck, orders::NewItem, orders::DeliveryIn,
         orders::AssignRequest, orders::Trail, crate::store::offers::OfferRow, Notification, riders::RiderStatus,
         riders::RiderLocation, dispatch::DispatchControl, dispatch::DispatchState,
     )),

@@ -185,18 +185,7 @@ pub async fn list_orders(
 
 /// Maps an order actor's refusal to the contract's errors.
 pub fn order_error(e: OrderError) -> ApiError {
-    match e {
-        OrderError::NotFound => ApiError::NotFound,
-        OrderError::Forbidden => ApiError::Forbidden,
-        OrderError::Conflict(detail) => ApiError::conflict(detail),
-        OrderError::Stale => ApiError::conflict("the order changed meanwhile; try again"),
-        OrderError::InvalidCode => ApiError::Unauthenticated {
-            code: "invalid_code",
-            detail: "wrong delivery code".into(),
-        },
-        OrderError::RateLimited(retry_after_s) => ApiError::RateLimited { retry_after_s },
-        OrderError::Storage(detail) => ApiError::Internal(anyhow::anyhow!(detail)),
-    }
+    ApiError::from(e)
 }
 
 /// Cancel an order (its customer before pick-up, or an admin). Reserved stock is released.
@@ -232,7 +221,78 @@ pub async fn cancel_order(
     }
     state
         .orders
-        .apply(order.id, Command::Cancel { by: user.id })
+        .apply(
+            order.id,
+            Command::Cancel {
+                by: user.id,
+                admin: user.role == Role::Admin,
+            },
+        )
+        .await
+        .map_err(order_error)?;
+    Ok(web::Json(visible_order(&state, &user, order.id).await?))
+}
+
+/// A pharmacist's decision on an order's prescription.
+#[derive(Deserialize, Serialize, ToSchema)]
+pub struct PrescriptionReview {
+    pub approve: bool,
+    /// Why the prescription is rejected (required when `approve` is false): 1 to 500
+    /// characters, told to the customer.
+    #[schema(min_length = 1, max_length = 500)]
+    pub reason: Option<String>,
+}
+
+/// Approve or reject the prescription of an order awaiting review (staff of the order's
+/// pharmacy, admins). Approval moves the order on to payment or dispatch; rejection
+/// cancels it (`cancel_reason: "prescription_rejected"`) and releases the stock.
+#[utoipa::path(
+    tag = "orders",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    request_body = PrescriptionReview,
+    responses(
+        (status = 200, body = OrderView),
+        (status = 400, description = "`invalid_json`: the body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`: no valid access token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: may see the order but not review it", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such order, or not one of this pharmacy's", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`conflict`: the order is not awaiting a prescription review", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`payload_too_large`: a body over 64 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "`unsupported_media_type`: a body that is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`: a rejection without a reason", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/api/v1/orders/{id}/prescription")]
+pub async fn review_prescription(
+    user: AuthUser,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+    body: ApiJson<PrescriptionReview>,
+) -> Result<web::Json<OrderView>, ApiError> {
+    let order = visible_order(&state, &user, *id).await?;
+    if !matches!(user.role, Role::Admin | Role::Pharmacy) {
+        return Err(ApiError::Forbidden);
+    }
+    let review = body.0;
+    let command = if review.approve {
+        Command::Approve { by: user.id }
+    } else {
+        let reason = review.reason.as_deref().map(str::trim).unwrap_or("");
+        if reason.is_empty() || reason.chars().count() > 500 {
+            return Err(ApiError::field(
+                "reason",
+                "a rejection needs a reason of 1 to 500 characters",
+            ));
+        }
+        Command::Reject {
+            by: user.id,
+            reason: reason.to_owned(),
+        }
+    };
+    state
+        .orders
+        .apply(order.id, command)
         .await
         .map_err(order_error)?;
     Ok(web::Json(visible_order(&state, &user, order.id).await?))

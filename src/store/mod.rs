@@ -57,6 +57,34 @@ pub enum Store {
     Postgres(PgPool),
 }
 
+/// Runs the SQLite migrations on one connection with foreign keys off, as SQLite's own
+/// procedure for rebuilding a table asks (a CHECK constraint cannot be changed in place,
+/// and dropping the old table with keys on would cascade into every table that refers to
+/// it), then checks every key before switching them on again.
+async fn migrate_sqlite(pool: &SqlitePool) -> Result<(), sqlx::migrate::MigrateError> {
+    let mut conn = pool.acquire().await?;
+    sqlx::query("PRAGMA foreign_keys = OFF")
+        .execute(&mut *conn)
+        .await?;
+    let ran = SQLITE_MIGRATIONS.run(&mut *conn).await;
+    let broken: Vec<(String, Option<i64>)> = sqlx::query_as("PRAGMA foreign_key_check")
+        .fetch_all(&mut *conn)
+        .await?;
+    sqlx::query("PRAGMA foreign_keys = ON")
+        .execute(&mut *conn)
+        .await?;
+    ran?;
+    if let Some((table, row)) = broken.first() {
+        return Err(sqlx::migrate::MigrateError::Execute(sqlx::Error::Protocol(
+            format!(
+                "after migrating, {} row(s) break a foreign key (first: {table} row {row:?})",
+                broken.len()
+            ),
+        )));
+    }
+    Ok(())
+}
+
 impl Store {
     /// Opens a pool. An SQLite file is created if it does not exist.
     pub async fn connect(settings: &DatabaseSettings) -> Result<Self, sqlx::Error> {
@@ -92,7 +120,7 @@ impl Store {
     pub async fn migrate(&self) -> Result<usize, sqlx::migrate::MigrateError> {
         let before = self.applied_migrations().await.unwrap_or(0);
         match self {
-            Self::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await?,
+            Self::Sqlite(pool) => migrate_sqlite(pool).await?,
             Self::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await?,
         }
         let after = self.applied_migrations().await.unwrap_or(before);
@@ -146,4 +174,84 @@ pub fn unique_violation(e: &sqlx::Error) -> Option<String> {
     // PostgreSQL names the constraint (`users_email_key`); SQLite says
     // "UNIQUE constraint failed: users.email".
     Some(db.constraint().unwrap_or(db.message()).to_owned())
+}
+
+#[cfg(test)]
+mod migration_tests {
+    use super::*;
+
+    /// A database at schema `version` with one delivered order, its line and its journal.
+    async fn database_at(version: i64) -> (SqlitePool, std::path::PathBuf) {
+        let path = std::env::temp_dir().join(format!("medify-migrate-{}.db", uuid::Uuid::now_v7()));
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
+            .expect("url")
+            .create_if_missing(true)
+            .foreign_keys(true);
+        let pool = SqlitePool::connect_with(options).await.expect("open");
+        let before = Migrator {
+            migrations: std::borrow::Cow::Owned(
+                SQLITE_MIGRATIONS
+                    .migrations
+                    .iter()
+                    .filter(|m| m.version <= version)
+                    .cloned()
+                    .collect(),
+            ),
+            ..Migrator::DEFAULT
+        };
+        before.run(&pool).await.expect("older migrations");
+        for sql in [
+            "INSERT INTO pharmacies VALUES (x'01', 'P', 12.9, 77.5, 'A', 1, '2026-01-01', '2026-01-01')",
+            "INSERT INTO users (id, name, email, role, created_at, updated_at) \
+             VALUES (x'02', 'C', 'c@x', 'customer', '2026-01-01', '2026-01-01')",
+            "INSERT INTO medicines (id, name, sku, price_cents, created_at, updated_at) \
+             VALUES (x'03', 'M', 'S', 100, '2026-01-01', '2026-01-01')",
+            "INSERT INTO orders (id, customer_id, pharmacy_id, status, total_cents, delivery_lat, \
+             delivery_lng, delivery_address, delivery_code, version, created_at, updated_at) \
+             VALUES (x'04', x'02', x'01', 'delivered', 100, 12.9, 77.5, 'A', '1234', 2, \
+             '2026-01-01', '2026-01-01')",
+            "INSERT INTO order_items VALUES (x'04', 0, x'03', 1, 100)",
+            "INSERT INTO order_events (order_id, seq, event, from_status, to_status, payload, created_at) \
+             VALUES (x'04', 1, 'create', NULL, 'confirmed', '{}', '2026-01-01')",
+        ] {
+            sqlx::query(sql).execute(&pool).await.expect(sql);
+        }
+        (pool, path)
+    }
+
+    #[actix_web::test]
+    async fn rebuilding_orders_keeps_every_row_that_refers_to_them() {
+        let (pool, path) = database_at(8).await;
+        migrate_sqlite(&pool).await.expect("migrated");
+        let lines: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM order_items")
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+        let journal: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM order_events")
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+        assert_eq!(
+            (lines, journal),
+            (1, 1),
+            "the rebuild cascaded into children"
+        );
+        let (method, status): (String, String) =
+            sqlx::query_as("SELECT payment_method, payment_status FROM orders")
+                .fetch_one(&pool)
+                .await
+                .expect("order");
+        assert_eq!((method.as_str(), status.as_str()), ("cod", "paid"));
+        // The new statuses are allowed, keys are on again and still point at orders.
+        sqlx::query("UPDATE orders SET status = 'awaiting_payment'")
+            .execute(&pool)
+            .await
+            .expect("new status");
+        let orphan = sqlx::query("INSERT INTO order_items VALUES (x'99', 0, x'03', 1, 100)")
+            .execute(&pool)
+            .await;
+        assert!(orphan.is_err(), "foreign keys are off after migrating");
+        pool.close().await;
+        let _ = std::fs::remove_file(path);
+    }
 }

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use medify_actors::geo::Point;
-use medify_actors::model::{OrderEvent, OrderStatus};
+use medify_actors::model::{CancelReason, OrderEvent, OrderStatus, PaymentMethod, PaymentStatus};
 use medify_actors::ports::{BoxFuture, JournalEntry, JournalError, OrderJournal, OrderRecord};
 use serde::Serialize;
 use sqlx::FromRow;
@@ -35,6 +35,11 @@ pub struct NewOrder {
     pub dispatch_deadline: DateTime<Utc>,
     /// The status it starts in, from the model ([`medify_actors::model::start`]).
     pub status: OrderStatus,
+    pub payment_method: PaymentMethod,
+    /// The payment provider's intent for an online payment.
+    pub payment_intent_id: Option<String>,
+    /// The approved-to-be prescription of an order with prescription-only items.
+    pub prescription_id: Option<Uuid>,
 }
 
 /// An open order on the ops map.
@@ -65,6 +70,11 @@ struct OrderRow {
     dispatch_deadline: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    payment_method: String,
+    payment_status: String,
+    payment_intent_id: Option<String>,
+    cancel_reason: Option<String>,
+    prescription_id: Option<Uuid>,
     pharmacy_name: String,
     pharmacy_lat: f64,
     pharmacy_lng: f64,
@@ -73,7 +83,8 @@ struct OrderRow {
 
 const ORDER_SELECT: &str = "SELECT o.id, o.status, o.customer_id, o.pharmacy_id, o.rider_id, o.total_cents, \
      o.delivery_lat, o.delivery_lng, o.delivery_address, o.delivery_code, o.code_failures, o.version, \
-     o.dispatch_deadline, o.created_at, o.updated_at, p.name AS pharmacy_name, p.lat AS pharmacy_lat, \
+     o.dispatch_deadline, o.created_at, o.updated_at, o.payment_method, o.payment_status, \
+     o.payment_intent_id, o.cancel_reason, o.prescription_id, p.name AS pharmacy_name, p.lat AS pharmacy_lat, \
      p.lng AS pharmacy_lng, u.name AS rider_name \
      FROM orders o JOIN pharmacies p ON p.id = o.pharmacy_id LEFT JOIN users u ON u.id = o.rider_id";
 
@@ -107,6 +118,19 @@ pub struct OrderRider {
     pub name: String,
 }
 
+/// How an order is paid, and where the money is.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct OrderPayment {
+    #[schema(value_type = String, example = "online")]
+    pub method: PaymentMethod,
+    /// `pending`, `paid`, `failed`, `refund_pending` or `refunded`.
+    #[schema(value_type = String, example = "pending")]
+    pub status: PaymentStatus,
+    /// Online payments: what the customer's app hands to the provider's checkout.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub intent_id: Option<String>,
+}
+
 /// An order as the API shows it. `delivery_code` is absent unless the caller asks for the
 /// customer's view ([`OrderView::with_delivery_code`]): a new way of showing an order can
 /// only leak the code by asking for it.
@@ -121,6 +145,13 @@ pub struct OrderView {
     pub total_cents: i64,
     pub delivery: Delivery,
     pub rider: Option<OrderRider>,
+    pub payment: OrderPayment,
+    /// The prescription an order with prescription-only items was placed with.
+    pub prescription_id: Option<Uuid>,
+    /// Why a cancelled order was cancelled: `customer`, `admin`, `prescription_rejected`
+    /// or `payment_failed`; null otherwise.
+    #[schema(value_type = Option<String>, example = "customer")]
+    pub cancel_reason: Option<CancelReason>,
     /// Only in the customer's and admins' views.
     pub delivery_code: Option<String>,
     pub created_at: DateTime<Utc>,
@@ -169,6 +200,22 @@ fn status_of(raw: &str) -> Result<OrderStatus, sqlx::Error> {
         .ok_or_else(|| sqlx::Error::Decode(format!("unknown order status {raw:?}").into()))
 }
 
+fn decoded<T>(parsed: Option<T>, what: &str, raw: &str) -> Result<T, sqlx::Error> {
+    parsed.ok_or_else(|| sqlx::Error::Decode(format!("unknown {what} {raw:?}").into()))
+}
+
+fn payment_of(method: &str, status: &str) -> Result<(PaymentMethod, PaymentStatus), sqlx::Error> {
+    Ok((
+        decoded(PaymentMethod::parse(method), "payment method", method)?,
+        decoded(PaymentStatus::parse(status), "payment status", status)?,
+    ))
+}
+
+fn reason_of(raw: Option<&str>) -> Result<Option<CancelReason>, sqlx::Error> {
+    raw.map(|r| decoded(CancelReason::parse(r), "cancel reason", r))
+        .transpose()
+}
+
 impl OrderRow {
     fn record(self) -> Result<OrderRecord, sqlx::Error> {
         let point = |lat, lng| {
@@ -190,10 +237,15 @@ impl OrderRow {
             dropoff: point(self.delivery_lat, self.delivery_lng)?,
             confirmed_at_ms: self.created_at.timestamp_millis(),
             status_since_ms: self.updated_at.timestamp_millis(),
+            total_cents: self.total_cents,
+            payment_method: payment_of(&self.payment_method, &self.payment_status)?.0,
+            payment_status: payment_of(&self.payment_method, &self.payment_status)?.1,
+            cancel_reason: reason_of(self.cancel_reason.as_deref())?,
         })
     }
 
     fn view(self, items: Vec<OrderItem>) -> Result<OrderView, sqlx::Error> {
+        let (method, status) = payment_of(&self.payment_method, &self.payment_status)?;
         Ok(OrderView {
             id: self.id,
             status: status_of(&self.status)?,
@@ -215,6 +267,13 @@ impl OrderRow {
                 (Some(id), Some(name)) => Some(OrderRider { id, name }),
                 _ => None,
             },
+            payment: OrderPayment {
+                method,
+                status,
+                intent_id: self.payment_intent_id,
+            },
+            prescription_id: self.prescription_id,
+            cancel_reason: reason_of(self.cancel_reason.as_deref())?,
             delivery_code: None,
             code: self.delivery_code,
             created_at: self.created_at,
@@ -234,7 +293,8 @@ impl Store {
             sqlx::query(
                 "INSERT INTO orders (id, customer_id, pharmacy_id, status, total_cents, delivery_lat, \
                  delivery_lng, delivery_address, delivery_code, code_failures, version, dispatch_deadline, \
-                 created_at, updated_at) VALUES ($1, $2, $3, $11, $4, $5, $6, $7, $8, 0, 1, $9, $10, $10)",
+                 created_at, updated_at, payment_method, payment_status, payment_intent_id, prescription_id) \
+                 VALUES ($1, $2, $3, $11, $4, $5, $6, $7, $8, 0, 1, $9, $10, $10, $12, 'pending', $13, $14)",
             )
             .bind(o.id)
             .bind(o.customer_id)
@@ -247,6 +307,9 @@ impl Store {
             .bind(o.dispatch_deadline)
             .bind(at)
             .bind(status)
+            .bind(o.payment_method.as_str())
+            .bind(&o.payment_intent_id)
+            .bind(o.prescription_id)
             .execute(&mut *tx)
             .await?;
             for (line, item) in o.lines.iter().enumerate() {
@@ -373,6 +436,65 @@ impl Store {
     }
 
     /// The GPS trail recorded for an order: `(lat, lng, ts)` oldest first.
+    /// Whether prescription `id` is one `customer` uploaded.
+    pub async fn is_prescription_of(&self, id: Uuid, customer: Uuid) -> Result<bool, sqlx::Error> {
+        let found: Option<i64> = on_pool!(self, |pool| {
+            sqlx::query_scalar("SELECT 1 FROM prescriptions WHERE id = $1 AND customer_id = $2")
+                .bind(id)
+                .bind(customer)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(found.is_some())
+    }
+
+    /// The order an online payment intent belongs to.
+    pub async fn order_of_intent(&self, intent_id: &str) -> Result<Option<Uuid>, sqlx::Error> {
+        on_pool!(self, |pool| {
+            sqlx::query_scalar("SELECT id FROM orders WHERE payment_intent_id = $1")
+                .bind(intent_id)
+                .fetch_optional(pool)
+                .await
+        })
+    }
+
+    /// Records a payment provider's event id; false if it was recorded before (the
+    /// report is a repeat and must have no second effect).
+    pub async fn claim_payment_event(
+        &self,
+        event_id: &str,
+        kind: &str,
+        order_id: Uuid,
+    ) -> Result<bool, sqlx::Error> {
+        let at = now();
+        let n = on_pool!(self, |pool| {
+            sqlx::query(
+                "INSERT INTO payment_events (id, kind, order_id, received_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(event_id)
+            .bind(kind)
+            .bind(order_id)
+            .bind(at)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(n == 1)
+    }
+
+    /// Forgets a claimed event id whose effect could not be made, so the provider's
+    /// retry is not taken for a repeat.
+    pub async fn release_payment_event(&self, event_id: &str) -> Result<(), sqlx::Error> {
+        on_pool!(self, |pool| {
+            sqlx::query("DELETE FROM payment_events WHERE id = $1")
+                .bind(event_id)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
     /// How many orders `customer` has that are not delivered, cancelled or failed.
     pub async fn open_orders_of(&self, customer: Uuid) -> Result<i64, sqlx::Error> {
         on_pool!(self, |pool| {
@@ -548,9 +670,56 @@ struct UnpublishedRow {
     from_status: Option<String>,
     to_status: String,
     created_at: DateTime<Utc>,
+    payment_status: Option<String>,
     customer_id: Uuid,
     pharmacy_id: Uuid,
     rider_id: Option<Uuid>,
+    cancel_reason: Option<String>,
+}
+
+impl UnpublishedRow {
+    /// The events the entry announces, as the order actor built them: the order event
+    /// when the status moved, a `payment.*` event when the payment did.
+    fn events(self) -> Result<Vec<medify_actors::ports::Event>, sqlx::Error> {
+        use medify_actors::ports::{order_event_id, payment_event_id, Event, EventKind};
+        let to = status_of(&self.to_status)?;
+        let from = self.from_status.as_deref().map(status_of).transpose()?;
+        let payment = self
+            .payment_status
+            .as_deref()
+            .map(|p| decoded(PaymentStatus::parse(p), "payment status", p))
+            .transpose()?;
+        let base = Event {
+            id: order_event_id(self.order_id, self.seq),
+            kind: medify_actors::order::event_kind(to),
+            order_id: Some(self.order_id),
+            customer_id: Some(self.customer_id),
+            rider_id: self.rider_id,
+            pharmacy_id: Some(self.pharmacy_id),
+            from_status: from,
+            to_status: Some(to),
+            at_ms: self.created_at.timestamp_millis(),
+            payment: None,
+            cancel_reason: if to == OrderStatus::Cancelled {
+                reason_of(self.cancel_reason.as_deref())?
+            } else {
+                None
+            },
+        };
+        let mut events = Vec::with_capacity(2);
+        if from != Some(to) {
+            events.push(base.clone());
+        }
+        if let Some((status, kind)) = payment.and_then(|p| Some((p, EventKind::of_payment(p)?))) {
+            events.push(Event {
+                id: payment_event_id(self.order_id, self.seq),
+                kind,
+                payment: Some(status),
+                ..base
+            });
+        }
+        Ok(events)
+    }
 }
 
 impl Store {
@@ -575,11 +744,12 @@ impl Store {
         &self,
         before: DateTime<Utc>,
         limit: i64,
-    ) -> Result<Vec<(i32, medify_actors::ports::Event)>, sqlx::Error> {
+    ) -> Result<Vec<(Uuid, i32, Vec<medify_actors::ports::Event>)>, sqlx::Error> {
         let rows: Vec<UnpublishedRow> = on_pool!(self, |pool| {
             sqlx::query_as(
-                "SELECT e.order_id, e.seq, e.from_status, e.to_status, e.created_at, o.customer_id, \
-                 o.pharmacy_id, o.rider_id FROM order_events e JOIN orders o ON o.id = e.order_id \
+                "SELECT e.order_id, e.seq, e.from_status, e.to_status, e.created_at, e.payment_status, \
+                 o.customer_id, o.pharmacy_id, o.rider_id, o.cancel_reason \
+                 FROM order_events e JOIN orders o ON o.id = e.order_id \
                  WHERE e.published_at IS NULL AND e.created_at <= $1 ORDER BY e.created_at, e.seq LIMIT $2",
             )
             .bind(before)
@@ -587,26 +757,9 @@ impl Store {
             .fetch_all(pool)
             .await?
         });
-        let mut out = Vec::with_capacity(rows.len());
-        for r in rows {
-            let to = status_of(&r.to_status)?;
-            let from = r.from_status.as_deref().map(status_of).transpose()?;
-            out.push((
-                r.seq,
-                medify_actors::ports::Event {
-                    id: medify_actors::ports::order_event_id(r.order_id, r.seq),
-                    kind: medify_actors::order::event_kind(to),
-                    order_id: Some(r.order_id),
-                    customer_id: Some(r.customer_id),
-                    rider_id: r.rider_id,
-                    pharmacy_id: Some(r.pharmacy_id),
-                    from_status: from,
-                    to_status: Some(to),
-                    at_ms: r.created_at.timestamp_millis(),
-                },
-            ));
-        }
-        Ok(out)
+        rows.into_iter()
+            .map(|r| Ok((r.order_id, r.seq, r.events()?)))
+            .collect()
     }
 }
 
@@ -629,8 +782,12 @@ impl OrderJournal for Store {
             let next = e.expected_version + 1;
             let appended = on_pool!(self, |pool| {
                 let mut tx = pool.begin().await.map_err(journal)?;
+                // A change that leaves the status (a refund) keeps the status's clock.
                 let n = sqlx::query(
-                    "UPDATE orders SET status = $3, rider_id = $4, version = $5, updated_at = $6 \
+                    "UPDATE orders SET status = $3, rider_id = $4, version = $5, \
+                     updated_at = CASE WHEN status = $3 THEN updated_at ELSE $6 END, \
+                     payment_status = COALESCE($7, payment_status), \
+                     cancel_reason = COALESCE($8, cancel_reason) \
                      WHERE id = $1 AND version = $2",
                 )
                 .bind(e.order_id)
@@ -639,6 +796,8 @@ impl OrderJournal for Store {
                 .bind(e.rider_id)
                 .bind(next)
                 .bind(at)
+                .bind(e.payment.map(PaymentStatus::as_str))
+                .bind(e.cancel_reason.map(CancelReason::as_str))
                 .execute(&mut *tx)
                 .await
                 .map_err(journal)?
@@ -647,8 +806,8 @@ impl OrderJournal for Store {
                     return Ok(None);
                 }
                 sqlx::query(
-                    "INSERT INTO order_events (order_id, seq, event, from_status, to_status, actor_id, payload, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    "INSERT INTO order_events (order_id, seq, event, from_status, to_status, actor_id, payload, \
+                     created_at, payment_status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                 )
                 .bind(e.order_id)
                 .bind(next)
@@ -656,8 +815,11 @@ impl OrderJournal for Store {
                 .bind(e.from.as_str())
                 .bind(e.to.as_str())
                 .bind(e.actor_id)
-                .bind(sqlx::types::Json(serde_json::json!({"rider_id": e.rider_id})))
+                .bind(sqlx::types::Json(
+                    serde_json::json!({"rider_id": e.rider_id, "note": e.note}),
+                ))
                 .bind(at)
+                .bind(e.payment.map(PaymentStatus::as_str))
                 .execute(&mut *tx)
                 .await
                 .map_err(journal)?;
@@ -728,6 +890,13 @@ mod tests {
                 address: "A".into(),
             },
             rider: None,
+            payment: OrderPayment {
+                method: PaymentMethod::Cod,
+                status: PaymentStatus::Pending,
+                intent_id: None,
+            },
+            prescription_id: None,
+            cancel_reason: None,
             delivery_code: None,
             created_at: Utc::now(),
             updated_at: Utc::now(),

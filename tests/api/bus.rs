@@ -26,6 +26,8 @@ fn event(customer: Uuid) -> Event {
         from_status: Some(OrderStatus::Dispatching),
         to_status: Some(OrderStatus::Cancelled),
         at_ms: 0,
+        payment: None,
+        cancel_reason: None,
     }
 }
 

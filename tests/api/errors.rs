@@ -56,7 +56,9 @@ async fn every_json_endpoint_answers_bad_bodies_with_problems(app: TestApp) {
     let mut checked = Vec::new();
     for (path, item) in paths {
         for (method, op) in item.as_object().expect("path item") {
-            if op.get("requestBody").is_none() {
+            // The payment webhook refuses an unsigned body (400 `invalid_signature`)
+            // before reading it: its own tests cover it.
+            if op.get("requestBody").is_none() || path == "/api/v1/payments/webhook" {
                 continue;
             }
             let concrete = fill_path_params(path);

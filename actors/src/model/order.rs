@@ -12,6 +12,10 @@ use uuid::Uuid;
 pub enum OrderStatus {
     /// Stock reserved.
     Confirmed,
+    /// A pharmacist of the pharmacy must approve the prescription first.
+    AwaitingPrescription,
+    /// Paid online: waiting for the payment provider's word.
+    AwaitingPayment,
     /// Looking for a rider.
     Dispatching,
     /// A rider accepted.
@@ -20,13 +24,17 @@ pub enum OrderStatus {
     PickedUp,
     Delivered,
     Cancelled,
-    /// No rider accepted within the dispatch timeout.
+    /// No rider accepted within the dispatch timeout, or the prescription was not reviewed
+    /// or the payment not made in time.
     Failed,
 }
 
 impl OrderStatus {
-    pub const ALL: [OrderStatus; 7] = [
+    /// Every status, in the order of an order's life.
+    pub const ALL: [OrderStatus; 9] = [
         Self::Confirmed,
+        Self::AwaitingPrescription,
+        Self::AwaitingPayment,
         Self::Dispatching,
         Self::Assigned,
         Self::PickedUp,
@@ -38,6 +46,8 @@ impl OrderStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Confirmed => "confirmed",
+            Self::AwaitingPrescription => "awaiting_prescription",
+            Self::AwaitingPayment => "awaiting_payment",
             Self::Dispatching => "dispatching",
             Self::Assigned => "assigned",
             Self::PickedUp => "picked_up",
@@ -82,6 +92,25 @@ pub enum OrderEvent {
     Fail,
     /// The assigned rider did not pick the order up in time: it looks for another.
     PickupTimeout,
+    /// The order waits for a pharmacist's review of its prescription.
+    AwaitPrescription,
+    /// The order waits for its online payment.
+    AwaitPayment,
+    /// The pharmacist approved the prescription; `payment_due` when an online payment
+    /// must still come before dispatch.
+    Approve {
+        payment_due: bool,
+    },
+    /// The pharmacist rejected the prescription.
+    Reject,
+    /// Nobody reviewed the prescription in time.
+    ReviewTimeout,
+    /// The provider reported the payment made.
+    PaymentSucceeded,
+    /// The provider reported the payment failed.
+    PaymentFailed,
+    /// No payment arrived in time.
+    PaymentTimeout,
 }
 
 impl OrderEvent {
@@ -95,7 +124,27 @@ impl OrderEvent {
             Self::Cancel => "cancel",
             Self::Fail => "fail",
             Self::PickupTimeout => "pickup_timeout",
+            Self::AwaitPrescription => "await_prescription",
+            Self::AwaitPayment => "await_payment",
+            Self::Approve { .. } => "approve",
+            Self::Reject => "reject",
+            Self::ReviewTimeout => "review_timeout",
+            Self::PaymentSucceeded => "payment_succeeded",
+            Self::PaymentFailed => "payment_failed",
+            Self::PaymentTimeout => "payment_timeout",
         }
+    }
+}
+
+/// The first step of a new order: a prescription review if any item needs one, else the
+/// online payment if it is paid online, else dispatch.
+pub fn first_step(needs_review: bool, pays_online: bool) -> OrderEvent {
+    if needs_review {
+        OrderEvent::AwaitPrescription
+    } else if pays_online {
+        OrderEvent::AwaitPayment
+    } else {
+        OrderEvent::Dispatch
     }
 }
 
@@ -123,10 +172,26 @@ pub fn transition(from: OrderStatus, event: OrderEvent) -> Result<OrderStatus, I
     use OrderStatus as S;
     let to = match (from, event) {
         (S::Confirmed, E::Dispatch) => S::Dispatching,
+        (S::Confirmed, E::AwaitPrescription) => S::AwaitingPrescription,
+        (S::Confirmed, E::AwaitPayment) => S::AwaitingPayment,
+        (S::AwaitingPrescription, E::Approve { payment_due: true }) => S::AwaitingPayment,
+        (S::AwaitingPrescription, E::Approve { payment_due: false }) => S::Dispatching,
+        (S::AwaitingPrescription, E::Reject) => S::Cancelled,
+        (S::AwaitingPrescription, E::ReviewTimeout) => S::Failed,
+        (S::AwaitingPayment, E::PaymentSucceeded) => S::Dispatching,
+        (S::AwaitingPayment, E::PaymentFailed) => S::Cancelled,
+        (S::AwaitingPayment, E::PaymentTimeout) => S::Failed,
         (S::Dispatching, E::Assign { .. }) => S::Assigned,
         (S::Assigned, E::PickUp) => S::PickedUp,
         (S::PickedUp, E::Deliver) => S::Delivered,
-        (S::Confirmed | S::Dispatching | S::Assigned, E::Cancel) => S::Cancelled,
+        (
+            S::Confirmed
+            | S::AwaitingPrescription
+            | S::AwaitingPayment
+            | S::Dispatching
+            | S::Assigned,
+            E::Cancel,
+        ) => S::Cancelled,
         (S::Confirmed | S::Dispatching, E::Fail) => S::Failed,
         (S::Assigned, E::PickupTimeout) => S::Dispatching,
         _ => return Err(IllegalTransition { from, event }),
@@ -150,6 +215,15 @@ mod tests {
             OrderEvent::Cancel,
             OrderEvent::Fail,
             OrderEvent::PickupTimeout,
+            OrderEvent::AwaitPrescription,
+            OrderEvent::AwaitPayment,
+            OrderEvent::Approve { payment_due: true },
+            OrderEvent::Approve { payment_due: false },
+            OrderEvent::Reject,
+            OrderEvent::ReviewTimeout,
+            OrderEvent::PaymentSucceeded,
+            OrderEvent::PaymentFailed,
+            OrderEvent::PaymentTimeout,
         ]
     }
 
@@ -159,12 +233,31 @@ mod tests {
         let allowed = |from: S, event: OrderEvent| -> Option<S> {
             match (from, event) {
                 (S::Confirmed, OrderEvent::Dispatch) => Some(S::Dispatching),
+                (S::Confirmed, OrderEvent::AwaitPrescription) => Some(S::AwaitingPrescription),
+                (S::Confirmed, OrderEvent::AwaitPayment) => Some(S::AwaitingPayment),
+                (S::AwaitingPrescription, OrderEvent::Approve { payment_due }) => {
+                    Some(if payment_due {
+                        S::AwaitingPayment
+                    } else {
+                        S::Dispatching
+                    })
+                }
+                (S::AwaitingPrescription, OrderEvent::Reject) => Some(S::Cancelled),
+                (S::AwaitingPrescription, OrderEvent::ReviewTimeout) => Some(S::Failed),
+                (S::AwaitingPayment, OrderEvent::PaymentSucceeded) => Some(S::Dispatching),
+                (S::AwaitingPayment, OrderEvent::PaymentFailed) => Some(S::Cancelled),
+                (S::AwaitingPayment, OrderEvent::PaymentTimeout) => Some(S::Failed),
                 (S::Dispatching, OrderEvent::Assign { .. }) => Some(S::Assigned),
                 (S::Assigned, OrderEvent::PickUp) => Some(S::PickedUp),
                 (S::PickedUp, OrderEvent::Deliver) => Some(S::Delivered),
-                (S::Confirmed | S::Dispatching | S::Assigned, OrderEvent::Cancel) => {
-                    Some(S::Cancelled)
-                }
+                (
+                    S::Confirmed
+                    | S::AwaitingPrescription
+                    | S::AwaitingPayment
+                    | S::Dispatching
+                    | S::Assigned,
+                    OrderEvent::Cancel,
+                ) => Some(S::Cancelled),
                 (S::Confirmed | S::Dispatching, OrderEvent::Fail) => Some(S::Failed),
                 (S::Assigned, OrderEvent::PickupTimeout) => Some(S::Dispatching),
                 _ => None,
@@ -187,7 +280,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(legal, 10);
+        assert_eq!(legal, 21);
     }
 
     #[test]
@@ -196,6 +289,24 @@ mod tests {
             let expected = (event == OrderEvent::Create).then_some(OrderStatus::Confirmed);
             assert_eq!(start(event), expected, "{event:?}");
         }
+    }
+
+    #[test]
+    fn the_first_step_reviews_then_takes_payment_then_dispatches() {
+        assert_eq!(first_step(true, true), OrderEvent::AwaitPrescription);
+        assert_eq!(first_step(true, false), OrderEvent::AwaitPrescription);
+        assert_eq!(first_step(false, true), OrderEvent::AwaitPayment);
+        assert_eq!(first_step(false, false), OrderEvent::Dispatch);
+        // An rx order paid online: review, then payment, then dispatch.
+        let mut status = OrderStatus::Confirmed;
+        for event in [
+            first_step(true, true),
+            OrderEvent::Approve { payment_due: true },
+            OrderEvent::PaymentSucceeded,
+        ] {
+            status = transition(status, event).expect("legal");
+        }
+        assert_eq!(status, OrderStatus::Dispatching);
     }
 
     #[test]
