@@ -327,7 +327,7 @@ impl EventHandler for TrackingFanout {
                 self.watchers.status(
                     order,
                     medify_actors::tracking::TrackFrame::Status {
-                        status: to.as_str().to_owned(),
+                        status: to,
                         at: at.to_rfc3339(),
                     },
                 );

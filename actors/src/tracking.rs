@@ -10,31 +10,11 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use actix::prelude::*;
-use serde::Serialize;
 use uuid::Uuid;
 
 use crate::lock;
-
-/// A frame for a tracking socket.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum TrackFrame {
-    RiderLocation {
-        lat: f64,
-        lng: f64,
-        ts: i64,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        heading: Option<f64>,
-        eta_s: Option<i64>,
-    },
-    Status {
-        status: String,
-        /// RFC 3339.
-        at: String,
-    },
-    /// The rider, after pick-up, came within 300 m of the drop-off (once per order).
-    Arriving { eta_s: i64 },
-}
+/// The frames a slot holds; declared with the rest of the wire protocol.
+pub use crate::protocol::track::TrackFrame;
 
 /// Wakes a tracking socket: something is waiting in its slot.
 #[derive(Message, Debug, Clone, Copy)]

@@ -43,14 +43,25 @@ pub struct NewOrder {
 }
 
 /// An open order on the ops map.
-#[derive(Debug, Clone, FromRow)]
+#[derive(Debug, Clone)]
 pub struct OrderPin {
     pub id: Uuid,
-    pub status: String,
+    pub status: OrderStatus,
     pub pickup_lat: f64,
     pub pickup_lng: f64,
     pub dropoff_lat: f64,
     pub dropoff_lng: f64,
+}
+
+/// An [`OrderPin`] as stored (the status still text).
+#[derive(FromRow)]
+struct PinRow {
+    id: Uuid,
+    status: String,
+    pickup_lat: f64,
+    pickup_lng: f64,
+    dropoff_lat: f64,
+    dropoff_lng: f64,
 }
 
 #[derive(FromRow)]
@@ -373,7 +384,7 @@ impl Store {
     /// Up to `limit` open orders (oldest first) with where they go from and to: the ops
     /// map's picture, read once per frame for every admin watching, not per message.
     pub async fn open_order_pins(&self, limit: i64) -> Result<Vec<OrderPin>, sqlx::Error> {
-        on_pool!(self, |pool| {
+        let rows: Vec<PinRow> = on_pool!(self, |pool| {
             sqlx::query_as(
                 "SELECT o.id, o.status, p.lat AS pickup_lat, p.lng AS pickup_lng, \
                  o.delivery_lat AS dropoff_lat, o.delivery_lng AS dropoff_lng \
@@ -384,7 +395,19 @@ impl Store {
             .bind(limit)
             .fetch_all(pool)
             .await
-        })
+        })?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(OrderPin {
+                    id: r.id,
+                    status: status_of(&r.status)?,
+                    pickup_lat: r.pickup_lat,
+                    pickup_lng: r.pickup_lng,
+                    dropoff_lat: r.dropoff_lat,
+                    dropoff_lng: r.dropoff_lng,
+                })
+            })
+            .collect()
     }
 
     /// A page of orders in `scope`, newest first, and how many there are.

@@ -17,8 +17,11 @@ use actix_web::{get, web, HttpRequest, HttpResponse};
 use actix_web_actors::ws::{self, ProtocolError};
 use h3o::{CellIndex, LatLng, Resolution};
 use medify_actors::fleet::{Fleet, RiderView};
-use medify_actors::model::RiderState;
-use serde_json::{json, Value};
+use medify_actors::model::{OrderStatus, RiderState};
+use medify_actors::protocol::ops::{
+    CellCounts, CellFeature, CellLayer, Counters, Fleet as FleetFrame, FleetOrder, FleetRider,
+    Hexagon, Spot,
+};
 use tokio::sync::watch;
 
 use crate::auth::AuthUser;
@@ -75,7 +78,12 @@ impl OpsFeed {
                 match store.open_order_pins(MAX_ORDERS).await {
                     Ok(orders) => {
                         let frame = fleet_frame(at, &fleet.views(), &orders);
-                        frames.send_replace(Arc::from(frame.to_string()));
+                        match serde_json::to_string(&frame) {
+                            Ok(text) => {
+                                frames.send_replace(Arc::from(text));
+                            }
+                            Err(e) => tracing::error!(error = %e, "could not encode an ops frame"),
+                        }
                     }
                     Err(e) => tracing::warn!(error = %e, "ops frame skipped: open orders not read"),
                 }
@@ -95,16 +103,21 @@ fn cell_of(lat: f64, lng: f64) -> Option<CellIndex> {
 }
 
 /// A hexagon as a GeoJSON feature with its supply and demand.
-fn cell_feature(cell: CellIndex, supply: u32, demand: u32) -> Value {
+fn cell_feature(cell: CellIndex, supply: u32, demand: u32) -> CellFeature {
     let mut ring: Vec<[f64; 2]> = cell.boundary().iter().map(|p| [p.lng(), p.lat()]).collect();
     if let Some(&first) = ring.first() {
         ring.push(first); // GeoJSON rings are closed.
     }
-    json!({
-        "type": "Feature",
-        "geometry": {"type": "Polygon", "coordinates": [ring]},
-        "properties": {"cell": cell.to_string(), "supply": supply, "demand": demand},
-    })
+    CellFeature {
+        geometry: Hexagon {
+            coordinates: [ring],
+        },
+        properties: CellCounts {
+            cell: cell.to_string(),
+            supply,
+            demand,
+        },
+    }
 }
 
 /// The `fleet` frame for the moment `at`.
@@ -112,7 +125,7 @@ pub fn fleet_frame(
     at: chrono::DateTime<chrono::Utc>,
     riders: &[RiderView],
     orders: &[OrderPin],
-) -> Value {
+) -> FleetFrame {
     let online: Vec<&RiderView> = riders.iter().filter(|r| r.online).collect();
     let count = |state: RiderState| online.iter().filter(|r| r.state == state).count();
     let mut cells: HashMap<CellIndex, (u32, u32)> = HashMap::new();
@@ -123,44 +136,57 @@ pub fn fleet_frame(
     }
     for order in orders
         .iter()
-        .filter(|o| matches!(o.status.as_str(), "confirmed" | "dispatching"))
+        .filter(|o| matches!(o.status, OrderStatus::Confirmed | OrderStatus::Dispatching))
     {
         if let Some(cell) = cell_of(order.pickup_lat, order.pickup_lng) {
             cells.entry(cell).or_default().1 += 1;
         }
     }
-    let features: Vec<Value> = cells
+    let features = cells
         .into_iter()
         .map(|(cell, (supply, demand))| cell_feature(cell, supply, demand))
         .collect();
-    let mut frame = json!({
-        "type": "fleet",
-        "at": at.to_rfc3339(),
-        "counters": {
-            "riders_online": online.len(),
-            "riders_free": count(RiderState::Free),
-            "riders_offered": count(RiderState::Offered),
-            "riders_on_delivery": count(RiderState::OnDelivery),
-            "orders_open": orders.len(),
-        },
-        "orders": orders.iter().map(|o| json!({
-            "id": o.id,
-            "status": o.status,
-            "pickup": {"lat": o.pickup_lat, "lng": o.pickup_lng},
-            "dropoff": {"lat": o.dropoff_lat, "lng": o.dropoff_lng},
-        })).collect::<Vec<_>>(),
-        "cells": {"type": "FeatureCollection", "features": features},
-    });
-    if online.len() <= MAX_LISTED_RIDERS {
-        frame["riders"] = online
+    let riders = (online.len() <= MAX_LISTED_RIDERS).then(|| {
+        online
             .iter()
             .filter_map(|r| {
                 let at = r.last_location?;
-                Some(json!({"id": r.id, "lat": at.lat, "lng": at.lng, "state": r.state}))
+                Some(FleetRider {
+                    id: r.id,
+                    lat: at.lat,
+                    lng: at.lng,
+                    state: r.state,
+                })
             })
-            .collect();
+            .collect()
+    });
+    FleetFrame {
+        at: at.to_rfc3339(),
+        counters: Counters {
+            riders_online: online.len(),
+            riders_free: count(RiderState::Free),
+            riders_offered: count(RiderState::Offered),
+            riders_on_delivery: count(RiderState::OnDelivery),
+            orders_open: orders.len(),
+        },
+        riders,
+        orders: orders
+            .iter()
+            .map(|o| FleetOrder {
+                id: o.id,
+                status: o.status,
+                pickup: Spot {
+                    lat: o.pickup_lat,
+                    lng: o.pickup_lng,
+                },
+                dropoff: Spot {
+                    lat: o.dropoff_lat,
+                    lng: o.dropoff_lng,
+                },
+            })
+            .collect(),
+        cells: CellLayer { features },
     }
-    frame
 }
 
 /// A frame from the feed.
@@ -247,6 +273,11 @@ mod tests {
     use medify_actors::fleet::LastLocation;
     use uuid::Uuid;
 
+    /// The frame as the socket sends it.
+    fn wire(frame: FleetFrame) -> serde_json::Value {
+        serde_json::to_value(frame).expect("json")
+    }
+
     fn free_rider(lat: f64, lng: f64) -> RiderView {
         let mut view = RiderView::new(Uuid::now_v7());
         view.online = true;
@@ -261,7 +292,7 @@ mod tests {
         let small: Vec<RiderView> = (0..MAX_LISTED_RIDERS)
             .map(|i| free_rider(12.9 + i as f64 * 1e-5, 77.6))
             .collect();
-        let frame = fleet_frame(chrono::Utc::now(), &small, &[]);
+        let frame = wire(fleet_frame(chrono::Utc::now(), &small, &[]));
         assert_eq!(
             frame["riders"].as_array().map(Vec::len),
             Some(MAX_LISTED_RIDERS)
@@ -269,7 +300,7 @@ mod tests {
 
         let mut big = small;
         big.push(free_rider(12.95, 77.6));
-        let frame = fleet_frame(chrono::Utc::now(), &big, &[]);
+        let frame = wire(fleet_frame(chrono::Utc::now(), &big, &[]));
         assert!(
             frame.get("riders").is_none(),
             "riders listed past the limit"

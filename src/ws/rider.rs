@@ -17,13 +17,10 @@ use actix::prelude::*;
 use actix_http::ws::{CloseCode, CloseReason, Frame, Message, ProtocolError};
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use bytes::{Bytes, BytesMut};
-use medify_actors::geo::Point;
-use medify_actors::model::Fix;
 use medify_actors::protocol::Outbound;
 use medify_actors::rider::{
     Attach, Detach, Locations, ReportStatus, RespondToOffer, RiderSession, SetAvailable, ToSocket,
 };
-use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::auth::AuthUser;
@@ -36,78 +33,16 @@ use crate::ws::conn::{payload_frames, Flushed, Frames, Outbox};
 use crate::ws::rider_queue::{Pending, RiderQueue, Shed};
 use crate::ws::{silence_close, PING_EVERY};
 
+/// The rider's frames are declared with the rest of the wire protocol; the fuzz target and
+/// older callers find them here too.
+pub use medify_actors::protocol::rider::{decode, Inbound, PointIn};
+
 /// Largest frame accepted.
 pub const MAX_FRAME: usize = 16 * 1024;
 /// Location frames (a batch counts as one) per second, sustained; also the burst a rider
 /// may send at once after a quiet spell.
 const LOCATION_FRAMES_PER_S: f64 = 10.0;
 const MAX_BATCH: usize = 100;
-
-/// One point of a `location` or `locations` frame, as sent.
-#[derive(Deserialize)]
-pub struct PointIn {
-    lat: f64,
-    lng: f64,
-    ts: i64,
-    speed: Option<f64>,
-    heading: Option<f64>,
-    accuracy: Option<f64>,
-}
-
-/// A rider → server frame.
-#[derive(Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum Inbound {
-    Location(PointIn),
-    Locations {
-        points: Vec<PointIn>,
-    },
-    Availability {
-        available: bool,
-    },
-    OfferResponse {
-        offer_id: Uuid,
-        accept: bool,
-    },
-    OrderStatus {
-        order_id: Uuid,
-        status: String,
-        code: Option<String>,
-    },
-}
-
-/// One text frame as the socket reads it: the message, or the `invalid_message` reason
-/// (serde's words without its line and column). The fuzz target `rider_frame` drives this.
-pub fn decode(text: &str) -> Result<Inbound, String> {
-    serde_json::from_str(text).map_err(|e| {
-        let reason = e.to_string();
-        reason
-            .split(" at line ")
-            .next()
-            .unwrap_or(&reason)
-            .to_owned()
-    })
-}
-
-impl PointIn {
-    /// The point as a [`Fix`], or why its numbers are out of range.
-    pub fn fix(&self) -> Result<Fix, String> {
-        let at = Point::new(self.lat, self.lng).map_err(|e| e.to_string())?;
-        let finite_or_none = |v: Option<f64>, name: &str| match v {
-            Some(x) if !x.is_finite() || x < 0.0 => {
-                Err(format!("{name} must be a finite number >= 0"))
-            }
-            _ => Ok(v),
-        };
-        Ok(Fix {
-            at,
-            ts_ms: self.ts,
-            accuracy_m: finite_or_none(self.accuracy, "accuracy")?,
-            speed_mps: finite_or_none(self.speed, "speed")?,
-            heading: finite_or_none(self.heading, "heading")?,
-        })
-    }
-}
 
 /// One connected rider socket.
 pub struct RiderSocket {

@@ -15,8 +15,8 @@ use actix_web_actors::ws::{self, CloseCode, CloseReason, ProtocolError};
 use medify_actors::geo::Point;
 use medify_actors::model::eta_seconds;
 use medify_actors::order::OrderStatus;
+use medify_actors::protocol::track::{Position, Snapshot};
 use medify_actors::tracking::{Slot, TrackFrame, Wake, Watchers};
-use serde_json::json;
 use uuid::Uuid;
 
 use crate::auth::AuthUser;
@@ -34,18 +34,14 @@ const TRACK_RETRY_AFTER_S: u64 = 5;
 /// One watching socket.
 pub struct TrackSocket {
     id: Uuid,
-    order: OrderView,
-    snapshot: serde_json::Value,
+    /// The first frame; its order is the one watched.
+    snapshot: Snapshot<OrderView>,
     watchers: Watchers,
     slot: Option<Arc<Slot>>,
     metrics: Metrics,
     last_heard: Instant,
     /// This socket's place under the per-order and per-user limits.
     _admission: Admission,
-}
-
-fn is_final(status: &str) -> bool {
-    OrderStatus::parse(status).is_some_and(OrderStatus::is_final)
 }
 
 impl TrackSocket {
@@ -74,18 +70,20 @@ impl Actor for TrackSocket {
             .with_label_values(&["track"])
             .inc();
         Self::write(ctx, &self.snapshot);
-        if self.order.status.is_final() {
+        let order = &self.snapshot.order;
+        if order.status.is_final() {
             Self::write(
                 ctx,
                 &TrackFrame::Status {
-                    status: self.order.status.as_str().to_owned(),
-                    at: self.order.updated_at.to_rfc3339(),
+                    status: order.status,
+                    at: order.updated_at.to_rfc3339(),
                 },
             );
             return Self::finish(ctx);
         }
         let slot = Slot::new(ctx.address().recipient());
-        self.watchers.add(self.order.id, self.id, slot.clone());
+        self.watchers
+            .add(self.snapshot.order.id, self.id, slot.clone());
         self.slot = Some(slot);
         keep_alive(ctx);
     }
@@ -95,7 +93,7 @@ impl Actor for TrackSocket {
             .ws_connections
             .with_label_values(&["track"])
             .dec();
-        self.watchers.remove(self.order.id, self.id);
+        self.watchers.remove(self.snapshot.order.id, self.id);
     }
 }
 
@@ -112,7 +110,7 @@ impl Handler<Wake> for TrackSocket {
         for frame in slot.drain() {
             Self::write(ctx, &frame);
             if let TrackFrame::Status { status, .. } = &frame {
-                if is_final(status) {
+                if status.is_final() {
                     return Self::finish(ctx);
                 }
             }
@@ -173,15 +171,17 @@ pub async fn track_socket(
             order.status == OrderStatus::PickedUp,
         ))
     });
-    let snapshot = json!({
-        "type": "snapshot",
-        "order": order,
-        "rider_location": rider_location.map(|l| json!({"lat": l.lat, "lng": l.lng, "ts": l.ts})),
-        "eta_s": eta_s,
-    });
+    let snapshot = Snapshot {
+        order,
+        rider_location: rider_location.map(|l| Position {
+            lat: l.lat,
+            lng: l.lng,
+            ts: l.ts,
+        }),
+        eta_s,
+    };
     let socket = TrackSocket {
         id: Uuid::now_v7(),
-        order,
         snapshot,
         watchers: state.watchers.clone(),
         slot: None,

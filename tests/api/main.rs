@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod asyncapi;
 mod auth;
 mod bus;
 mod catalog;

@@ -10,6 +10,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use crate::asyncapi::{spec, Channel};
 use crate::backend_tests;
 use crate::helpers::{spawn_app_with, sqlite_app, Backend, Http, Options, TestApp};
 
@@ -21,9 +22,11 @@ backend_tests!(
 
 const PHARMACY: (f64, f64) = (12.9716, 77.5946);
 
-/// A rider's socket.
+/// A socket of the server's (the rider's, a tracking or the ops socket). Every JSON frame
+/// it reads is checked against the socket's channel in docs/asyncapi.yaml.
 pub struct RiderWs {
     framed: Framed<BoxedSocket, Codec>,
+    channel: &'static Channel,
 }
 
 impl RiderWs {
@@ -39,6 +42,7 @@ impl RiderWs {
 
     /// A socket through `client`, whose pool may hand it a kept-alive connection.
     pub async fn connect_with(client: &awc::Client, http: &Http, path: &str, token: &str) -> Self {
+        let channel = spec().channel(path);
         let url = format!(
             "{}{path}?access_token={token}",
             http.address.replace("http://", "ws://")
@@ -50,7 +54,21 @@ impl RiderWs {
             .await
             .expect("WebSocket handshake");
         assert_eq!(res.status().as_u16(), 101);
-        Self { framed }
+        Self { framed, channel }
+    }
+
+    /// A frame the server sent, as JSON, once the document says the server may send it.
+    fn observe(&self, bytes: &[u8]) -> Value {
+        let frame: Value = serde_json::from_slice(bytes).expect("JSON frame");
+        self.channel.assert_from_server(&frame);
+        frame
+    }
+
+    /// Sends a frame the server must read as valid: panics first if docs/asyncapi.yaml
+    /// does not describe it. (Tests that send bad frames on purpose use [`Self::send`].)
+    pub async fn send_valid(&mut self, frame: Value) {
+        self.channel.assert_to_server(&frame);
+        self.send(frame).await;
     }
 
     pub async fn send(&mut self, frame: Value) {
@@ -90,9 +108,7 @@ impl RiderWs {
                 .await
                 .expect("no frame within 15 s");
             match frame {
-                Some(Ok(Frame::Text(bytes))) => {
-                    return Ok(serde_json::from_slice(&bytes).expect("JSON frame"))
-                }
+                Some(Ok(Frame::Text(bytes))) => return Ok(self.observe(&bytes)),
                 Some(Ok(Frame::Ping(p))) => {
                     let _ = self.framed.send(Message::Pong(p)).await;
                 }
@@ -140,6 +156,9 @@ impl RiderWs {
                 .expect("no pong within 15 s")
             {
                 Some(Ok(Frame::Pong(p))) if p[..] == payload[..] => return,
+                Some(Ok(Frame::Text(bytes))) => {
+                    self.observe(&bytes);
+                }
                 Some(Ok(_)) => {}
                 other => panic!("socket ended while waiting for a pong: {other:?}"),
             }
@@ -149,8 +168,10 @@ impl RiderWs {
     /// Sends a fix now at `(lat, lng)`.
     pub async fn at(&mut self, lat: f64, lng: f64) {
         let ts = chrono::Utc::now().timestamp_millis();
-        self.send(json!({"type": "location", "lat": lat, "lng": lng, "ts": ts, "accuracy": 5}))
-            .await;
+        self.send_valid(
+            json!({"type": "location", "lat": lat, "lng": lng, "ts": ts, "accuracy": 5}),
+        )
+        .await;
     }
 }
 
