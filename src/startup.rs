@@ -120,7 +120,7 @@ impl Application {
                 settings.limits.track_sockets_per_order,
                 settings.limits.track_sockets_per_user,
             ),
-            ops: crate::ws::ops::OpsFeed::new(),
+            ops: crate::ws::fleet_feed::OpsFeed::new(),
             payments: Arc::new(crate::payments::LocalIntents),
             instance: uuid::Uuid::now_v7(),
         });

@@ -40,7 +40,7 @@ pub struct AppState {
     /// Open tracking sockets per order and per user.
     pub track_admissions: crate::ws::admission::TrackAdmissions,
     /// The admins' fleet picture (`/ws/ops`).
-    pub ops: crate::ws::ops::OpsFeed,
+    pub ops: crate::ws::fleet_feed::OpsFeed,
     /// Where intents for online payments come from.
     pub payments: Arc<dyn crate::payments::PaymentProvider>,
     /// This application instance (several may share a process in tests).

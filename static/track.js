@@ -9,7 +9,17 @@
 (() => {
   const { fragment, createMap, api, socketUrl, backoff, show, setConn, element, text, fitPadding } = Medify;
 
-  const STEPS = ["confirmed", "dispatching", "assigned", "picked_up", "delivered"];
+  const STEPS = [
+    "confirmed",
+    "awaiting_prescription",
+    "awaiting_payment",
+    "dispatching",
+    "assigned",
+    "picked_up",
+    "delivered",
+  ];
+  // Steps only some orders take: shown once the order is known to take them.
+  const shownSteps = new Set();
   const FINAL = new Set(["delivered", "cancelled", "failed"]);
   const GLIDE_MS = 1000;
 
@@ -66,6 +76,8 @@
   }
 
   function applyOrder(order) {
+    if (order.prescription_id) shownSteps.add("awaiting_prescription");
+    if (order.payment && order.payment.method === "online") shownSteps.add("awaiting_payment");
     if (!map) initMap(order);
     if (order.rider && order.rider.name) {
       show(riderNameEl, `Your rider: ${order.rider.name}`);
@@ -223,6 +235,7 @@
   function setStatus(next) {
     if (!next) return;
     status = next;
+    if (next.startsWith("awaiting_")) shownSteps.add(next);
     const index = STEPS.indexOf(next);
     if (index > reached) reached = index;
     const bad = next === "cancelled" || next === "failed";
@@ -232,7 +245,7 @@
       if (i >= 0) {
         li.classList.toggle("done", i <= reached);
         li.classList.toggle("current", i === reached && !bad);
-        li.hidden = bad && i > reached;
+        li.hidden = (bad && i > reached) || ("optional" in li.dataset && !shownSteps.has(s));
       } else {
         li.hidden = s !== next;
         li.classList.toggle("done", s === next);

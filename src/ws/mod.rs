@@ -5,6 +5,7 @@
 
 pub mod admission;
 pub mod conn;
+pub mod fleet_feed;
 pub mod ops;
 pub mod rider;
 pub mod rider_queue;

@@ -494,7 +494,7 @@ fn the_protocol_types_write_documented_frames() {
         dropoff_lat: 12.98,
         dropoff_lng: 77.6,
     }];
-    let frame = wire(&medify::ws::ops::fleet_frame(
+    let frame = wire(&medify::ws::fleet_feed::fleet_frame(
         chrono::Utc::now(),
         &riders,
         &orders,

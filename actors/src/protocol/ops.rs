@@ -30,6 +30,10 @@ pub struct Counters {
     pub riders_offered: usize,
     pub riders_on_delivery: usize,
     pub orders_open: usize,
+    /// Open orders waiting for a pharmacist's review of their prescription.
+    pub orders_awaiting_prescription: usize,
+    /// Open orders waiting for their online payment.
+    pub orders_awaiting_payment: usize,
 }
 
 /// An online rider on the map.
@@ -106,6 +110,8 @@ mod tests {
                 riders_offered: 0,
                 riders_on_delivery: 0,
                 orders_open: 1,
+                orders_awaiting_prescription: 0,
+                orders_awaiting_payment: 0,
             },
             riders: None,
             orders: vec![FleetOrder {
