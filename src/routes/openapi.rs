@@ -36,6 +36,8 @@ use crate::store::users::User;
         orders::assign_order, orders::order_trail, orders::order_offers,
         notifications::list_notifications,
         riders::list_riders, dispatch::set_dispatch,
+        crate::routes::addresses::list_addresses, crate::routes::addresses::create_address,
+        crate::routes::addresses::update_address, crate::routes::addresses::delete_address,
     ),
     components(schemas(
         Problem, FieldError, health::Health, health::Readiness, Role, User,
@@ -47,6 +49,8 @@ use crate::store::users::User;
         Delivery, orders::NewOrderRequest, orders::NewItem, orders::DeliveryIn,
         orders::AssignRequest, orders::Trail, crate::store::offers::OfferRow, Notification, riders::RiderStatus,
         riders::RiderLocation, dispatch::DispatchControl, dispatch::DispatchState,
+        crate::store::addresses::Address, crate::app::addresses::NewAddressRequest,
+        crate::app::addresses::AddressPatch,
     )),
     modifiers(&BearerAuth),
     tags(
@@ -55,6 +59,7 @@ use crate::store::users::User;
         (name = "catalog", description = "Medicines: search and administration"),
         (name = "pharmacies", description = "Pharmacies, nearby search and stock"),
         (name = "orders", description = "Orders, their trail, and notifications"),
+        (name = "addresses", description = "A customer's saved delivery addresses"),
         (name = "riders", description = "The live fleet (the rider WebSocket is /ws/rider, see docs/protocol.md)"),
     )
 )]
