@@ -28,7 +28,7 @@ pub const MAX_LABEL_CHARS: usize = 50;
 /// Longest address text, in characters (as for an order's delivery address).
 pub const MAX_ADDRESS_CHARS: usize = 500;
 
-/// `POST /api/v1/me/addresses`.
+/// A new saved address (`POST /api/v1/me/addresses`).
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct NewAddressRequest {
     /// 1 to 50 characters without control characters, not blank ("Home", "Office").
@@ -46,8 +46,8 @@ pub struct NewAddressRequest {
     pub is_default: Option<bool>,
 }
 
-/// `PATCH /api/v1/me/addresses/{id}`: any subset of the fields; an absent (or `null`) field
-/// is left as it is.
+/// A change to a saved address (`PATCH /api/v1/me/addresses/{id}`): any subset of the
+/// fields; an absent (or `null`) field is left as it is.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct AddressPatch {
     /// 1 to 50 characters without control characters, not blank.
@@ -263,7 +263,12 @@ mod tests {
             ["label", "lat"]
         );
         assert_eq!(
-            refused(check_new(&new("Home", f64::INFINITY, f64::NEG_INFINITY, "x"))),
+            refused(check_new(&new(
+                "Home",
+                f64::INFINITY,
+                f64::NEG_INFINITY,
+                "x"
+            ))),
             ["lat", "lng"]
         );
     }

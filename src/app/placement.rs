@@ -574,9 +574,12 @@ mod tests {
         let a = Uuid::now_v7();
         let catalog = HashMap::from([(a, 150)]);
         let home = saved_address(12.93, 77.62, "14 Jyoti Nivas Rd");
-        let planned = price(&to_saved(&[(a, 1)], home.id), &catalog, true, Some(&home))
-            .expect("priced");
-        assert_eq!((planned.delivery.lat(), planned.delivery.lng()), (12.93, 77.62));
+        let planned =
+            price(&to_saved(&[(a, 1)], home.id), &catalog, true, Some(&home)).expect("priced");
+        assert_eq!(
+            (planned.delivery.lat(), planned.delivery.lng()),
+            (12.93, 77.62)
+        );
         assert_eq!(planned.address, "14 Jyoti Nivas Rd");
         assert_eq!(planned.total_cents, 150);
     }
@@ -591,10 +594,7 @@ mod tests {
             delivery: None,
             ..request(&[(a, 1)], 12.97, "x")
         };
-        assert_eq!(
-            refused(price(&neither, &catalog, true, None)),
-            ["delivery"]
-        );
+        assert_eq!(refused(price(&neither, &catalog, true, None)), ["delivery"]);
         // Both, even when the address is the caller's.
         let both = NewOrderRequest {
             address_id: Some(home.id),

@@ -129,7 +129,11 @@ impl Store {
     }
 
     /// The user's address `id`; `None` if it is unknown or someone else's.
-    pub async fn address_of(&self, user_id: Uuid, id: Uuid) -> Result<Option<Address>, sqlx::Error> {
+    pub async fn address_of(
+        &self,
+        user_id: Uuid,
+        id: Uuid,
+    ) -> Result<Option<Address>, sqlx::Error> {
         on_pool!(self, |pool| {
             sqlx::query_as(SELECT_ONE)
                 .bind(id)
@@ -264,7 +268,11 @@ impl Store {
 
     /// Deletes the user's address `id`; if it was the default, the newest remaining
     /// address becomes the default.
-    pub async fn delete_address(&self, user_id: Uuid, id: Uuid) -> Result<AddressWrite, sqlx::Error> {
+    pub async fn delete_address(
+        &self,
+        user_id: Uuid,
+        id: Uuid,
+    ) -> Result<AddressWrite, sqlx::Error> {
         let at = now();
         on_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
