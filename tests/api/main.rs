@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod addresses;
 mod auth;
 mod bus;
 mod catalog;
