@@ -221,6 +221,8 @@ pub struct AbuseLimits {
     pub open_orders_per_customer: u32,
     /// Order placements one customer may make per minute (also the burst).
     pub orders_per_minute: u32,
+    /// Saved delivery addresses one user may keep.
+    pub addresses_per_user: u32,
     /// Tracking sockets open at once on one order, and for one user.
     pub track_sockets_per_order: u32,
     pub track_sockets_per_user: u32,
@@ -639,6 +641,9 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
             }),
             orders_per_minute: self.parse("RATE_LIMIT_ORDERS_PER_MINUTE", 10, |raw| {
                 parse_number(raw, 1, 1_000_000)
+            }),
+            addresses_per_user: self.parse("MAX_ADDRESSES_PER_USER", 20, |raw| {
+                parse_number(raw, 1, 1_000)
             }),
             track_sockets_per_order: self.parse("MAX_TRACK_SOCKETS_PER_ORDER", 5, |raw| {
                 parse_number(raw, 1, 10_000)

@@ -5,6 +5,11 @@
 //! the stored `confirmed` order and its announcement (the outbox), and the first command to
 //! its actor. With an `Idempotency-Key` the key is claimed in the database first, so two
 //! simultaneous requests with one key make one order. The handler only parses and maps.
+//!
+//! The delivery point is either typed in (`delivery`) or one of the customer's saved
+//! addresses (`address_id`), exactly one of the two. A saved address is read (owner-checked)
+//! before pricing and copied into the order, so editing or deleting it later never changes
+//! the order.
 
 use std::collections::HashMap;
 use std::time::{Duration as StdDuration, Instant};
@@ -25,6 +30,7 @@ use uuid::Uuid;
 use crate::auth::rate_limit::Quota;
 use crate::error::{ApiError, FieldError, FieldErrors};
 use crate::state::AppState;
+use crate::store::addresses::Address;
 use crate::store::orders::{KeyClaim, NewOrder, NewOrderLine, OrderView};
 
 const MAX_ITEMS: usize = 50;
@@ -53,18 +59,30 @@ pub struct DeliveryIn {
     pub address: String,
 }
 
+/// An order to place. Exactly one of `delivery` and `address_id` says where it goes:
+/// both, or neither, is `422 validation_failed`.
 #[derive(Deserialize, Serialize, ToSchema)]
 pub struct NewOrderRequest {
     /// 1..50 lines, each medicine once.
     #[schema(min_items = 1, max_items = 50)]
     pub items: Vec<NewItem>,
-    pub delivery: DeliveryIn,
+    /// Where to deliver, typed in. Required unless `address_id` is given; not with it.
+    // Absent fields stay out of the serialised body, which is what an Idempotency-Key's
+    // request hash is taken over: a body without `address_id` hashes as it always did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<DeliveryIn>,
+    /// One of the caller's saved addresses (`/api/v1/me/addresses`), instead of
+    /// `delivery`; the order keeps a copy of it. Required unless `delivery` is given; not
+    /// with it. Unknown or someone else's: `422` on `address_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address_id: Option<Uuid>,
     /// Order from this pharmacy; without it, the nearest in range that has everything.
     pub pharmacy_id: Option<Uuid>,
     /// `cod` (cash on delivery, the default) or `online`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "PaymentChoice::is_cod")]
     pub payment_method: PaymentChoice,
     /// One of the caller's prescriptions; required when any item is prescription-only.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub prescription_id: Option<Uuid>,
 }
 
@@ -77,11 +95,39 @@ pub enum PaymentChoice {
     Online,
 }
 
+impl PaymentChoice {
+    /// The default, left out of the stored request (so that an Idempotency-Key's hash of
+    /// a request without the new fields is what it was before they existed).
+    fn is_cod(&self) -> bool {
+        *self == Self::Cod
+    }
+}
+
 impl From<PaymentChoice> for PaymentMethod {
     fn from(c: PaymentChoice) -> Self {
         match c {
             PaymentChoice::Cod => PaymentMethod::Cod,
             PaymentChoice::Online => PaymentMethod::Online,
+        }
+    }
+}
+
+/// Where the request says to deliver, with a named saved address already looked up.
+enum Destination<'a> {
+    Typed(&'a DeliveryIn),
+    /// `address_id` and the caller's address of that id (`None`: unknown or not theirs).
+    Saved(Option<&'a Address>),
+    Both,
+    Neither,
+}
+
+impl<'a> Destination<'a> {
+    fn of(body: &'a NewOrderRequest, saved: Option<&'a Address>) -> Self {
+        match (&body.delivery, body.address_id) {
+            (Some(_), Some(_)) => Self::Both,
+            (None, None) => Self::Neither,
+            (Some(typed), None) => Self::Typed(typed),
+            (None, Some(_)) => Self::Saved(saved),
         }
     }
 }
@@ -112,8 +158,8 @@ struct Found {
     online_payments: bool,
 }
 
-/// Reads what the request names (prices, all lines in one query; the pharmacy) and
-/// validates and prices it ([`price`]).
+/// Reads what the request names (prices, all lines in one query; the pharmacy; the saved
+/// address, if it is the caller's) and validates and prices it ([`price`]).
 async fn plan(
     state: &AppState,
     customer: Uuid,
@@ -149,16 +195,22 @@ async fn plan(
         prescription,
         online_payments: state.settings.checkout.webhook_secret.is_some(),
     };
-    price(body, &catalog, found)
+    let saved = match body.address_id {
+        Some(id) if body.delivery.is_none() => state.store.address_of(customer, id).await?,
+        _ => None,
+    };
+    price(body, &catalog, found, saved.as_ref())
 }
 
-/// The request checked and priced against `catalog`: every problem is reported at once,
-/// by field; a valid order with prescription-only items and no prescription is refused
-/// naming those items.
+/// The request checked and priced against `catalog`, with `saved` the caller's address
+/// that `address_id` names (`None` when it names none of theirs): every problem is
+/// reported at once, by field; a valid order with prescription-only items and no
+/// prescription is refused naming those items.
 fn price(
     body: &NewOrderRequest,
     catalog: &HashMap<Uuid, Priced>,
     found: Found,
+    saved: Option<&Address>,
 ) -> Result<Planned, ApiError> {
     let mut errors = FieldErrors::default();
     if body.items.is_empty() || body.items.len() > MAX_ITEMS {
@@ -195,22 +247,7 @@ fn price(
             None => errors.add(&format!("items[{i}].medicine_id"), "no such medicine"),
         }
     }
-    let delivery = match Point::new(body.delivery.lat, body.delivery.lng) {
-        Ok(p) => Some(p),
-        Err(e) => {
-            let field = if matches!(e, medify_actors::geo::PointError::Latitude) {
-                "delivery.lat"
-            } else {
-                "delivery.lng"
-            };
-            errors.add(field, e.to_string());
-            None
-        }
-    };
-    let address = body.delivery.address.trim();
-    if address.is_empty() || address.chars().count() > 500 {
-        errors.add("delivery.address", "must be 1 to 500 characters");
-    }
+    let (delivery, address) = destination(Destination::of(body, saved), &mut errors);
     if !found.pharmacy {
         errors.add("pharmacy_id", "no such pharmacy");
     }
@@ -227,8 +264,11 @@ fn price(
     if !rx_items.is_empty() && body.prescription_id.is_none() {
         return Err(ApiError::PrescriptionRequired(rx_items));
     }
-    let delivery =
-        delivery.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("validated point missing")))?;
+    let (Some(delivery), Some(address)) = (delivery, address) else {
+        return Err(ApiError::Internal(anyhow::anyhow!(
+            "validated delivery point missing"
+        )));
+    };
     // Prices are capped and quantities checked, so this cannot overflow; if a row written
     // before the cap ever made it, the order is refused rather than wrapped.
     let total_cents = order_total(&lines).ok_or_else(|| {
@@ -241,9 +281,59 @@ fn price(
         lines,
         total_cents,
         delivery,
-        address: address.to_owned(),
+        address,
         needs_review: !rx_items.is_empty(),
     })
+}
+
+/// The delivery point and address text the order will keep: the typed-in `delivery`
+/// checked, or a copy of the saved address. Problems go into `errors`.
+fn destination(
+    destination: Destination<'_>,
+    errors: &mut FieldErrors,
+) -> (Option<Point>, Option<String>) {
+    match destination {
+        Destination::Both => {
+            errors.add("address_id", "give delivery or address_id, not both");
+            (None, None)
+        }
+        Destination::Neither => {
+            errors.add("delivery", "is required unless address_id is given");
+            (None, None)
+        }
+        Destination::Saved(None) => {
+            errors.add("address_id", "no such address");
+            (None, None)
+        }
+        Destination::Saved(Some(saved)) => match Point::new(saved.lat, saved.lng) {
+            Ok(point) => (Some(point), Some(saved.address.clone())),
+            Err(e) => {
+                // The table's checks make this unreachable; refuse rather than guess.
+                errors.add("address_id", format!("the saved address is unusable: {e}"));
+                (None, None)
+            }
+        },
+        Destination::Typed(typed) => {
+            let point = match Point::new(typed.lat, typed.lng) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    let field = if matches!(e, medify_actors::geo::PointError::Latitude) {
+                        "delivery.lat"
+                    } else {
+                        "delivery.lng"
+                    };
+                    errors.add(field, e.to_string());
+                    None
+                }
+            };
+            let address = typed.address.trim();
+            if address.is_empty() || address.chars().count() > 500 {
+                errors.add("delivery.address", "must be 1 to 500 characters");
+                return (point, None);
+            }
+            (point, Some(address.to_owned()))
+        }
+    }
 }
 
 /// The sum of `qty × price_cents` over the lines; `None` if it would overflow.
@@ -512,11 +602,12 @@ mod tests {
                 .iter()
                 .map(|&(medicine_id, qty)| NewItem { medicine_id, qty })
                 .collect(),
-            delivery: DeliveryIn {
+            delivery: Some(DeliveryIn {
                 lat,
                 lng: 77.59,
                 address: address.to_owned(),
-            },
+            }),
+            address_id: None,
             pharmacy_id: None,
             payment_method: PaymentChoice::Cod,
             prescription_id: None,
@@ -533,6 +624,27 @@ mod tests {
         Priced {
             price_cents,
             rx_required: false,
+        }
+    }
+
+    /// A request for `items` to the saved address `address_id` instead of a typed one.
+    fn to_saved(items: &[(Uuid, i64)], address_id: Uuid) -> NewOrderRequest {
+        NewOrderRequest {
+            delivery: None,
+            address_id: Some(address_id),
+            ..request(items, 0.0, "")
+        }
+    }
+
+    fn saved_address(lat: f64, lng: f64, address: &str) -> Address {
+        Address {
+            id: Uuid::now_v7(),
+            label: "Home".into(),
+            lat,
+            lng,
+            address: address.into(),
+            is_default: true,
+            created_at: chrono::Utc::now(),
         }
     }
 
@@ -553,6 +665,7 @@ mod tests {
             &request(&[(a, 2), (b, 1)], 12.97, "  1 MG Road "),
             &catalog,
             FOUND,
+            None,
         )
         .expect("priced");
         assert!(!planned.needs_review);
@@ -573,7 +686,7 @@ mod tests {
             prescription: false,
             online_payments: false,
         };
-        let fields = refused(price(&body, &catalog, nothing));
+        let fields = refused(price(&body, &catalog, nothing, None));
         assert_eq!(
             fields,
             [
@@ -588,9 +701,83 @@ mod tests {
             ]
         );
         assert_eq!(
-            refused(price(&request(&[], 12.97, "x"), &catalog, FOUND)),
+            refused(price(&request(&[], 12.97, "x"), &catalog, FOUND, None)),
             ["items"]
         );
+    }
+
+    #[test]
+    fn a_saved_address_is_copied_into_the_order() {
+        let a = Uuid::now_v7();
+        let catalog = HashMap::from([(a, priced(150))]);
+        let home = saved_address(12.93, 77.62, "14 Jyoti Nivas Rd");
+        let planned =
+            price(&to_saved(&[(a, 1)], home.id), &catalog, FOUND, Some(&home)).expect("priced");
+        assert_eq!(
+            (planned.delivery.lat(), planned.delivery.lng()),
+            (12.93, 77.62)
+        );
+        assert_eq!(planned.address, "14 Jyoti Nivas Rd");
+        assert_eq!(planned.total_cents, 150);
+    }
+
+    #[test]
+    fn exactly_one_destination_is_required() {
+        let a = Uuid::now_v7();
+        let catalog = HashMap::from([(a, priced(150))]);
+        let home = saved_address(12.93, 77.62, "Home");
+        // Neither.
+        let neither = NewOrderRequest {
+            delivery: None,
+            ..request(&[(a, 1)], 12.97, "x")
+        };
+        assert_eq!(
+            refused(price(&neither, &catalog, FOUND, None)),
+            ["delivery"]
+        );
+        // Both, even when the address is the caller's.
+        let both = NewOrderRequest {
+            address_id: Some(home.id),
+            ..request(&[(a, 1)], 12.97, "x")
+        };
+        assert_eq!(
+            refused(price(&both, &catalog, FOUND, Some(&home))),
+            ["address_id"]
+        );
+        // An address that is not the caller's was looked up as nothing.
+        let body = to_saved(&[(a, 0)], Uuid::now_v7());
+        assert_eq!(
+            refused(price(
+                &body,
+                &catalog,
+                Found {
+                    pharmacy: false,
+                    ..FOUND
+                },
+                None
+            )),
+            ["items[0].qty", "address_id", "pharmacy_id"]
+        );
+    }
+
+    #[test]
+    fn a_typed_delivery_hashes_as_before() {
+        // The Idempotency-Key hash is over the serialised body: without `address_id`, it
+        // must be the body it was before `address_id` existed.
+        let a = Uuid::nil();
+        let body = serde_json::to_value(request(&[(a, 2)], 12.5, "1 MG Road")).expect("json");
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "items": [{"medicine_id": a, "qty": 2}],
+                "delivery": {"lat": 12.5, "lng": 77.59, "address": "1 MG Road"},
+                "pharmacy_id": null,
+            })
+        );
+        let id = Uuid::now_v7();
+        let saved = serde_json::to_value(to_saved(&[(a, 2)], id)).expect("json");
+        assert_eq!(saved["address_id"], serde_json::json!(id));
+        assert!(saved.get("delivery").is_none(), "{saved}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! handler carries a `#[utoipa::path]` annotation and is listed in [`ApiDoc`], so the
 //! document served at `/api/v1/openapi.json` is generated from the handlers themselves.
 
+pub mod addresses;
 pub mod auth;
 pub mod dispatch;
 pub mod health;
@@ -42,6 +43,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(users::request_phone_verification)
         .service(users::verify_phone)
         .service(users::create_user)
+        .service(addresses::list_addresses)
+        .service(addresses::create_address)
+        .service(addresses::update_address)
+        .service(addresses::delete_address)
         .service(medicines::search)
         .service(medicines::get_medicine)
         .service(medicines::create_medicine)

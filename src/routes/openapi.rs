@@ -37,6 +37,8 @@ use crate::store::users::User;
         orders::review_prescription, payments::payment_webhook,
         notifications::list_notifications,
         riders::list_riders, dispatch::set_dispatch,
+        crate::routes::addresses::list_addresses, crate::routes::addresses::create_address,
+        crate::routes::addresses::update_address, crate::routes::addresses::delete_address,
     ),
     components(schemas(
         Problem, FieldError, health::Health, health::Readiness, Role, User,
@@ -51,6 +53,8 @@ use crate::store::users::User;
         payments::WebhookAck, orders::NewItem, orders::DeliveryIn,
         orders::AssignRequest, orders::Trail, crate::store::offers::OfferRow, Notification, riders::RiderStatus,
         riders::RiderLocation, dispatch::DispatchControl, dispatch::DispatchState,
+        crate::store::addresses::Address, crate::app::addresses::NewAddressRequest,
+        crate::app::addresses::AddressPatch,
     )),
     modifiers(&BearerAuth),
     tags(
@@ -59,6 +63,7 @@ use crate::store::users::User;
         (name = "catalog", description = "Medicines: search and administration"),
         (name = "pharmacies", description = "Pharmacies, nearby search and stock"),
         (name = "orders", description = "Orders, their trail, and notifications"),
+        (name = "addresses", description = "A customer's saved delivery addresses"),
         (name = "riders", description = "The live fleet (the rider WebSocket is /ws/rider, see docs/protocol.md)"),
     )
 )]

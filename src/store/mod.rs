@@ -11,6 +11,7 @@
 //! Migrations are embedded in the binary, one set per dialect, and applied at start-up and
 //! by `medify migrate`.
 
+pub mod addresses;
 pub mod auth;
 pub mod bus;
 pub mod catalog;

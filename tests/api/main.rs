@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod addresses;
 mod asyncapi;
 mod auth;
 mod bus;
