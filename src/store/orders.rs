@@ -461,14 +461,16 @@ impl Store {
     /// The GPS trail recorded for an order: `(lat, lng, ts)` oldest first.
     /// Whether prescription `id` is one `customer` uploaded.
     pub async fn is_prescription_of(&self, id: Uuid, customer: Uuid) -> Result<bool, sqlx::Error> {
-        let found: Option<i64> = on_pool!(self, |pool| {
-            sqlx::query_scalar("SELECT 1 FROM prescriptions WHERE id = $1 AND customer_id = $2")
-                .bind(id)
-                .bind(customer)
-                .fetch_optional(pool)
-                .await?
+        let found: i64 = on_pool!(self, |pool| {
+            sqlx::query_scalar(
+                "SELECT COUNT(*) FROM prescriptions WHERE id = $1 AND customer_id = $2",
+            )
+            .bind(id)
+            .bind(customer)
+            .fetch_one(pool)
+            .await?
         });
-        Ok(found.is_some())
+        Ok(found > 0)
     }
 
     /// The order an online payment intent belongs to.

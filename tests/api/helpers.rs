@@ -132,7 +132,8 @@ impl Http {
         format!("{}{}", self.address, path)
     }
 
-    async fn send(&self, req: awc::ClientRequest, body: Option<Vec<u8>>) -> Reply {
+    /// Sends a prepared request (any headers), reading the whole answer.
+    pub async fn send(&self, req: awc::ClientRequest, body: Option<Vec<u8>>) -> Reply {
         let sent = match body {
             Some(b) => req.send_body(b).await,
             None => req.send().await,

@@ -8,6 +8,7 @@ mod asyncapi;
 mod auth;
 mod bus;
 mod catalog;
+mod checkout;
 mod crash;
 mod errors;
 mod health;
