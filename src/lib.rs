@@ -21,6 +21,7 @@ pub mod payments;
 pub mod redis;
 pub mod repair;
 pub mod routes;
+pub mod schema;
 pub mod search;
 pub mod seed;
 pub mod server;

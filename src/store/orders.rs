@@ -132,10 +132,9 @@ pub struct OrderRider {
 /// How an order is paid, and where the money is.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct OrderPayment {
-    #[schema(value_type = String, example = "online")]
+    #[schema(value_type = crate::schema::PaymentMethodName)]
     pub method: PaymentMethod,
-    /// `pending`, `paid`, `failed`, `refund_pending` or `refunded`.
-    #[schema(value_type = String, example = "pending")]
+    #[schema(value_type = crate::schema::PaymentStatusName)]
     pub status: PaymentStatus,
     /// Online payments: what the customer's app hands to the provider's checkout.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -148,7 +147,7 @@ pub struct OrderPayment {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct OrderView {
     pub id: Uuid,
-    #[schema(value_type = String, example = "dispatching")]
+    #[schema(value_type = crate::schema::OrderStatusName)]
     pub status: OrderStatus,
     pub customer_id: Uuid,
     pub pharmacy: OrderPharmacy,
@@ -161,7 +160,7 @@ pub struct OrderView {
     pub prescription_id: Option<Uuid>,
     /// Why a cancelled order was cancelled: `customer`, `admin`, `prescription_rejected`
     /// or `payment_failed`; null otherwise.
-    #[schema(value_type = Option<String>, example = "customer")]
+    #[schema(value_type = Option<crate::schema::CancelReasonName>)]
     pub cancel_reason: Option<CancelReason>,
     /// Only in the customer's and admins' views.
     pub delivery_code: Option<String>,
