@@ -172,10 +172,14 @@ pub fn notification_type(event: &Event) -> Option<&'static str> {
         EventKind::PaymentSucceeded if from == Some(OrderStatus::AwaitingPayment) => {
             "payment_received"
         }
-        EventKind::PaymentFailed => "payment_failed",
+        // The provider's word; a payment that never came is told by `order_failed`.
+        EventKind::PaymentFailed if event.to_status == Some(OrderStatus::Cancelled) => {
+            "payment_failed"
+        }
         EventKind::PaymentRefunded => "refund_issued",
         EventKind::OrderDispatching
         | EventKind::PaymentSucceeded
+        | EventKind::PaymentFailed
         | EventKind::OrderAwaitingPrescription
         | EventKind::OrderAwaitingPayment
         | EventKind::PaymentRefundPending

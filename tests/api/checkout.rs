@@ -638,6 +638,24 @@ async fn an_unpaid_order_fails_at_the_payment_timeout(app: TestApp) {
     let failed = view(&app, &s.customer, id).await;
     assert_eq!(failed["payment"]["status"], "failed", "{failed}");
     assert_eq!(app.stock_of(s.pharmacy, s.plain).await, (10, 0));
+    notified(&app, &s.customer, "order_failed").await;
+    // Events reach the notifier in order: once a later order's cancellation is told, the
+    // timeout's `payment.failed` has been handled too.
+    let later = order(&app, &s, &[(s.plain, 1)], json!({})).await.json();
+    let res = app
+        .post_auth(
+            &format!("/api/v1/orders/{}/cancel", later["id"].as_str().expect("id")),
+            &s.customer,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    notified(&app, &s.customer, "order_cancelled").await;
+    let types = notification_types(&app.http, &s.customer).await;
+    assert!(
+        !types.iter().any(|t| t == "payment_failed"),
+        "one notification says it: {types:?}"
+    );
 }
 
 async fn an_unreviewed_order_fails_at_the_review_timeout(app: TestApp) {
