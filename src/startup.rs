@@ -122,6 +122,8 @@ impl Application {
             ),
             ops: crate::ws::ops::OpsFeed::new(),
             instance: uuid::Uuid::now_v7(),
+            objects: crate::objects::open(&settings.objects)
+                .context("could not open the object store")?,
         });
         state
             .ops

@@ -43,4 +43,6 @@ pub struct AppState {
     pub ops: crate::ws::ops::OpsFeed,
     /// This application instance (several may share a process in tests).
     pub instance: uuid::Uuid,
+    /// Where uploaded files (prescriptions) live.
+    pub objects: Arc<dyn crate::objects::Objects>,
 }

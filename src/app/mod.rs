@@ -2,3 +2,4 @@
 //! parses, calls one of these, and maps the result to a status.
 
 pub mod placement;
+pub mod prescriptions;

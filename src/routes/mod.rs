@@ -13,6 +13,7 @@ pub mod openapi;
 pub mod orders;
 pub mod pages;
 pub mod pharmacies;
+pub mod prescriptions;
 pub mod riders;
 pub mod users;
 
@@ -59,6 +60,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(orders::order_trail)
         .service(orders::order_offers)
         .service(notifications::list_notifications)
+        .service(prescriptions::upload_prescription)
+        .service(prescriptions::list_prescriptions)
+        .service(prescriptions::get_prescription)
+        .service(prescriptions::prescription_file)
         .service(riders::list_riders)
         .service(dispatch::set_dispatch)
         .route(

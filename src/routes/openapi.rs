@@ -8,7 +8,8 @@ use crate::catalog::Pharmacy;
 use crate::domain::Role;
 use crate::error::{FieldError, Problem};
 use crate::routes::{
-    auth, dispatch, health, medicines, notifications, orders, pharmacies, riders, users,
+    auth, dispatch, health, medicines, notifications, orders, pharmacies, prescriptions, riders,
+    users,
 };
 use crate::store::catalog::{Medicine, StockRow};
 use crate::store::notifications::Notification;
@@ -35,6 +36,8 @@ use crate::store::users::User;
         orders::place_order, orders::list_orders, orders::get_order, orders::cancel_order,
         orders::assign_order, orders::order_trail, orders::order_offers,
         notifications::list_notifications,
+        prescriptions::upload_prescription, prescriptions::list_prescriptions,
+        prescriptions::get_prescription, prescriptions::prescription_file,
         riders::list_riders, dispatch::set_dispatch,
     ),
     components(schemas(
@@ -47,6 +50,7 @@ use crate::store::users::User;
         Delivery, orders::NewOrderRequest, orders::NewItem, orders::DeliveryIn,
         orders::AssignRequest, orders::Trail, crate::store::offers::OfferRow, Notification, riders::RiderStatus,
         riders::RiderLocation, dispatch::DispatchControl, dispatch::DispatchState,
+        crate::store::prescriptions::Prescription, crate::store::prescriptions::PrescriptionType,
     )),
     modifiers(&BearerAuth),
     tags(
@@ -55,6 +59,7 @@ use crate::store::users::User;
         (name = "catalog", description = "Medicines: search and administration"),
         (name = "pharmacies", description = "Pharmacies, nearby search and stock"),
         (name = "orders", description = "Orders, their trail, and notifications"),
+        (name = "prescriptions", description = "Prescription uploads and their files"),
         (name = "riders", description = "The live fleet (the rider WebSocket is /ws/rider, see docs/protocol.md)"),
     )
 )]

@@ -17,6 +17,7 @@ pub mod catalog;
 pub mod notifications;
 pub mod offers;
 pub mod orders;
+pub mod prescriptions;
 pub mod riders;
 pub mod stock;
 pub mod users;
