@@ -2,7 +2,7 @@
 //!
 //! [`Objects`] is the port the application writes through; [`local::LocalFolder`] (the
 //! default, a folder on disk) and [`s3::S3Bucket`] (any S3-compatible bucket) implement
-//! it. `OBJECT_STORE` picks one ([`crate::config::ObjectStoreSettings`]).
+//! it. `OBJECT_STORE` picks one ([`crate::config::ObjectStoreSettings`]); start-up opens it.
 //!
 //! The promise every implementation keeps: [`Objects::put`] reads the bytes from a stream
 //! of chunks, and an object appears under its key only once every chunk has been written;
@@ -15,12 +15,9 @@ pub mod s3;
 
 use std::fmt;
 use std::pin::Pin;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::Stream;
-
-use crate::config::ObjectStoreSettings;
 
 /// The chunks of an object being written. An `Err` item means the source gave up: the
 /// write must be abandoned and nothing kept.
@@ -117,14 +114,6 @@ pub trait Objects: Send + Sync + fmt::Debug {
 
     /// Removes the object; removing one that does not exist is not an error.
     async fn delete(&self, key: &ObjectKey) -> Result<(), ObjectError>;
-}
-
-/// The store `settings` name.
-pub fn open(settings: &ObjectStoreSettings) -> anyhow::Result<Arc<dyn Objects>> {
-    Ok(match settings {
-        ObjectStoreSettings::Folder(root) => Arc::new(local::LocalFolder::new(root.clone())),
-        ObjectStoreSettings::S3(s3) => Arc::new(s3::S3Bucket::new(s3)?),
-    })
 }
 
 #[cfg(test)]
