@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt;
-use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::io::AsyncWriteExt;
 
 use super::{ChunkSource, ObjectBody, ObjectError, ObjectKey, Objects};
 
@@ -22,8 +22,9 @@ use super::{ChunkSource, ObjectBody, ObjectError, ObjectKey, Objects};
 const PARTIAL_DIR: &str = ".partial";
 /// Partial files older than this are a crash's leftovers.
 const PARTIAL_MAX_AGE: Duration = Duration::from_secs(3600);
-/// Bytes gathered before each write to the file (one blocking-pool hop per write).
-const WRITE_BUFFER: usize = 256 * 1024;
+/// The most a file's writer buffers (tokio hands each write to the blocking pool as a copy
+/// of at most this many bytes; chunks from a request are smaller).
+const WRITE_BUFFER: usize = 64 * 1024;
 /// Bytes per chunk when an object is read back.
 const READ_CHUNK: usize = 64 * 1024;
 
@@ -80,12 +81,12 @@ impl LocalFolder {
 /// Writes every chunk of `source` to a new file at `path`, then flushes it to disk;
 /// returns the bytes written.
 async fn write_file(path: &Path, mut source: ChunkSource<'_>) -> Result<u64, ObjectError> {
-    let file = tokio::fs::OpenOptions::new()
+    let mut out = tokio::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(path)
         .await?;
-    let mut out = BufWriter::with_capacity(WRITE_BUFFER, file);
+    out.set_max_buf_size(WRITE_BUFFER);
     let mut written = 0u64;
     while let Some(chunk) = source.next().await {
         let chunk = chunk.map_err(|_| ObjectError::SourceAborted)?;
@@ -93,7 +94,7 @@ async fn write_file(path: &Path, mut source: ChunkSource<'_>) -> Result<u64, Obj
         written += chunk.len() as u64;
     }
     out.flush().await?;
-    out.into_inner().sync_all().await?;
+    out.sync_all().await?;
     Ok(written)
 }
 
