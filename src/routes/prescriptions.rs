@@ -36,6 +36,12 @@ pub struct PrescriptionUpload {
     file: Vec<u8>,
 }
 
+/// A file's bytes, as uploaded.
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)]
+pub struct FileBytes(Vec<u8>);
+
 /// How a broken multipart body is answered.
 fn multipart_error(e: MultipartError) -> ApiError {
     match e {
@@ -152,9 +158,9 @@ pub async fn get_prescription(
     responses(
         (status = 200, description = "the file's bytes, with the type its content showed at upload; always an attachment",
             content(
-                (Vec<u8> = "image/jpeg"),
-                (Vec<u8> = "image/png"),
-                (Vec<u8> = "application/pdf"),
+                (FileBytes = "image/jpeg"),
+                (FileBytes = "image/png"),
+                (FileBytes = "application/pdf"),
             ),
             headers(
                 ("Content-Disposition" = String, description = "`attachment; filename=\"prescription-<id>.<ext>\"`"),
