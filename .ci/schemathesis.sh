@@ -153,9 +153,9 @@ customer_token="$(api POST /api/v1/auth/login "" "$(credentials "$customer_email
   field access_token)" || { log "customer login failed"; exit 1; }
 
 # The customer's own operations: placing (with the seeded ids), listing, reading,
-# cancelling orders, their trail and notifications, the profile.
+# cancelling orders, their trail and notifications, the profile, prescription uploads.
 MEDIFY_ST_PHARMACY="$pharmacy_id" MEDIFY_ST_MEDICINES="$(IFS=,; echo "${medicine_ids[*]}")" \
-  run_pass customer "$customer_token" --include-path-regex '^/api/v1/(orders|notifications|me)(/|$)' ||
+  run_pass customer "$customer_token" --include-path-regex '^/api/v1/(orders|notifications|me|prescriptions)(/|$)' ||
   rc=1
 
 # The server must have survived the run.

@@ -8,6 +8,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -197,6 +198,10 @@ pub struct Settings {
     /// Base-map tiles for the `/track` and `/ops` pages (a Leaflet URL template).
     pub map_tile_url: String,
     pub limits: AbuseLimits,
+    /// Where uploaded prescriptions are kept.
+    pub objects: ObjectStoreSettings,
+    /// The largest prescription file accepted, in bytes.
+    pub prescription_max_bytes: u64,
     pub checkout: CheckoutSettings,
 }
 
@@ -267,6 +272,45 @@ impl fmt::Debug for SmtpSettings {
             .finish()
     }
 }
+
+/// Where uploaded files live (`OBJECT_STORE`); see `crate::objects`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ObjectStoreSettings {
+    /// `file:<dir>`: a folder on the local disk.
+    Folder(PathBuf),
+    /// `s3://<bucket>`: an S3-compatible bucket.
+    S3(S3Settings),
+}
+
+/// An S3-compatible bucket and how to reach it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Settings {
+    pub bucket: String,
+    /// `S3_ENDPOINT`; unset: AWS itself.
+    pub endpoint: Option<String>,
+    pub region: String,
+    /// Unset: the AWS SDK's usual sources (instance or task role).
+    pub keys: Option<S3Keys>,
+}
+
+/// Static S3 credentials; `Debug` shows neither half.
+#[derive(Clone, PartialEq, Eq)]
+pub struct S3Keys {
+    pub access_key_id: String,
+    pub secret_access_key: Secret,
+}
+
+impl fmt::Debug for S3Keys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("S3Keys(<redacted>)")
+    }
+}
+
+/// The default `OBJECT_STORE` folder, relative to the working directory (where the default
+/// SQLite file is too).
+pub const DEFAULT_OBJECT_FOLDER: &str = "data";
+/// The default `PRESCRIPTION_MAX_BYTES`: 10 MiB.
+pub const DEFAULT_PRESCRIPTION_MAX_BYTES: u64 = 10 * 1024 * 1024;
 
 /// All configuration problems found, one per variable.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -668,6 +712,103 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
     }
 }
 
+/// Uploads: the object store and the size limit.
+impl<F: Fn(&str) -> Option<String>> Reader<F> {
+    /// `OBJECT_STORE`, `S3_*`, `PRESCRIPTION_MAX_BYTES`. Every S3 variable is read (and
+    /// checked) whichever store is chosen; they matter only for `s3://`.
+    fn objects(&mut self) -> (ObjectStoreSettings, u64) {
+        let endpoint = self.get("S3_ENDPOINT").and_then(|raw| {
+            let ok = (raw.starts_with("http://") || raw.starts_with("https://"))
+                && !raw.contains('@')
+                && raw.len() > "https://".len();
+            if !ok {
+                // Not echoed: a URL may carry credentials.
+                self.fail(
+                    "S3_ENDPOINT",
+                    "must be an http:// or https:// URL without credentials",
+                );
+            }
+            ok.then(|| raw.trim_end_matches('/').to_owned())
+        });
+        let region = self
+            .get("S3_REGION")
+            .unwrap_or_else(|| "us-east-1".to_owned());
+        let keys = self.s3_keys();
+        let store = self.parse(
+            "OBJECT_STORE",
+            ObjectStoreSettings::Folder(PathBuf::from(DEFAULT_OBJECT_FOLDER)),
+            |raw| parse_object_store(raw, endpoint, region, keys),
+        );
+        let max_bytes = self.parse(
+            "PRESCRIPTION_MAX_BYTES",
+            DEFAULT_PRESCRIPTION_MAX_BYTES,
+            |raw| parse_number(raw, 1, 1 << 30),
+        );
+        (store, max_bytes)
+    }
+
+    /// `S3_ACCESS_KEY_ID` and `S3_SECRET_ACCESS_KEY`: both or neither; never echoed.
+    fn s3_keys(&mut self) -> Option<S3Keys> {
+        match (
+            self.get("S3_ACCESS_KEY_ID"),
+            self.get("S3_SECRET_ACCESS_KEY"),
+        ) {
+            (Some(access_key_id), Some(secret)) => Some(S3Keys {
+                access_key_id,
+                secret_access_key: Secret::new(secret.into_bytes()),
+            }),
+            (None, None) => None,
+            (Some(_), None) => {
+                self.fail(
+                    "S3_SECRET_ACCESS_KEY",
+                    "is required when S3_ACCESS_KEY_ID is set",
+                );
+                None
+            }
+            (None, Some(_)) => {
+                self.fail(
+                    "S3_ACCESS_KEY_ID",
+                    "is required when S3_SECRET_ACCESS_KEY is set",
+                );
+                None
+            }
+        }
+    }
+}
+
+/// `file:<dir>` or `s3://<bucket>` (a bucket name as S3 allows: 3 to 63 lower-case
+/// letters, digits, dots and hyphens).
+fn parse_object_store(
+    raw: &str,
+    endpoint: Option<String>,
+    region: String,
+    keys: Option<S3Keys>,
+) -> Result<ObjectStoreSettings, String> {
+    if let Some(dir) = raw.strip_prefix("file:") {
+        if dir.is_empty() {
+            return Err("file: needs a folder, such as file:data".to_owned());
+        }
+        return Ok(ObjectStoreSettings::Folder(PathBuf::from(dir)));
+    }
+    if let Some(bucket) = raw.strip_prefix("s3://") {
+        let bucket = bucket.trim_end_matches('/');
+        let valid = (3..=63).contains(&bucket.len())
+            && bucket
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-');
+        if !valid {
+            return Err("s3:// needs a bucket name: 3 to 63 of a-z, 0-9, '.' and '-'".to_owned());
+        }
+        return Ok(ObjectStoreSettings::S3(S3Settings {
+            bucket: bucket.to_owned(),
+            endpoint,
+            region,
+            keys,
+        }));
+    }
+    Err("must be file:<folder> or s3://<bucket>".to_owned())
+}
+
 fn parse_number<T>(raw: &str, min: T, max: T) -> Result<T, String>
 where
     T: FromStr + PartialOrd + fmt::Display + Copy,
@@ -749,6 +890,7 @@ impl Settings {
         let dispatch = r.dispatch();
         let limits = r.limits();
         let checkout = r.checkout();
+        let (objects, prescription_max_bytes) = r.objects();
         if !r.problems.is_empty() {
             return Err(ConfigError {
                 problems: r.problems,
@@ -782,6 +924,8 @@ impl Settings {
             map_tile_url,
             limits,
             checkout,
+            objects,
+            prescription_max_bytes,
         })
     }
 }
@@ -932,6 +1076,54 @@ mod tests {
         let admin = s.admin.as_ref().expect("admin");
         assert_eq!(admin.email.as_str(), "root@example.com");
         assert!(!format!("{s:?}").contains("a long admin password"));
+    }
+
+    #[test]
+    fn object_stores_are_folders_or_buckets_and_keys_stay_secret() {
+        let s = settings(&[]).expect("defaults");
+        assert_eq!(
+            s.objects,
+            ObjectStoreSettings::Folder(PathBuf::from("data"))
+        );
+        assert_eq!(s.prescription_max_bytes, 10 * 1024 * 1024);
+        let s = settings(&[
+            ("OBJECT_STORE", "s3://rx-files"),
+            ("S3_ENDPOINT", "http://127.0.0.1:9000/"),
+            ("S3_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+            ("S3_SECRET_ACCESS_KEY", "wJalrXUtnFEMI-secret"),
+        ])
+        .expect("valid");
+        let ObjectStoreSettings::S3(s3) = &s.objects else {
+            panic!("not S3: {:?}", s.objects)
+        };
+        assert_eq!(s3.bucket, "rx-files");
+        assert_eq!(s3.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(s3.region, "us-east-1");
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("wJalrXUtnFEMI-secret") && !shown.contains("AKIDEXAMPLE"));
+        let err = settings(&[
+            ("OBJECT_STORE", "s3://No_Such"),
+            ("S3_ENDPOINT", "http://user:pw@host"),
+            ("S3_SECRET_ACCESS_KEY", "lonely-secret"),
+            ("PRESCRIPTION_MAX_BYTES", "0"),
+        ])
+        .expect_err("invalid");
+        assert_eq!(
+            err.variables(),
+            vec![
+                "S3_ENDPOINT",
+                "S3_ACCESS_KEY_ID",
+                "OBJECT_STORE",
+                "PRESCRIPTION_MAX_BYTES"
+            ]
+        );
+        let text = err.to_string();
+        assert!(
+            !text.contains("pw@host") && !text.contains("lonely-secret"),
+            "{text}"
+        );
+        let err = settings(&[("OBJECT_STORE", "ftp://x")]).expect_err("scheme");
+        assert_eq!(err.variables(), vec!["OBJECT_STORE"]);
     }
 
     #[test]

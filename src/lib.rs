@@ -16,6 +16,7 @@ pub mod domain;
 pub mod error;
 pub mod extract;
 pub mod notify;
+pub mod objects;
 pub mod pagination;
 pub mod payments;
 pub mod redis;

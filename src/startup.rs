@@ -26,13 +26,16 @@ use crate::auth::rate_limit::RateLimiter;
 use crate::bus::redis::RedisBus;
 use crate::bus::{EventHandler, InProcessBus};
 use crate::catalog::Catalog;
-use crate::config::{AdminBootstrap, Settings};
+use crate::config::{AdminBootstrap, ObjectStoreSettings, Settings};
 use crate::domain::Role;
 use crate::error::{problem_for_framework_errors, ApiError};
 use crate::extract;
 use crate::notify::{
     LogNotifier, NotificationWriter, Notifier, OrderGauge, SmtpNotifier, TrackingFanout,
 };
+use crate::objects::local::LocalFolder;
+use crate::objects::s3::S3Bucket;
+use crate::objects::Objects;
 use crate::redis::Redis;
 use crate::routes::{self, openapi::OpenApiJson};
 use crate::state::AppState;
@@ -123,6 +126,7 @@ impl Application {
             ops: crate::ws::fleet_feed::OpsFeed::new(),
             payments: Arc::new(crate::payments::LocalIntents),
             instance: uuid::Uuid::now_v7(),
+            objects: open_objects(&settings.objects)?,
         });
         state
             .ops
@@ -192,6 +196,16 @@ async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
         .context("could not apply database migrations")?;
     tracing::info!(backend = store.backend(), applied, "database ready");
     Ok(store)
+}
+
+/// The object store `OBJECT_STORE` names (uploaded prescriptions).
+fn open_objects(settings: &ObjectStoreSettings) -> anyhow::Result<Arc<dyn Objects>> {
+    Ok(match settings {
+        ObjectStoreSettings::Folder(root) => Arc::new(LocalFolder::new(root.clone())),
+        ObjectStoreSettings::S3(s3) => {
+            Arc::new(S3Bucket::new(s3).context("could not set up the S3 object store")?)
+        }
+    })
 }
 
 /// Stock held for orders that a crash left half-done goes back to the shelf (or off it)

@@ -45,4 +45,6 @@ pub struct AppState {
     pub payments: Arc<dyn crate::payments::PaymentProvider>,
     /// This application instance (several may share a process in tests).
     pub instance: uuid::Uuid,
+    /// Where uploaded files (prescriptions) live.
+    pub objects: Arc<dyn crate::objects::Objects>,
 }

@@ -52,6 +52,7 @@ start_server() {
     MAX_OPEN_ORDERS_PER_CUSTOMER=1000000 \
     RATE_LIMIT_ORDERS_PER_MINUTE=1000000 \
     OTP_DELIVERY=response \
+    OBJECT_STORE="file:$work/objects" \
     LOG_FORMAT=json \
     "${server_env[@]}" \
     "$server_bin" >"$server_log" 2>&1 &

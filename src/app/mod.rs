@@ -4,3 +4,4 @@
 pub mod addresses;
 pub mod payment_reports;
 pub mod placement;
+pub mod prescriptions;

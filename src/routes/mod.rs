@@ -15,6 +15,7 @@ pub mod orders;
 pub mod pages;
 pub mod payments;
 pub mod pharmacies;
+pub mod prescriptions;
 pub mod riders;
 pub mod users;
 
@@ -67,6 +68,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(orders::review_prescription)
         .service(payments::payment_webhook)
         .service(notifications::list_notifications)
+        .service(prescriptions::upload_prescription)
+        .service(prescriptions::list_prescriptions)
+        .service(prescriptions::get_prescription)
+        .service(prescriptions::prescription_file)
         .service(riders::list_riders)
         .service(dispatch::set_dispatch)
         .route(

@@ -8,7 +8,8 @@ use crate::catalog::Pharmacy;
 use crate::domain::Role;
 use crate::error::{FieldError, Problem};
 use crate::routes::{
-    auth, dispatch, health, medicines, notifications, orders, payments, pharmacies, riders, users,
+    auth, dispatch, health, medicines, notifications, orders, payments, pharmacies, prescriptions,
+    riders, users,
 };
 use crate::store::catalog::{Medicine, StockRow};
 use crate::store::notifications::Notification;
@@ -36,6 +37,8 @@ use crate::store::users::User;
         orders::assign_order, orders::order_trail, orders::order_offers,
         orders::review_prescription, payments::payment_webhook,
         notifications::list_notifications,
+        prescriptions::upload_prescription, prescriptions::list_prescriptions,
+        prescriptions::get_prescription, prescriptions::prescription_file,
         riders::list_riders, dispatch::set_dispatch,
         crate::routes::addresses::list_addresses, crate::routes::addresses::create_address,
         crate::routes::addresses::update_address, crate::routes::addresses::delete_address,
@@ -57,6 +60,7 @@ use crate::store::users::User;
         riders::RiderLocation, dispatch::DispatchControl, dispatch::DispatchState,
         crate::store::addresses::Address, crate::app::addresses::NewAddressRequest,
         crate::app::addresses::AddressPatch,
+        crate::store::prescriptions::Prescription, crate::store::prescriptions::PrescriptionType,
     )),
     modifiers(&BearerAuth),
     tags(
@@ -66,6 +70,7 @@ use crate::store::users::User;
         (name = "pharmacies", description = "Pharmacies, nearby search and stock"),
         (name = "orders", description = "Orders, their trail, and notifications"),
         (name = "addresses", description = "A customer's saved delivery addresses"),
+        (name = "prescriptions", description = "Prescription uploads and their files"),
         (name = "riders", description = "The live fleet (the rider WebSocket is /ws/rider, see docs/protocol.md)"),
     )
 )]

@@ -18,6 +18,7 @@ pub mod catalog;
 pub mod notifications;
 pub mod offers;
 pub mod orders;
+pub mod prescriptions;
 pub mod riders;
 pub mod stock;
 pub mod users;

@@ -644,7 +644,10 @@ async fn an_unpaid_order_fails_at_the_payment_timeout(app: TestApp) {
     let later = order(&app, &s, &[(s.plain, 1)], json!({})).await.json();
     let res = app
         .post_auth(
-            &format!("/api/v1/orders/{}/cancel", later["id"].as_str().expect("id")),
+            &format!(
+                "/api/v1/orders/{}/cancel",
+                later["id"].as_str().expect("id")
+            ),
             &s.customer,
             &json!({}),
         )

@@ -56,6 +56,7 @@ pub struct TestApp {
     pub env: HashMap<String, String>,
     _database: TestDatabase,
     _redis: Option<TestRedis>,
+    _objects: TestObjects,
 }
 
 impl std::ops::Deref for TestApp {
@@ -385,7 +386,12 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> Option<TestAp
         None
     };
 
+    let objects = TestObjects::new();
     let mut env: HashMap<String, String> = HashMap::new();
+    env.insert(
+        "OBJECT_STORE".into(),
+        format!("file:{}", objects.0.display()),
+    );
     env.insert("MEDIFY_ENV".into(), "test".into());
     env.insert("MEDIFY_BIND".into(), "127.0.0.1:0".into());
     env.insert("MEDIFY_WORKERS".into(), "1".into());
@@ -416,6 +422,7 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> Option<TestAp
         env,
         _database: database,
         _redis: redis,
+        _objects: objects,
     })
 }
 
@@ -460,7 +467,7 @@ fn services_required() -> bool {
 }
 
 /// The value of a service variable, or `None` to skip (panics when services are required).
-fn service_var(var: &str) -> Option<String> {
+pub fn service_var(var: &str) -> Option<String> {
     match std::env::var(var) {
         Ok(v) if !v.trim().is_empty() => Some(v),
         _ if services_required() => {
@@ -571,6 +578,21 @@ impl Drop for TestDatabase {
                 .join();
             }
         }
+    }
+}
+
+/// Each server's own object-store folder (uploads), deleted afterwards.
+struct TestObjects(PathBuf);
+
+impl TestObjects {
+    fn new() -> Self {
+        Self(std::env::temp_dir().join(format!("medify-test-objects-{}", Uuid::now_v7())))
+    }
+}
+
+impl Drop for TestObjects {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

@@ -16,6 +16,7 @@ mod inventory;
 mod ops;
 mod orders;
 mod phone;
+mod prescriptions;
 mod redis;
 mod riders;
 mod smtp;

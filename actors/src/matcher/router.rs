@@ -566,6 +566,8 @@ mod tests {
         }
         .start();
         matcher.rider_joined(rider, RiderInbox::of(&inbox));
+        // His shard has indexed him (it answers stats after the messages sent before).
+        stats_until(&matcher, |s| s.free_riders == 1).await;
         order_at(&matcher, pickup);
         matcher.set_paused(false).await.expect("resumed");
         let declined = stats_until(&matcher, |s| s.open_offers == 0).await;
