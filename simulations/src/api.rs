@@ -56,14 +56,16 @@ pub fn expect(what: &'static str, reply: Reply, ok: &[u16]) -> anyhow::Result<Re
     }
 }
 
-fn str_field(v: &Value, field: &str) -> anyhow::Result<String> {
+/// A string field of an answer, or an error naming it.
+pub fn str_field(v: &Value, field: &str) -> anyhow::Result<String> {
     v.get(field)
         .and_then(Value::as_str)
         .map(str::to_owned)
         .ok_or_else(|| anyhow!("answer without {field:?}: {v}"))
 }
 
-fn uuid_field(v: &Value, field: &str) -> anyhow::Result<Uuid> {
+/// A UUID field of an answer, or an error naming it.
+pub fn uuid_field(v: &Value, field: &str) -> anyhow::Result<Uuid> {
     Uuid::parse_str(&str_field(v, field)?).map_err(|e| anyhow!("{field} is not a UUID ({e})"))
 }
 
@@ -124,6 +126,21 @@ pub struct PlacedOrder {
     pub id: Uuid,
     pub code: String,
     pub status: String,
+    /// `payment.intent_id`: what the provider is paid against (online orders).
+    pub intent: Option<String>,
+    pub total_cents: i64,
+}
+
+/// What `POST /orders` sends.
+#[derive(Debug, Clone)]
+pub struct NewOrder<'a> {
+    pub lines: &'a [(Uuid, u32)],
+    pub to: Point,
+    pub idempotency_key: &'a str,
+    /// `payment_method: "online"` (otherwise the server's default, cash on delivery).
+    pub online: bool,
+    /// The customer's prescription, for an order with prescription-only items.
+    pub prescription: Option<Uuid>,
 }
 
 /// The API of one server.
@@ -188,15 +205,17 @@ impl Api {
         self.login(email, password).await
     }
 
+    /// A catalog entry; `rx_required` ones are sold only against a prescription.
     pub async fn create_medicine(
         &self,
         admin: &str,
         name: &str,
         sku: &str,
         price_cents: i64,
+        rx_required: bool,
     ) -> anyhow::Result<Uuid> {
         let body = json!({"name": name, "generic_name": name, "brand": null, "sku": sku,
-                          "price_cents": price_cents});
+                          "price_cents": price_cents, "rx_required": rx_required});
         let reply = self
             .http
             .request("POST", "/api/v1/medicines", Some(admin), Some(&body), &[])
@@ -243,20 +262,65 @@ impl Api {
         Ok(())
     }
 
+    /// A staff account of `pharmacy` (`POST /admin/users`, role `pharmacy`), signed in.
+    pub async fn create_pharmacist(
+        &self,
+        admin: &str,
+        pharmacy: Uuid,
+        name: &str,
+        email: &str,
+        password: &str,
+    ) -> anyhow::Result<Arc<Session>> {
+        let body = json!({"name": name, "email": email, "password": password,
+                          "role": "pharmacy", "pharmacy_id": pharmacy});
+        let reply = self
+            .http
+            .request("POST", "/api/v1/admin/users", Some(admin), Some(&body), &[])
+            .await?;
+        expect("create pharmacist", reply, &[201])?;
+        self.login(email, password).await
+    }
+
+    /// `POST /prescriptions`: one `multipart/form-data` body, already encoded (see
+    /// `crate::prescription`). The raw answer, so the caller can tell a build without the
+    /// endpoint (404) from a refusal.
+    pub async fn upload_prescription(
+        &self,
+        token: &str,
+        content_type: &str,
+        body: &[u8],
+    ) -> anyhow::Result<Reply> {
+        self.http
+            .request_bytes(
+                "POST",
+                "/api/v1/prescriptions",
+                Some(token),
+                Some((content_type, body)),
+                &[],
+            )
+            .await
+    }
+
     /// `POST /orders` with an `Idempotency-Key`.
     pub async fn place_order(
         &self,
         token: &str,
-        lines: &[(Uuid, u32)],
-        to: Point,
-        idempotency_key: &str,
+        order: &NewOrder<'_>,
     ) -> anyhow::Result<PlacedOrder> {
-        let items: Vec<Value> = lines
+        let to = order.to;
+        let items: Vec<Value> = order
+            .lines
             .iter()
             .map(|(m, q)| json!({"medicine_id": m, "qty": q}))
             .collect();
-        let body = json!({"items": items,
+        let mut body = json!({"items": items,
                           "delivery": {"lat": to.lat, "lng": to.lng, "address": "simulated door"}});
+        if order.online {
+            body["payment_method"] = json!("online");
+        }
+        if let Some(p) = order.prescription {
+            body["prescription_id"] = json!(p);
+        }
         let reply = self
             .http
             .request(
@@ -264,7 +328,7 @@ impl Api {
                 "/api/v1/orders",
                 Some(token),
                 Some(&body),
-                &[("Idempotency-Key", idempotency_key)],
+                &[("Idempotency-Key", order.idempotency_key)],
             )
             .await?;
         let v = expect("place order", reply, &[200, 201])?.json();
@@ -272,7 +336,90 @@ impl Api {
             id: uuid_field(&v, "id")?,
             code: str_field(&v, "delivery_code")?,
             status: str_field(&v, "status")?,
+            intent: v
+                .get("payment")
+                .and_then(|p| p.get("intent_id"))
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            total_cents: v.get("total_cents").and_then(Value::as_i64).unwrap_or(0),
         })
+    }
+
+    /// One page of the caller's orders (`GET /orders`, newest first): `(id, status)` of
+    /// each, and whether more pages follow.
+    pub async fn orders_page(
+        &self,
+        token: &str,
+        page: u32,
+        per_page: u32,
+    ) -> anyhow::Result<(Vec<(Uuid, String)>, bool)> {
+        let reply = self
+            .http
+            .request(
+                "GET",
+                &format!("/api/v1/orders?page={page}&per_page={per_page}"),
+                Some(token),
+                None,
+                &[],
+            )
+            .await?;
+        let v = expect("list orders", reply, &[200])?.json();
+        let items = v
+            .get("items")
+            .and_then(Value::as_array)
+            .ok_or_else(|| anyhow!("order page without items: {v}"))?;
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            out.push((uuid_field(item, "id")?, str_field(item, "status")?));
+        }
+        let total = v.get("total").and_then(Value::as_u64).unwrap_or(0);
+        let more = u64::from(page) * u64::from(per_page) < total && !out.is_empty();
+        Ok((out, more))
+    }
+
+    /// A pharmacist's decision (`POST /orders/{id}/prescription`); the order's new status.
+    pub async fn review_prescription(
+        &self,
+        token: &str,
+        order: Uuid,
+        approve: bool,
+        reason: &str,
+    ) -> anyhow::Result<String> {
+        let body = if approve {
+            json!({"approve": true})
+        } else {
+            json!({"approve": false, "reason": reason})
+        };
+        let reply = self
+            .http
+            .request(
+                "POST",
+                &format!("/api/v1/orders/{order}/prescription"),
+                Some(token),
+                Some(&body),
+                &[],
+            )
+            .await?;
+        str_field(
+            &expect("review prescription", reply, &[200])?.json(),
+            "status",
+        )
+    }
+
+    /// The payment provider's report (`POST /payments/webhook`): `body` exactly as signed,
+    /// with its `Medify-Signature`; the answer's `status` (`applied` or `duplicate`).
+    pub async fn payment_webhook(&self, body: &[u8], signature: &str) -> anyhow::Result<String> {
+        let reply = self
+            .http
+            .request_bytes(
+                "POST",
+                "/api/v1/payments/webhook",
+                None,
+                Some(("application/json", body)),
+                &[("Medify-Signature", signature)],
+            )
+            .await?;
+        str_field(&expect("payment webhook", reply, &[200])?.json(), "status")
     }
 
     /// The order's status (`GET /orders/{id}`).

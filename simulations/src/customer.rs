@@ -1,6 +1,12 @@
 //! Customer agents: place one order, then watch it over the tracking socket until it
 //! closes (reconnecting if the socket drops, and falling back to reading the order over
 //! REST if the socket will not come back).
+//!
+//! An order with a prescription-only line is preceded by the upload of a prescription
+//! (`crate::prescription`), whose id the order carries. An order paid online is paid as
+//! soon as the customer sees it `awaiting_payment` (in the placement's answer, the tracking
+//! socket's snapshot or status frames, or a REST read): the customer hands it to the
+//! payment provider (`crate::provider`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,9 +17,11 @@ use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::{self, Message};
 use uuid::Uuid;
 
-use crate::api::{Api, Session, Unexpected};
+use crate::api::{Api, NewOrder, Session, Unexpected};
 use crate::geo::Point;
-use crate::metrics::{now_ms, Metrics, Outcome};
+use crate::metrics::{now_ms, Metrics, Outcome, Placed};
+use crate::prescription::{self, Upload};
+use crate::provider::Payer;
 
 /// A customer account and where they live.
 pub struct Customer {
@@ -23,11 +31,20 @@ pub struct Customer {
 
 /// One order to place.
 pub struct OrderPlan {
+    /// Its place in the schedule (seeds its review and payment).
+    pub index: u64,
     pub customer: Arc<Customer>,
     pub lines: Vec<(Uuid, u32)>,
+    /// A prescription-only line, added once a prescription is uploaded.
+    pub rx_line: Option<(Uuid, u32)>,
+    /// Paid online rather than cash on delivery.
+    pub online: bool,
     pub to: Point,
     pub idempotency_key: String,
 }
+
+/// The status of an order waiting for its online payment.
+const AWAITING_PAYMENT: &str = "awaiting_payment";
 
 /// Counts a failed call: an unexpected status by status and code, anything else as a
 /// transport error.
@@ -49,6 +66,7 @@ pub fn count_failure(metrics: &Metrics, what: &str, e: &anyhow::Error) {
 pub async fn place_and_track(
     api: Api,
     metrics: Arc<Metrics>,
+    payer: Payer,
     plan: OrderPlan,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -61,11 +79,33 @@ pub async fn place_and_track(
             return;
         }
     };
+    let mut lines = plan.lines.clone();
+    let mut prescription = None;
+    if let Some(rx_line) = plan.rx_line {
+        match prescription::upload(&api, &token, plan.index).await {
+            Ok(Upload::Stored(id)) => {
+                metrics.prescription_uploaded();
+                prescription = Some(id);
+                lines.push(rx_line);
+            }
+            // A server without uploads: the order goes without its rx line.
+            Ok(Upload::NotOffered) => metrics.rx_without_prescription(),
+            Err(e) => {
+                count_failure(&metrics, "upload prescription", &e);
+                metrics.place_failed();
+                return;
+            }
+        }
+    }
     let placed_ms = now_ms();
-    let order = match api
-        .place_order(&token, &plan.lines, plan.to, &plan.idempotency_key)
-        .await
-    {
+    let new_order = NewOrder {
+        lines: &lines,
+        to: plan.to,
+        idempotency_key: &plan.idempotency_key,
+        online: plan.online,
+        prescription,
+    };
+    let order = match api.place_order(&token, &new_order).await {
         Ok(o) => o,
         Err(e) => {
             count_failure(&metrics, "place order", &e);
@@ -73,7 +113,18 @@ pub async fn place_and_track(
             return;
         }
     };
-    metrics.order_placed(order.id, placed_ms, order.code);
+    let placed = Placed {
+        index: plan.index,
+        code: order.code,
+        rx: prescription.is_some(),
+        online: plan.online,
+        intent: order.intent,
+        total_cents: order.total_cents,
+    };
+    metrics.order_placed(order.id, placed_ms, placed);
+    if order.status == AWAITING_PAYMENT {
+        payer.pay(order.id);
+    }
     if let Some(outcome) = Outcome::parse(&order.status) {
         metrics.order_final(order.id, outcome);
         return;
@@ -83,7 +134,7 @@ pub async fn place_and_track(
     while !metrics.is_final(order.id) && !*stop.borrow() {
         if failures >= 5 {
             // The socket will not stay up: read the order every two seconds instead.
-            poll_until_final(&api, &metrics, session, order.id, &mut stop).await;
+            poll_until_final(&api, &metrics, &payer, session, order.id, &mut stop).await;
             return;
         }
         let token = match session.token(&api).await {
@@ -120,7 +171,7 @@ pub async fn place_and_track(
                     Some(Ok(Message::Text(text))) => {
                         metrics.frame_received();
                         match serde_json::from_str::<Value>(text.as_str()) {
-                            Ok(v) => on_frame(&metrics, order.id, &v),
+                            Ok(v) => on_frame(&metrics, &payer, order.id, &v),
                             Err(_) => metrics.error("ws non-JSON frame (track)"),
                         }
                     }
@@ -138,7 +189,17 @@ pub async fn place_and_track(
     }
 }
 
-fn on_frame(metrics: &Metrics, order: Uuid, v: &Value) {
+/// A status the customer learnt: final, or a payment to make.
+fn on_status(metrics: &Metrics, payer: &Payer, order: Uuid, status: &str) {
+    if status == AWAITING_PAYMENT {
+        payer.pay(order);
+    }
+    if let Some(outcome) = Outcome::parse(status) {
+        metrics.order_final(order, outcome);
+    }
+}
+
+fn on_frame(metrics: &Metrics, payer: &Payer, order: Uuid, v: &Value) {
     match v.get("type").and_then(Value::as_str).unwrap_or("") {
         "snapshot" => {
             let status = v
@@ -146,9 +207,7 @@ fn on_frame(metrics: &Metrics, order: Uuid, v: &Value) {
                 .and_then(|o| o.get("status"))
                 .and_then(Value::as_str)
                 .unwrap_or("");
-            if let Some(outcome) = Outcome::parse(status) {
-                metrics.order_final(order, outcome);
-            }
+            on_status(metrics, payer, order, status);
         }
         "rider_location" => {
             if let Some(ts) = v.get("ts").and_then(Value::as_i64) {
@@ -157,9 +216,7 @@ fn on_frame(metrics: &Metrics, order: Uuid, v: &Value) {
         }
         "status" => {
             let status = v.get("status").and_then(Value::as_str).unwrap_or("");
-            if let Some(outcome) = Outcome::parse(status) {
-                metrics.order_final(order, outcome);
-            }
+            on_status(metrics, payer, order, status);
         }
         "error" => {
             let code = v.get("code").and_then(Value::as_str).unwrap_or("?");
@@ -173,6 +230,7 @@ fn on_frame(metrics: &Metrics, order: Uuid, v: &Value) {
 async fn poll_until_final(
     api: &Api,
     metrics: &Metrics,
+    payer: &Payer,
     session: &Session,
     order: Uuid,
     stop: &mut watch::Receiver<bool>,
@@ -181,8 +239,8 @@ async fn poll_until_final(
         if let Ok(token) = session.token(api).await {
             match api.order_status(&token, order).await {
                 Ok(status) => {
-                    if let Some(outcome) = Outcome::parse(&status) {
-                        metrics.order_final(order, outcome);
+                    on_status(metrics, payer, order, &status);
+                    if metrics.is_final(order) {
                         return;
                     }
                 }

@@ -101,6 +101,21 @@ impl Client {
         body: Option<&Value>,
         headers: &[(&str, &str)],
     ) -> anyhow::Result<Reply> {
+        let payload = body.map(|v| v.to_string().into_bytes());
+        let body = payload.as_deref().map(|bytes| ("application/json", bytes));
+        self.request_bytes(method, path, token, body, headers).await
+    }
+
+    /// Sends one request with a body of any type, `(content type, bytes)`, sent as given
+    /// (a multipart upload, or a payload whose exact bytes are signed).
+    pub async fn request_bytes(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<(&str, &[u8])>,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<Reply> {
         let mut head = format!(
             "{method} {path} HTTP/1.1\r\nHost: {}\r\nAccept: application/json\r\n",
             self.authority
@@ -111,13 +126,16 @@ impl Client {
         for (k, v) in headers {
             head.push_str(&format!("{k}: {v}\r\n"));
         }
-        let payload = body.map(Value::to_string).unwrap_or_default();
-        if body.is_some() {
-            head.push_str("Content-Type: application/json\r\n");
-        }
+        let payload: &[u8] = match body {
+            Some((content_type, bytes)) => {
+                head.push_str(&format!("Content-Type: {content_type}\r\n"));
+                bytes
+            }
+            None => &[],
+        };
         head.push_str(&format!("Content-Length: {}\r\n\r\n", payload.len()));
         let mut bytes = head.into_bytes();
-        bytes.extend_from_slice(payload.as_bytes());
+        bytes.extend_from_slice(payload);
 
         let fut = async {
             // A pooled connection may have been closed by the server while idle: if it

@@ -6,18 +6,27 @@
 //! follows each one over `/ws/orders/{id}/track` until it is delivered, cancelled or
 //! failed (or the drain timeout passes), then returns a [`Report`].
 //!
+//! Checkout (issue 17): a share of orders carries a prescription-only medicine (the
+//! customer uploads a prescription first; each pharmacy's pharmacist agent reviews them),
+//! and a share is paid online (a payment provider agent reports each payment over the
+//! signed webhook).
+//!
 //! Everything random comes from the scenario's seed: each agent has its own RNG stream
 //! derived from it, so a rider's choices do not depend on how tasks interleave.
 //!
-//! Modules: [`scenario`] (TOML), [`api`] / [`http`] (REST), [`rider`] and [`customer`]
-//! (agents), [`metrics`] (what agents record), [`report`], [`server`] (starting a `medify`
-//! child process), [`geo`].
+//! Modules: [`scenario`] (TOML), [`api`] / [`http`] (REST), [`rider`], [`customer`],
+//! [`pharmacist`] and [`provider`] (agents), [`prescription`] (the uploaded file),
+//! [`metrics`] (what agents record), [`report`], [`server`] (starting a `medify` child
+//! process), [`geo`].
 
 pub mod api;
 pub mod customer;
 pub mod geo;
 pub mod http;
 pub mod metrics;
+pub mod pharmacist;
+pub mod prescription;
+pub mod provider;
 pub mod report;
 pub mod rider;
 pub mod scenario;
@@ -40,6 +49,8 @@ use crate::api::{Api, Session};
 use crate::customer::{count_failure, Customer, OrderPlan};
 use crate::geo::Point;
 use crate::metrics::Metrics;
+use crate::pharmacist::PharmacistAgent;
+use crate::provider::{Payer, Provider};
 pub use crate::report::Report;
 use crate::rider::RiderAgent;
 pub use crate::scenario::{Matching, Scenario};
@@ -65,6 +76,21 @@ pub fn stream_rng(seed: u64, stream: u64, index: u64) -> StdRng {
 const STREAM_WORLD: u64 = 1;
 const STREAM_RIDER: u64 = 2;
 const STREAM_ORDERS: u64 = 3;
+/// Per order: prescription-only line or not, online payment or not.
+const STREAM_CHECKOUT: u64 = 4;
+/// Per order: the pharmacist's think time and decision.
+pub(crate) const STREAM_REVIEW: u64 = 5;
+/// Per order: the provider's delay and the payment's fate.
+pub(crate) const STREAM_PAYMENT: u64 = 6;
+
+/// A uniform draw in `[lo, hi]` (`lo` when the range is empty).
+pub(crate) fn draw_in(rng: &mut StdRng, [lo, hi]: [f64; 2]) -> f64 {
+    if hi > lo {
+        rng.random_range(lo..=hi)
+    } else {
+        lo
+    }
+}
 
 /// A simulated catalog entry and stock per pharmacy.
 const STOCK_PER_MEDICINE: i64 = 100_000;
@@ -81,15 +107,28 @@ fn bar(progress: bool, len: u64, template: &str) -> ProgressBar {
     pb
 }
 
-/// Plays `scenario` against the server at `base`; `progress` shows progress bars on the
-/// terminal.
+/// Plays `scenario` against the server at `base`; `webhook_secret` is the server's
+/// `PAYMENT_WEBHOOK_SECRET` (needed when the scenario pays online: the sim plays the
+/// payment provider); `progress` shows progress bars on the terminal.
 pub async fn run(
     base: &str,
     scenario: &Scenario,
     admin: &Admin,
+    webhook_secret: Option<&str>,
     progress: bool,
 ) -> anyhow::Result<Report> {
     scenario.validate()?;
+    let webhook_secret = match webhook_secret {
+        Some(s) if !s.is_empty() => Some(s.as_bytes().to_vec()),
+        _ if scenario.orders.online_share > 0.0 => anyhow::bail!(
+            "scenario {:?} pays online (orders.online_share > 0): the sim plays the payment \
+             provider and needs the server's PAYMENT_WEBHOOK_SECRET",
+            scenario.name
+        ),
+        _ => None,
+    };
+    let reviews = scenario.orders.rx_share > 0.0;
+    let rx_medicines = if reviews { scenario.rx_medicines } else { 0 };
     let api = Api::new(base)?;
     let metrics = Arc::new(Metrics::default());
     let setup_started = Instant::now();
@@ -107,7 +146,8 @@ pub async fn run(
         .context("the admin could not sign in")?;
     let admin_token = admin_session.token(&api).await?;
     let setup_total = u64::from(scenario.medicines)
-        + u64::from(scenario.pharmacies)
+        + u64::from(rx_medicines)
+        + u64::from(scenario.pharmacies) * if reviews { 2 } else { 1 }
         + u64::from(scenario.riders)
         + u64::from(scenario.customers);
     let pb = bar(
@@ -124,21 +164,60 @@ pub async fn run(
                 &format!("Sim medicine {i}"),
                 &format!("SIM-{tag}-{i}"),
                 100 + i64::from(i) * 25,
+                false,
             )
             .await?;
         medicines.push(id);
         pb.inc(1);
     }
+    let mut rx_catalog = Vec::new();
+    for i in 0..rx_medicines {
+        let id = api
+            .create_medicine(
+                &admin_token,
+                &format!("Sim rx medicine {i}"),
+                &format!("SIM-RX-{tag}-{i}"),
+                400 + i64::from(i) * 50,
+                true,
+            )
+            .await?;
+        rx_catalog.push(id);
+        pb.inc(1);
+    }
     pb.set_message("pharmacies");
-    let stock: Vec<(Uuid, i64)> = medicines.iter().map(|m| (*m, STOCK_PER_MEDICINE)).collect();
+    let stock: Vec<(Uuid, i64)> = medicines
+        .iter()
+        .chain(&rx_catalog)
+        .map(|m| (*m, STOCK_PER_MEDICINE))
+        .collect();
+    let mut pharmacies = Vec::new();
     for i in 0..scenario.pharmacies {
         let at = centre.random_within(radius, &mut world_rng);
         let id = api
             .create_pharmacy(&admin_token, &format!("Sim pharmacy {i}"), at)
             .await?;
         api.put_stock(&admin_token, id, &stock).await?;
+        pharmacies.push(id);
         pb.inc(1);
     }
+
+    let password = format!("sim-password-{tag}");
+    // One staff account per pharmacy, to review its prescriptions.
+    let pharmacists = if reviews {
+        pb.set_message("pharmacists");
+        create_pharmacists(
+            &api,
+            &admin_token,
+            &pharmacies,
+            &tag,
+            &password,
+            scenario.timing.setup_concurrency,
+            &pb,
+        )
+        .await?
+    } else {
+        Vec::new()
+    };
 
     // Accounts register themselves (and sign in), a few at a time.
     pb.set_message("riders and customers");
@@ -148,7 +227,6 @@ pub async fn run(
     let homes: Vec<Point> = (0..scenario.customers)
         .map(|_| centre.random_within(radius, &mut world_rng))
         .collect();
-    let password = format!("sim-password-{tag}");
     let riders = register_all(
         &api,
         "rider",
@@ -226,12 +304,41 @@ pub async fn run(
     }
     let setup_s = setup_started.elapsed().as_secs_f64();
 
+    // The pharmacists at their desks, the payment provider at its gateway.
+    for session in pharmacists {
+        let agent = PharmacistAgent {
+            api: api.clone(),
+            session,
+            metrics: metrics.clone(),
+            behaviour: scenario.pharmacist.clone(),
+            seed: scenario.seed,
+            stop: stop_rx.clone(),
+        };
+        agents.spawn(agent.run());
+    }
+    let payer = match webhook_secret {
+        Some(secret) => {
+            let (payer, provider) = Provider::new(
+                api.clone(),
+                metrics.clone(),
+                secret,
+                scenario.provider.clone(),
+                scenario.seed,
+                tag.clone(),
+                stop_rx.clone(),
+            );
+            agents.spawn(provider.run());
+            payer
+        }
+        None => Payer::none(metrics.clone()),
+    };
+
     // Orders.
     let planned = u64::from(scenario.orders.total());
     let run_started = Instant::now();
     let start_at =
         tokio::time::Instant::now() + Duration::from_secs_f64(scenario.orders.start_after_s);
-    let schedule = order_schedule(scenario, &medicines, &customers);
+    let schedule = order_schedule(scenario, &medicines, &rx_catalog, &customers);
     let run_bar = bar(
         progress,
         planned,
@@ -248,6 +355,7 @@ pub async fn run(
                 tasks.spawn(customer::place_and_track(
                     api.clone(),
                     metrics.clone(),
+                    payer.clone(),
                     plan,
                     stop_rx.clone(),
                 ));
@@ -287,8 +395,10 @@ pub async fn run(
             0.0
         };
         let status = format!(
-            "placed {} assigned {} delivered {} failed {} | {:.0} loc/s | errors {}",
+            "placed {} reviewed {} paid {} assigned {} delivered {} failed {} | {:.0} loc/s | errors {}",
             Metrics::get(&metrics.placed),
+            Metrics::get(&metrics.reviews_approved) + Metrics::get(&metrics.reviews_rejected),
+            Metrics::get(&metrics.payments_succeeded) + Metrics::get(&metrics.payments_failed),
             Metrics::get(&metrics.assigned),
             Metrics::get(&metrics.delivered),
             Metrics::get(&metrics.failed) + Metrics::get(&metrics.place_failed),
@@ -400,11 +510,55 @@ async fn register_all(
     Ok(out.into_iter().flatten().collect())
 }
 
+/// Creates one staff account per pharmacy (`role: pharmacy`), `concurrency` at a time,
+/// each signed in; in the order of `pharmacies`.
+async fn create_pharmacists(
+    api: &Api,
+    admin_token: &str,
+    pharmacies: &[Uuid],
+    tag: &str,
+    password: &str,
+    concurrency: usize,
+    pb: &ProgressBar,
+) -> anyhow::Result<Vec<Arc<Session>>> {
+    let gate = Arc::new(Semaphore::new(concurrency.max(1)));
+    let mut set = JoinSet::new();
+    for (i, pharmacy) in pharmacies.iter().copied().enumerate() {
+        let (api, gate) = (api.clone(), gate.clone());
+        let (admin_token, password) = (admin_token.to_owned(), password.to_owned());
+        let email = format!("pharmacist-{i}.{tag}@sim.medify.test");
+        set.spawn(async move {
+            let _permit = gate.acquire_owned().await;
+            let session = api
+                .create_pharmacist(
+                    &admin_token,
+                    pharmacy,
+                    &format!("Sim pharmacist {i}"),
+                    &email,
+                    &password,
+                )
+                .await
+                .with_context(|| format!("could not create the pharmacist {email}"))?;
+            anyhow::Ok((i, session))
+        });
+    }
+    let mut out: Vec<Option<Arc<Session>>> = vec![None; pharmacies.len()];
+    while let Some(joined) = set.join_next().await {
+        let (i, session) = joined.context("a pharmacist task panicked")??;
+        out[i] = Some(session);
+        pb.inc(1);
+    }
+    Ok(out.into_iter().flatten().collect())
+}
+
 /// When each order is placed (offset from the start), by whom, what and where: all drawn
-/// from the scenario's order stream.
+/// from the scenario's order stream. Whether it also carries a prescription-only line
+/// (and which) and whether it is paid online come from the order's own checkout stream,
+/// so scenarios without checkout settings place exactly the orders they always did.
 fn order_schedule(
     scenario: &Scenario,
     medicines: &[Uuid],
+    rx_medicines: &[Uuid],
     customers: &[Arc<Customer>],
 ) -> Vec<(Duration, OrderPlan)> {
     let mut rng = stream_rng(scenario.seed, STREAM_ORDERS, 0);
@@ -426,9 +580,19 @@ fn order_schedule(
                 .map(|m| (medicines[m], rng.random_range(1..=2u32)))
                 .collect();
             let to = customer.home.random_within(30.0, &mut rng);
+            let mut checkout = stream_rng(scenario.seed, STREAM_CHECKOUT, u64::from(i));
+            let rx = !rx_medicines.is_empty() && checkout.random_bool(scenario.orders.rx_share);
+            let rx_line = rx.then(|| {
+                let m = rx_medicines[checkout.random_range(0..rx_medicines.len())];
+                (m, 1)
+            });
+            let online = checkout.random_bool(scenario.orders.online_share);
             let plan = OrderPlan {
+                index: u64::from(i),
                 customer,
                 lines,
+                rx_line,
+                online,
                 to,
                 idempotency_key: format!("sim-{run_id}-{i}"),
             };

@@ -50,7 +50,8 @@ enum Cmd {
     Run {
         /// A built-in scenario (see `list`) or a path to a TOML file.
         scenario: String,
-        /// A running server, e.g. http://127.0.0.1:8080 (default: start one).
+        /// A running server, e.g. http://127.0.0.1:8080 (default: start one). Scenarios
+        /// that pay online need its secret in $PAYMENT_WEBHOOK_SECRET.
         #[arg(long, conflicts_with = "server_bin", value_name = "URL")]
         base: Option<String>,
         /// Admin e-mail for --base (default: $MEDIFY_ADMIN_EMAIL).
@@ -137,7 +138,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             let r = match base {
                 Some(base) => {
                     let admin = admin_from_env(admin_email)?;
-                    medify_sim::run(&base, &s, &admin, progress).await?
+                    // The sim plays the payment provider: it signs with the server's secret.
+                    let secret = std::env::var("PAYMENT_WEBHOOK_SECRET").ok();
+                    medify_sim::run(&base, &s, &admin, secret.as_deref(), progress).await?
                 }
                 None => {
                     let matching = matching.or(s.matching).unwrap_or(Matching::Batched);
@@ -190,9 +193,10 @@ async fn run_spawned(
     };
     let mut server = ServerProcess::start(&bin, matching, &s.server_env).await?;
     let (base, admin) = (server.base.clone(), server.admin.clone());
+    let secret = server.webhook_secret.clone();
     // A server that dies ends the run at once, with its exit status and log.
     let result = tokio::select! {
-        r = medify_sim::run(&base, s, &admin, progress) => r,
+        r = medify_sim::run(&base, s, &admin, Some(&secret), progress) => r,
         why = server.died() => Err(anyhow::anyhow!(why)),
     };
     server.stop();

@@ -53,6 +53,51 @@ pub struct OrderRecord {
     pub delivered_sent_ms: Option<i64>,
     /// The final state and when the customer's tracking socket heard of it.
     pub outcome: Option<(Outcome, i64)>,
+    /// The order's place in the scenario's schedule (seeds its review and payment).
+    pub index: u64,
+    /// It carries a prescription-only medicine (and so waits for a review).
+    pub rx: bool,
+    /// It is paid online.
+    pub online: bool,
+    /// `payment.intent_id` and `total_cents`, what the provider reports against.
+    pub intent: Option<String>,
+    pub total_cents: i64,
+    /// The pharmacist's decision (approved?) and when the server acknowledged it.
+    pub review: Option<(bool, i64)>,
+    /// When the customer started paying (saw `awaiting_payment`).
+    pub payment_started_ms: Option<i64>,
+    /// The provider's report (succeeded?) and when the server acknowledged it.
+    pub payment: Option<(bool, i64)>,
+}
+
+impl OrderRecord {
+    /// When the order could first be offered to riders, as far as the sim knows: its
+    /// placement, or the approval of its prescription, or its payment, whichever is last.
+    pub fn dispatchable_ms(&self) -> i64 {
+        let review = self.review.map_or(0, |(_, at)| at);
+        let payment = self.payment.map_or(0, |(_, at)| at);
+        self.placed_ms.max(review).max(payment)
+    }
+}
+
+/// What the customer knows about an order it just placed, for the ledger.
+#[derive(Debug, Clone, Default)]
+pub struct Placed {
+    pub index: u64,
+    pub code: String,
+    pub rx: bool,
+    pub online: bool,
+    pub intent: Option<String>,
+    pub total_cents: i64,
+}
+
+/// A payment the customer starts: what the provider needs to report on it.
+#[derive(Debug, Clone)]
+pub struct PaymentDue {
+    pub order: Uuid,
+    pub index: u64,
+    pub intent: String,
+    pub amount_cents: i64,
 }
 
 /// Shared by every agent of a run.
@@ -71,6 +116,18 @@ pub struct Metrics {
     pub frames_received: AtomicU64,
     pub rider_reconnects: AtomicU64,
     pub track_reconnects: AtomicU64,
+    /// Orders placed with a prescription-only line / paid online.
+    pub rx_placed: AtomicU64,
+    pub online_placed: AtomicU64,
+    /// Prescriptions the customers uploaded.
+    pub prescriptions_uploaded: AtomicU64,
+    /// Orders meant to carry a prescription-only line that were placed without it,
+    /// because the server has no upload endpoint (see `crate::prescription`).
+    pub rx_without_prescription: AtomicU64,
+    pub reviews_approved: AtomicU64,
+    pub reviews_rejected: AtomicU64,
+    pub payments_succeeded: AtomicU64,
+    pub payments_failed: AtomicU64,
     orders: Mutex<HashMap<Uuid, OrderRecord>>,
     errors: Mutex<BTreeMap<String, u64>>,
     /// The first message seen for each error kind.
@@ -125,12 +182,88 @@ impl Metrics {
         Some(f(orders.entry(id).or_default()))
     }
 
-    pub fn order_placed(&self, id: Uuid, placed_ms: i64, code: String) {
+    pub fn order_placed(&self, id: Uuid, placed_ms: i64, placed: Placed) {
         bump(&self.placed);
+        if placed.rx {
+            bump(&self.rx_placed);
+        }
+        if placed.online {
+            bump(&self.online_placed);
+        }
         self.with_order(id, |o| {
             o.placed_ms = placed_ms;
-            o.code = code;
+            o.code = placed.code;
+            o.index = placed.index;
+            o.rx = placed.rx;
+            o.online = placed.online;
+            o.intent = placed.intent;
+            o.total_cents = placed.total_cents;
         });
+    }
+
+    /// The schedule index of an order its customer has placed (`None` for an order the
+    /// ledger does not know yet: the customer may not have its answer).
+    pub fn index_of(&self, id: Uuid) -> Option<u64> {
+        let orders = self.orders.lock().ok()?;
+        orders.get(&id).filter(|o| o.placed_ms > 0).map(|o| o.index)
+    }
+
+    /// The pharmacist's decision was acknowledged; the first one counts.
+    pub fn reviewed(&self, id: Uuid, approved: bool) {
+        let first = self
+            .with_order(id, |o| {
+                let first = o.review.is_none();
+                if first {
+                    o.review = Some((approved, now_ms()));
+                }
+                first
+            })
+            .unwrap_or(false);
+        if first {
+            bump(if approved {
+                &self.reviews_approved
+            } else {
+                &self.reviews_rejected
+            });
+        }
+    }
+
+    /// The customer starts paying an online order: what to hand the provider, the first
+    /// time only (`None` after that, or for an order without an intent).
+    pub fn start_payment(&self, id: Uuid) -> Option<PaymentDue> {
+        let mut orders = self.orders.lock().ok()?;
+        let o = orders.get_mut(&id)?;
+        if o.payment_started_ms.is_some() || o.placed_ms == 0 {
+            return None;
+        }
+        let intent = o.intent.clone()?;
+        o.payment_started_ms = Some(now_ms());
+        Some(PaymentDue {
+            order: id,
+            index: o.index,
+            intent,
+            amount_cents: o.total_cents,
+        })
+    }
+
+    /// The provider's report was acknowledged; the first one counts.
+    pub fn paid(&self, id: Uuid, succeeded: bool) {
+        let first = self
+            .with_order(id, |o| {
+                let first = o.payment.is_none();
+                if first {
+                    o.payment = Some((succeeded, now_ms()));
+                }
+                first
+            })
+            .unwrap_or(false);
+        if first {
+            bump(if succeeded {
+                &self.payments_succeeded
+            } else {
+                &self.payments_failed
+            });
+        }
     }
 
     /// The delivery code of an order, once its customer has it.
@@ -239,6 +372,12 @@ impl Metrics {
     }
     pub fn frame_received(&self) {
         bump(&self.frames_received);
+    }
+    pub fn prescription_uploaded(&self) {
+        bump(&self.prescriptions_uploaded);
+    }
+    pub fn rx_without_prescription(&self) {
+        bump(&self.rx_without_prescription);
     }
     pub fn place_failed(&self) {
         bump(&self.place_failed);

@@ -63,6 +63,29 @@ pub struct OrderCounts {
     pub failed: u64,
     /// Placed orders with no final state when the run ended (drain timeout).
     pub still_open: u64,
+    /// Orders placed with a prescription-only line (and the customer's prescription).
+    pub rx: u64,
+    /// Orders placed to be paid online.
+    pub online: u64,
+    /// Orders meant to carry a prescription-only line, placed without it because the
+    /// server has no prescription upload (404): see `warnings`.
+    pub rx_without_prescription: u64,
+}
+
+/// The pharmacists' decisions (acknowledged by the server).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReviewCounts {
+    pub approved: u64,
+    /// Each cancels its order (`cancel_reason: prescription_rejected`).
+    pub rejected: u64,
+}
+
+/// The payment provider's reports (acknowledged by the server).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PaymentCounts {
+    pub succeeded: u64,
+    /// Each cancels its order (`cancel_reason: payment_failed`).
+    pub failed: u64,
 }
 
 /// Offers the riders saw.
@@ -91,7 +114,23 @@ pub struct Report {
     /// The run ended because every order was final (not because of the drain timeout).
     pub completed: bool,
     pub orders: OrderCounts,
-    /// Order placed (customer sent POST /orders) → rider got `assigned`, milliseconds.
+    /// Delivered orders as a share of the orders meant to be delivered: placed ones less
+    /// those the sim's pharmacists rejected and those whose payment the sim's provider
+    /// failed (percent; `None` when there are none).
+    pub delivered_pct: Option<f64>,
+    /// Prescriptions the customers uploaded (one per rx order).
+    pub prescriptions_uploaded: u64,
+    pub reviews: ReviewCounts,
+    /// Order placed (customer sent POST /orders) → the pharmacist's review acknowledged
+    /// (approve or reject), milliseconds; includes the pharmacist's polling and think time.
+    pub review_latency_ms: Summary,
+    pub payments: PaymentCounts,
+    /// The customer saw `awaiting_payment` → the provider's signed report acknowledged,
+    /// milliseconds; includes the provider's delay.
+    pub payment_latency_ms: Summary,
+    /// Order dispatchable → rider got `assigned`, milliseconds. Dispatchable is when the
+    /// customer sent POST /orders, or, for orders that waited, when the prescription's
+    /// approval or the payment's report was acknowledged (the later one).
     pub assignment_latency_ms: Summary,
     /// Rider's own position when the offer came → pharmacy, metres, for assigned orders.
     pub pickup_distance_m: Summary,
@@ -113,6 +152,10 @@ pub struct Report {
     pub protocol_error_examples: BTreeMap<String, String>,
     pub rider_reconnects: u64,
     pub track_reconnects: u64,
+    /// Things that make the run's figures mean less than they seem (e.g. a server without
+    /// prescription uploads).
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 impl Report {
@@ -123,10 +166,18 @@ impl Report {
         let mut pickup = Vec::new();
         let mut offer = Vec::new();
         let mut delivery = Vec::new();
+        let mut review = Vec::new();
+        let mut payment = Vec::new();
         let mut still_open = 0;
         for o in orders.values().filter(|o| o.placed_ms > 0) {
+            if let Some((_, at)) = o.review {
+                review.push((at - o.placed_ms).max(0) as f64);
+            }
+            if let (Some(from), Some((_, at))) = (o.payment_started_ms, o.payment) {
+                payment.push((at - from).max(0) as f64);
+            }
             if let Some(at) = o.assigned_ms {
-                assignment.push((at - o.placed_ms).max(0) as f64);
+                assignment.push((at - o.dispatchable_ms()).max(0) as f64);
                 pickup.extend(o.pickup_distance_m);
                 offer.extend(o.offer_distance_m);
             }
@@ -139,16 +190,45 @@ impl Report {
             }
         }
         let errors = metrics.errors();
+        let placed = Metrics::get(&metrics.placed);
+        let delivered = Metrics::get(&metrics.delivered);
+        let reviews = ReviewCounts {
+            approved: Metrics::get(&metrics.reviews_approved),
+            rejected: Metrics::get(&metrics.reviews_rejected),
+        };
+        let payments = PaymentCounts {
+            succeeded: Metrics::get(&metrics.payments_succeeded),
+            failed: Metrics::get(&metrics.payments_failed),
+        };
+        let rx_without_prescription = Metrics::get(&metrics.rx_without_prescription);
+        let mut warnings = Vec::new();
+        if rx_without_prescription > 0 {
+            warnings.push(format!(
+                "the server has no prescription upload (POST /api/v1/prescriptions answered \
+                 404): {rx_without_prescription} orders meant to carry a prescription-only \
+                 medicine were placed without it, so no prescription was reviewed"
+            ));
+        }
         Self {
+            delivered_pct: delivered_pct(delivered, placed, &reviews, &payments),
+            prescriptions_uploaded: Metrics::get(&metrics.prescriptions_uploaded),
+            review_latency_ms: Summary::of(review),
+            payment_latency_ms: Summary::of(payment),
+            reviews,
+            payments,
+            warnings,
             orders: OrderCounts {
                 planned,
-                placed: Metrics::get(&metrics.placed),
+                placed,
                 place_failed: Metrics::get(&metrics.place_failed),
                 assigned: Metrics::get(&metrics.assigned),
-                delivered: Metrics::get(&metrics.delivered),
+                delivered,
                 cancelled: Metrics::get(&metrics.cancelled),
                 failed: Metrics::get(&metrics.failed),
                 still_open,
+                rx: Metrics::get(&metrics.rx_placed),
+                online: Metrics::get(&metrics.online_placed),
+                rx_without_prescription,
             },
             assignment_latency_ms: Summary::of(assignment),
             pickup_distance_m: Summary::of(pickup),
@@ -168,6 +248,14 @@ impl Report {
             track_reconnects: Metrics::get(&metrics.track_reconnects),
             ..Self::default()
         }
+    }
+
+    /// Orders meant to be delivered: placed, less the ones the sim itself turned down (a
+    /// rejected prescription, a failed payment).
+    pub fn deliverable(&self) -> u64 {
+        self.orders
+            .placed
+            .saturating_sub(self.reviews.rejected + self.payments.failed)
     }
 
     /// Every placed order reached delivered, cancelled or failed.
@@ -209,9 +297,37 @@ impl Report {
             ("placements failed", o.place_failed.to_string()),
             ("orders assigned", o.assigned.to_string()),
             ("orders delivered", o.delivered.to_string()),
+            (
+                "delivered % (of deliverable)",
+                match self.delivered_pct {
+                    Some(p) => format!(
+                        "{p:.1} ({} of {}; {} rejected, {} payment failed left out)",
+                        o.delivered,
+                        self.deliverable(),
+                        self.reviews.rejected,
+                        self.payments.failed
+                    ),
+                    None => "-".to_owned(),
+                },
+            ),
             ("orders failed", o.failed.to_string()),
             ("orders cancelled", o.cancelled.to_string()),
             ("orders still open", o.still_open.to_string()),
+            ("rx / online orders", format!("{} / {}", o.rx, o.online)),
+            (
+                "prescriptions uploaded",
+                self.prescriptions_uploaded.to_string(),
+            ),
+            (
+                "reviews approved/rejected",
+                format!("{} / {}", self.reviews.approved, self.reviews.rejected),
+            ),
+            ("review latency ms", fmt_summary(&self.review_latency_ms)),
+            (
+                "payments succeeded/failed",
+                format!("{} / {}", self.payments.succeeded, self.payments.failed),
+            ),
+            ("payment latency ms", fmt_summary(&self.payment_latency_ms)),
             (
                 "assignment latency ms",
                 fmt_summary(&self.assignment_latency_ms),
@@ -256,8 +372,23 @@ impl Report {
                 let _ = writeln!(t, "            e.g. {ex}");
             }
         }
+        for w in &self.warnings {
+            let _ = writeln!(t, "  warning: {w}");
+        }
         t
     }
+}
+
+/// `delivered` over the orders meant to be delivered (see [`Report::deliverable`]), in
+/// percent with one decimal.
+fn delivered_pct(
+    delivered: u64,
+    placed: u64,
+    reviews: &ReviewCounts,
+    payments: &PaymentCounts,
+) -> Option<f64> {
+    let deliverable = placed.saturating_sub(reviews.rejected + payments.failed);
+    (deliverable > 0).then(|| round1(delivered as f64 * 100.0 / deliverable as f64))
 }
 
 fn fmt_opt(v: Option<f64>) -> String {
@@ -329,6 +460,11 @@ pub fn compare_table(a: &Report, b: &Report) -> String {
         f(b.orders.delivered),
     );
     row(
+        "delivered % of deliverable",
+        a.delivered_pct,
+        b.delivered_pct,
+    );
+    row(
         "orders still open",
         f(a.orders.still_open),
         f(b.orders.still_open),
@@ -356,5 +492,33 @@ mod tests {
         assert_eq!(s.mean, Some(50.5));
         assert_eq!(Summary::of(vec![]), Summary::default());
         assert_eq!(Summary::of(vec![7.0]).p99, Some(7.0));
+    }
+
+    #[test]
+    fn turned_down_orders_are_left_out_of_delivered_pct() {
+        let reviews = ReviewCounts {
+            approved: 18,
+            rejected: 2,
+        };
+        let payments = PaymentCounts {
+            succeeded: 27,
+            failed: 3,
+        };
+        assert_eq!(delivered_pct(95, 100, &reviews, &payments), Some(100.0));
+        assert_eq!(delivered_pct(90, 100, &reviews, &payments), Some(94.7));
+        let none = ReviewCounts::default();
+        assert_eq!(delivered_pct(0, 0, &none, &PaymentCounts::default()), None);
+        assert_eq!(
+            delivered_pct(
+                0,
+                2,
+                &ReviewCounts {
+                    approved: 0,
+                    rejected: 2
+                },
+                &PaymentCounts::default()
+            ),
+            None
+        );
     }
 }

@@ -64,13 +64,23 @@ pub struct Scenario {
     pub pharmacies: u32,
     /// Customer accounts; orders are spread over them.
     pub customers: u32,
-    /// Medicines in the simulated catalog.
+    /// Medicines in the simulated catalog (sold without a prescription).
     #[serde(default = "default_medicines")]
     pub medicines: u32,
+    /// Prescription-only medicines added to the catalog (`rx_required`); an rx order
+    /// carries one of them besides its ordinary lines.
+    #[serde(default = "default_rx_medicines")]
+    pub rx_medicines: u32,
     pub area: Area,
     pub orders: Orders,
     #[serde(default)]
     pub rider: RiderBehaviour,
+    /// The pharmacist of each pharmacy (prescription review).
+    #[serde(default)]
+    pub pharmacist: PharmacistBehaviour,
+    /// The payment provider (online payments).
+    #[serde(default)]
+    pub provider: ProviderBehaviour,
     #[serde(default)]
     pub timing: Timing,
     /// The matching strategy for a server the sim starts itself (`--matching` overrides).
@@ -86,6 +96,9 @@ fn default_seed() -> u64 {
 }
 fn default_medicines() -> u32 {
     5
+}
+fn default_rx_medicines() -> u32 {
+    2
 }
 
 /// The circle everything happens in.
@@ -122,6 +135,14 @@ pub struct Orders {
     /// Order lines: `[min, max]` distinct medicines, each of quantity 1–2.
     #[serde(default = "default_lines")]
     pub lines: [u32; 2],
+    /// Share of orders that also carry a prescription-only medicine (the customer uploads
+    /// a prescription first and the pharmacy's pharmacist reviews the order).
+    #[serde(default)]
+    pub rx_share: f64,
+    /// Share of orders paid online (`payment_method: "online"`); the rest pay cash on
+    /// delivery.
+    #[serde(default)]
+    pub online_share: f64,
 }
 
 fn default_lines() -> [u32; 2] {
@@ -173,6 +194,48 @@ impl Default for RiderBehaviour {
     }
 }
 
+/// How each pharmacy's pharmacist reviews prescriptions.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PharmacistBehaviour {
+    /// Seconds between two looks at the pharmacy's orders (`GET /orders`).
+    pub poll_interval_s: f64,
+    /// Seconds spent on a prescription once seen, `[min, max]`.
+    pub review_think_s: [f64; 2],
+    /// Probability of approving a prescription (otherwise it is rejected with a reason).
+    pub approve_probability: f64,
+}
+
+impl Default for PharmacistBehaviour {
+    fn default() -> Self {
+        Self {
+            poll_interval_s: 2.0,
+            review_think_s: [5.0, 60.0],
+            approve_probability: 0.9,
+        }
+    }
+}
+
+/// How the payment provider settles online payments.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderBehaviour {
+    /// Seconds from the customer starting to pay to the provider's signed report,
+    /// `[min, max]`.
+    pub payment_delay_s: [f64; 2],
+    /// Probability that a payment succeeds (otherwise `payment.failed` is reported).
+    pub payment_success_probability: f64,
+}
+
+impl Default for ProviderBehaviour {
+    fn default() -> Self {
+        Self {
+            payment_delay_s: [2.0, 15.0],
+            payment_success_probability: 0.95,
+        }
+    }
+}
+
 /// When a run ends.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -191,6 +254,11 @@ impl Default for Timing {
             setup_concurrency: 16,
         }
     }
+}
+
+/// `[min, max]` with `0 <= min <= max`, both finite.
+fn range_ok([lo, hi]: [f64; 2]) -> bool {
+    lo.is_finite() && hi.is_finite() && lo >= 0.0 && lo <= hi
 }
 
 impl Scenario {
@@ -259,6 +327,42 @@ impl Scenario {
         check(
             self.orders.start_after_s.is_finite() && self.orders.start_after_s >= 0.0,
             "orders.start_after_s must be >= 0",
+        );
+        check(self.rx_medicines <= 50, "rx_medicines must be 0..=50");
+        let share = |v: f64| v.is_finite() && (0.0..=1.0).contains(&v);
+        check(
+            share(self.orders.rx_share),
+            "orders.rx_share must be within [0, 1]",
+        );
+        check(
+            self.orders.rx_share == 0.0 || self.rx_medicines >= 1,
+            "orders.rx_share above 0 needs rx_medicines >= 1",
+        );
+        check(
+            share(self.orders.online_share),
+            "orders.online_share must be within [0, 1]",
+        );
+        let p = &self.pharmacist;
+        check(
+            p.poll_interval_s.is_finite() && (0.1..=60.0).contains(&p.poll_interval_s),
+            "pharmacist.poll_interval_s must be within [0.1, 60]",
+        );
+        check(
+            range_ok(p.review_think_s),
+            "pharmacist.review_think_s must be [min, max] with 0 <= min <= max",
+        );
+        check(
+            share(p.approve_probability),
+            "pharmacist.approve_probability must be within [0, 1]",
+        );
+        let v = &self.provider;
+        check(
+            range_ok(v.payment_delay_s),
+            "provider.payment_delay_s must be [min, max] with 0 <= min <= max",
+        );
+        check(
+            share(v.payment_success_probability),
+            "provider.payment_success_probability must be within [0, 1]",
         );
         let [l0, l1] = self.orders.lines;
         check(
@@ -329,5 +433,84 @@ mod tests {
         let mut s = Scenario::parse(&text).map(|_| ()).unwrap_err().to_string();
         s += &format!("{:#}", Scenario::parse(&text).unwrap_err());
         assert!(s.contains("riders must be at least 1"), "{s}");
+    }
+
+    const MINIMAL: &str = r#"
+        name = "tiny"
+        riders = 1
+        pharmacies = 1
+        customers = 1
+        [area]
+        lat = 12.97
+        lng = 77.59
+        radius_m = 500
+        [orders]
+        count = 3
+    "#;
+
+    #[test]
+    fn checkout_settings_default_to_cash_without_prescriptions() {
+        let s = Scenario::parse(MINIMAL).expect("minimal scenario");
+        assert_eq!((s.orders.rx_share, s.orders.online_share), (0.0, 0.0));
+        assert_eq!(s.rx_medicines, 2);
+        assert_eq!(s.pharmacist.review_think_s, [5.0, 60.0]);
+        assert_eq!(s.pharmacist.approve_probability, 0.9);
+        assert_eq!(s.pharmacist.poll_interval_s, 2.0);
+        assert_eq!(s.provider.payment_delay_s, [2.0, 15.0]);
+        assert_eq!(s.provider.payment_success_probability, 0.95);
+    }
+
+    #[test]
+    fn checkout_settings_are_read() {
+        let text = format!(
+            "{MINIMAL}\nrx_share = 0.25\nonline_share = 0.5\n\
+             [pharmacist]\npoll_interval_s = 0.5\nreview_think_s = [1.0, 2.0]\n\
+             approve_probability = 0.8\n\
+             [provider]\npayment_delay_s = [0.5, 1.5]\npayment_success_probability = 0.7\n"
+        );
+        let s = Scenario::parse(&text).expect("scenario with checkout settings");
+        assert_eq!((s.orders.rx_share, s.orders.online_share), (0.25, 0.5));
+        assert_eq!(s.pharmacist.review_think_s, [1.0, 2.0]);
+        assert_eq!(s.pharmacist.approve_probability, 0.8);
+        assert_eq!(s.pharmacist.poll_interval_s, 0.5);
+        assert_eq!(s.provider.payment_delay_s, [0.5, 1.5]);
+        assert_eq!(s.provider.payment_success_probability, 0.7);
+        // A partial section is an error, not a silent default.
+        let partial = format!("{MINIMAL}\n[provider]\npayment_delay_s = [1.0, 2.0]\n");
+        assert!(Scenario::parse(&partial).is_err());
+        let unknown = format!("{MINIMAL}\n[pharmacist]\nthink_s = [1.0, 2.0]\n");
+        assert!(Scenario::parse(&unknown).is_err());
+    }
+
+    #[test]
+    fn bad_checkout_settings_are_reported_together() {
+        let text = format!(
+            "rx_medicines = 0\n{MINIMAL}\nrx_share = 0.5\nonline_share = 1.5\n\
+             [pharmacist]\npoll_interval_s = 0.0\nreview_think_s = [3.0, 1.0]\n\
+             approve_probability = -0.1\n\
+             [provider]\npayment_delay_s = [-1.0, 1.0]\npayment_success_probability = 2.0\n"
+        );
+        let e = format!("{:#}", Scenario::parse(&text).unwrap_err());
+        for expected in [
+            "rx_share above 0 needs rx_medicines >= 1",
+            "orders.online_share must be within [0, 1]",
+            "pharmacist.poll_interval_s",
+            "pharmacist.review_think_s",
+            "pharmacist.approve_probability",
+            "provider.payment_delay_s",
+            "provider.payment_success_probability",
+        ] {
+            assert!(e.contains(expected), "{expected:?} missing from: {e}");
+        }
+    }
+
+    #[test]
+    fn smoke_runs_both_checkout_flows_quickly() {
+        let s = Scenario::load("smoke").expect("smoke");
+        assert!(s.orders.rx_share > 0.0 && s.orders.online_share > 0.0);
+        assert!(s.pharmacist.review_think_s[1] <= 2.0);
+        assert!(s.provider.payment_delay_s[1] <= 2.0);
+        assert!(s.pharmacist.approve_probability < 1.0);
+        assert!(s.provider.payment_success_probability < 1.0);
     }
 }

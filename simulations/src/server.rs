@@ -1,6 +1,8 @@
 //! Starting a `medify` server for a run: a child process on a fresh SQLite file in its
 //! own temporary directory, on a free loopback port, with an admin, generous auth rate
-//! limits (mass registration) and the chosen matching strategy.
+//! limits (mass registration), the chosen matching strategy, a payment webhook secret
+//! (the sim plays the payment provider) and an object store for prescription uploads in
+//! that directory.
 //!
 //! The child never outlives the sim: [`ServerProcess`] stops it when dropped (SIGTERM,
 //! then SIGKILL after a few seconds), which also happens when a run fails or is
@@ -30,6 +32,9 @@ pub struct ServerProcess {
     dir: PathBuf,
     pub base: String,
     pub admin: Admin,
+    /// The server's `PAYMENT_WEBHOOK_SECRET` (random, unless the scenario's `[server_env]`
+    /// sets one).
+    pub webhook_secret: String,
     log: PathBuf,
     keep_dir: bool,
     stopped: bool,
@@ -81,6 +86,10 @@ impl ServerProcess {
             password: format!("sim-{}", random_hex(12)),
         };
         let db = dir.join("sim.db");
+        let webhook_secret = extra_env
+            .get("PAYMENT_WEBHOOK_SECRET")
+            .cloned()
+            .unwrap_or_else(|| format!("whsec_sim_{}", random_hex(16)));
         let log_file =
             File::create(&log).with_context(|| format!("could not create {}", log.display()))?;
         let mut cmd = Command::new(bin);
@@ -101,6 +110,11 @@ impl ServerProcess {
             .env("MAX_OPEN_ORDERS_PER_CUSTOMER", "1000")
             .env("RATE_LIMIT_ORDERS_PER_MINUTE", "1000000")
             .env("MEDIFY_SHUTDOWN_TIMEOUT_S", "2")
+            .env("PAYMENT_WEBHOOK_SECRET", &webhook_secret)
+            .env(
+                "OBJECT_STORE",
+                format!("file:{}", dir.join("objects").display()),
+            )
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(log_file.try_clone()?)
@@ -127,6 +141,7 @@ impl ServerProcess {
             dir,
             base: format!("http://127.0.0.1:{port}"),
             admin,
+            webhook_secret,
             log,
             keep_dir: false,
             stopped: false,
