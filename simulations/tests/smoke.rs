@@ -145,6 +145,12 @@ fn smoke_scenario_delivers_every_order() {
         report.payments
     );
     assert!(report.delivered_pct.is_some_and(|p| p >= 95.0));
+    // The smoke scenario's rejections and payment failures are few enough that even
+    // counting them as undelivered, 95% of all placed orders arrive.
+    assert!(
+        o.delivered * 100 >= o.placed * 95,
+        "at least 95% of all placed orders delivered: {o:?}"
+    );
 
     // Online payments: some were made, each reported once, failures cancelled.
     let paid = &report.payments;
