@@ -8,7 +8,7 @@ use actix_http::ws::{Codec, Frame};
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use medify::ws::rider::{decode, Inbound, MAX_FRAME};
-use medify_actors::rider::check_fix;
+use medify_actors::model::check_fix;
 use tokio_util::codec::Decoder;
 
 fuzz_target!(|data: &[u8]| {
