@@ -8,7 +8,7 @@
 //! the `delivery_code`.
 
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
-use medify_actors::order::{Command, OrderError};
+use medify_actors::order::Command;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -183,11 +183,6 @@ pub async fn list_orders(
     Ok(web::Json(Page::new(items, paging, total)))
 }
 
-/// Maps an order actor's refusal to the contract's errors.
-pub fn order_error(e: OrderError) -> ApiError {
-    ApiError::from(e)
-}
-
 /// Cancel an order (its customer before pick-up, or an admin). Reserved stock is released.
 #[utoipa::path(
     tag = "orders",
@@ -229,7 +224,7 @@ pub async fn cancel_order(
             },
         )
         .await
-        .map_err(order_error)?;
+        .map_err(ApiError::from)?;
     Ok(web::Json(visible_order(&state, &user, order.id).await?))
 }
 
@@ -294,7 +289,7 @@ pub async fn review_prescription(
         .orders
         .apply(order.id, command)
         .await
-        .map_err(order_error)?;
+        .map_err(ApiError::from)?;
     Ok(web::Json(visible_order(&state, &user, order.id).await?))
 }
 

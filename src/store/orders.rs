@@ -228,6 +228,8 @@ fn reason_of(raw: Option<&str>) -> Result<Option<CancelReason>, sqlx::Error> {
 
 impl OrderRow {
     fn record(self) -> Result<OrderRecord, sqlx::Error> {
+        let (payment_method, payment_status) =
+            payment_of(&self.payment_method, &self.payment_status)?;
         let point = |lat, lng| {
             Point::new(lat, lng)
                 .map_err(|e| sqlx::Error::Decode(format!("stored coordinate: {e}").into()))
@@ -248,8 +250,8 @@ impl OrderRow {
             confirmed_at_ms: self.created_at.timestamp_millis(),
             status_since_ms: self.updated_at.timestamp_millis(),
             total_cents: self.total_cents,
-            payment_method: payment_of(&self.payment_method, &self.payment_status)?.0,
-            payment_status: payment_of(&self.payment_method, &self.payment_status)?.1,
+            payment_method,
+            payment_status,
             cancel_reason: reason_of(self.cancel_reason.as_deref())?,
         })
     }
