@@ -14,6 +14,7 @@ pub mod catalog_sync;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod etag;
 pub mod extract;
 pub mod notify;
 pub mod objects;

@@ -53,10 +53,23 @@ pub enum CancelReasonName {
     PaymentFailed,
 }
 
+/// What a rider is doing, as `GET /riders` reports it.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = RiderState)]
+pub enum RiderStateName {
+    Offline,
+    Free,
+    Offered,
+    OnDelivery,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use medify_actors::model::{CancelReason, OrderStatus, PaymentMethod, PaymentStatus};
+    use medify_actors::model::{
+        CancelReason, OrderStatus, PaymentMethod, PaymentStatus, RiderState,
+    };
     use utoipa::PartialSchema;
 
     /// The enum values a schema lists.
@@ -88,6 +101,10 @@ mod tests {
         assert_eq!(
             listed::<CancelReasonName>(),
             names(CancelReason::ALL.iter().map(|s| s.as_str()).collect())
+        );
+        assert_eq!(
+            listed::<RiderStateName>(),
+            names(RiderState::ALL.iter().map(|s| s.as_str()).collect())
         );
     }
 }

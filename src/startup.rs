@@ -367,6 +367,7 @@ fn serve(
                 .app_data(extract::query_config())
                 .configure(routes::configure)
                 .default_service(web::to(not_routed))
+                .wrap(from_fn(crate::etag::conditional_get))
                 .wrap(ErrorHandlers::new().default_handler(problem_for_framework_errors))
                 .wrap(from_fn(telemetry::observe))
         },

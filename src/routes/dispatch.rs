@@ -1,6 +1,6 @@
-//! `PUT /api/v1/admin/dispatch` (admins): hold or resume automatic offers.
+//! `/api/v1/admin/dispatch` (admins): read, hold or resume automatic offers.
 
-use actix_web::{put, web};
+use actix_web::{get, put, web};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -51,20 +51,47 @@ pub async fn set_dispatch(
     body: ApiJson<DispatchControl>,
 ) -> Result<web::Json<DispatchState>, ApiError> {
     user.require(&[Role::Admin])?;
-    let matcher = state.riders.matcher();
-    matcher
+    state
+        .riders
+        .matcher()
         .set_paused(body.0.paused)
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
+    dispatch_state(&state).await.map(web::Json)
+}
+
+/// Whether automatic offers are held, and the matcher's counts.
+#[utoipa::path(
+    tag = "riders",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = DispatchState,
+            headers(("ETag" = String, description = "send it back as `If-None-Match` to get 304 while nothing changed"))),
+        (status = 304, description = "unchanged since the `If-None-Match` ETag"),
+        (status = 401, description = "`unauthorized`: no valid access token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: the caller's role may not do this", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/api/v1/admin/dispatch")]
+pub async fn get_dispatch(
+    user: AuthUser,
+    state: web::Data<AppState>,
+) -> Result<web::Json<DispatchState>, ApiError> {
+    user.require(&[Role::Admin])?;
+    dispatch_state(&state).await.map(web::Json)
+}
+
+async fn dispatch_state(state: &AppState) -> Result<DispatchState, ApiError> {
+    let matcher = state.riders.matcher();
     let stats = matcher
         .stats()
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
-    Ok(web::Json(DispatchState {
-        paused: body.0.paused,
+    Ok(DispatchState {
+        paused: matcher.is_paused(),
         free_riders: stats.free_riders,
         waiting_orders: stats.waiting_orders,
         open_offers: stats.open_offers,
         shards: stats.shards,
-    }))
+    })
 }

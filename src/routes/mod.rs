@@ -31,6 +31,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(pages::index)
         .service(pages::track)
         .service(pages::ops)
+        .service(pages::admin)
+        .service(pages::pharmacy)
         .service(pages::asset)
         .service(openapi::openapi_json)
         .service(auth::register)
@@ -65,6 +67,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(orders::assign_order)
         .service(orders::order_trail)
         .service(orders::order_offers)
+        .service(orders::order_timeline)
         .service(orders::review_prescription)
         .service(payments::payment_webhook)
         .service(notifications::list_notifications)
@@ -74,6 +77,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(prescriptions::prescription_file)
         .service(riders::list_riders)
         .service(dispatch::set_dispatch)
+        .service(dispatch::get_dispatch)
         .route(
             crate::server::RIDER_SOCKET_PATH,
             web::get().to(crate::ws::rider::rider_socket),

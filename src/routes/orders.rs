@@ -8,9 +8,10 @@
 //! the `delivery_code`.
 
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use medify_actors::model::OrderStatus;
 use medify_actors::order::Command;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::app::placement::{self, Placement};
@@ -22,7 +23,7 @@ use crate::extract::ApiJson;
 use crate::pagination::{Page, PageParams};
 use crate::state::AppState;
 use crate::store::offers::OfferRow;
-use crate::store::orders::{OrderScope, OrderView};
+use crate::store::orders::{OrderScope, OrderView, TimelineEntry};
 
 /// The longest Idempotency-Key accepted.
 const MAX_KEY_LEN: usize = 255;
@@ -136,25 +137,72 @@ pub async fn get_order(
     Ok(web::Json(visible_order(&state, &user, *id).await?))
 }
 
-/// The caller's orders: a customer's own, a rider's assigned, a pharmacy's, or all (admins).
+/// `GET /orders` parameters: the page and an optional status filter.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct OrderListParams {
+    /// 1-based page number (default 1; larger values are clamped to 1000000).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1_000_000)]
+    pub page: Option<String>,
+    /// Items per page, 1..100 (default 20; larger values are clamped to 100).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+    pub per_page: Option<String>,
+    /// Only orders in one of these statuses, comma-separated (`status=dispatching,assigned`);
+    /// all statuses when absent.
+    #[param(value_type = Option<Vec<crate::schema::OrderStatusName>>, style = Form, explode = false)]
+    pub status: Option<String>,
+}
+
+/// The statuses named in `raw` (comma-separated, each once), or a 422 naming `status`.
+pub fn parse_statuses(raw: Option<&str>, errors: &mut FieldErrors) -> Vec<OrderStatus> {
+    let mut statuses = Vec::new();
+    for name in raw.unwrap_or("").split(',').map(str::trim) {
+        if name.is_empty() {
+            continue;
+        }
+        match OrderStatus::parse(name) {
+            Some(s) if !statuses.contains(&s) => statuses.push(s),
+            Some(_) => {}
+            None => {
+                let known: Vec<&str> = OrderStatus::ALL.iter().map(|s| s.as_str()).collect();
+                errors.add(
+                    "status",
+                    format!("must be one or more of {}", known.join(", ")),
+                );
+                return Vec::new();
+            }
+        }
+    }
+    statuses
+}
+
+/// The caller's orders: a customer's own, a rider's assigned, a pharmacy's, or all (admins),
+/// newest first, optionally only those in some statuses.
 #[utoipa::path(
     tag = "orders",
     security(("bearer" = [])),
-    params(PageParams),
+    params(OrderListParams),
     responses(
-        (status = 200, body = inline(Page<OrderView>)),
+        (status = 200, body = inline(Page<OrderView>),
+            headers(("ETag" = String, description = "send it back as `If-None-Match` to get 304 while nothing changed"))),
+        (status = 304, description = "unchanged since the `If-None-Match` ETag"),
         (status = 401, description = "`unauthorized`: no valid access token", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`validation_failed`: bad page or per_page", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`: bad page, per_page or status", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[get("/api/v1/orders")]
 pub async fn list_orders(
     user: AuthUser,
     state: web::Data<AppState>,
-    params: web::Query<PageParams>,
+    params: web::Query<OrderListParams>,
 ) -> Result<web::Json<Page<OrderView>>, ApiError> {
     let mut errors = FieldErrors::default();
-    let paging = params.parse(&mut errors);
+    let paging = PageParams {
+        page: params.page.clone(),
+        per_page: params.per_page.clone(),
+    }
+    .parse(&mut errors);
+    let statuses = parse_statuses(params.status.as_deref(), &mut errors);
     errors.finish()?;
     let scope = match user.role {
         Role::Customer => OrderScope::Customer(user.id),
@@ -172,7 +220,7 @@ pub async fn list_orders(
     };
     let (mut items, total) = state
         .store
-        .orders_page(scope, paging.limit(), paging.offset())
+        .orders_page(scope, &statuses, paging.limit(), paging.offset())
         .await?;
     if matches!(user.role, Role::Admin | Role::Customer) {
         items = items
@@ -181,6 +229,27 @@ pub async fn list_orders(
             .collect();
     }
     Ok(web::Json(Page::new(items, paging, total)))
+}
+
+/// The order's status history, oldest first (who may see the order may see this).
+#[utoipa::path(
+    tag = "orders",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses(
+        (status = 200, body = Vec<TimelineEntry>),
+        (status = 401, description = "`unauthorized`: no valid access token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/api/v1/orders/{id}/timeline")]
+pub async fn order_timeline(
+    user: AuthUser,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<web::Json<Vec<TimelineEntry>>, ApiError> {
+    let order = visible_order(&state, &user, *id).await?;
+    Ok(web::Json(state.store.order_timeline(order.id).await?))
 }
 
 /// Cancel an order (its customer before pick-up, or an admin). Reserved stock is released.

@@ -1,13 +1,15 @@
 //! The web pages served by the binary: `/` (landing), `/track/{order_id}` (the customer's
-//! live map), `/ops` (the admins' fleet map), and `/assets/{file}` (their scripts, styles
-//! and the vendored Leaflet).
+//! live map), `/ops` (the admins' fleet map), `/admin` and `/pharmacy` (the consoles), and
+//! `/assets/{file}` (their scripts, styles and the vendored Leaflet).
 //!
 //! Every byte is embedded at compile time from `static/`, so the binary needs no files and
 //! the pages no CDN. Pages carry no secrets and need no token: the token travels in the URL
 //! fragment, which browsers never send, and the page's script reads it. The only
 //! server-side value in a page is the tile URL (`MAP_TILE_URL`), put in a `<meta>`
 //! attribute, HTML-escaped. A strict Content-Security-Policy allows scripts and styles from
-//! this origin only, sockets to it, and images from it plus the tile host.
+//! this origin only, sockets to it, and images from it plus the tile host. The consoles have
+//! no map; their policy instead lets a prescription fetched with the token be shown from a
+//! `blob:` URL (an image inline, a PDF in an `<object>`).
 
 use std::sync::LazyLock;
 
@@ -15,11 +17,14 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{route, web, HttpRequest, HttpResponse};
 
 use crate::error::ApiError;
+use crate::etag::{none_match_hits, tag_of};
 use crate::state::AppState;
 
 const INDEX_HTML: &str = include_str!("../../static/index.html");
 const TRACK_HTML: &str = include_str!("../../static/track.html");
 const OPS_HTML: &str = include_str!("../../static/ops.html");
+const ADMIN_HTML: &str = include_str!("../../static/admin.html");
+const PHARMACY_HTML: &str = include_str!("../../static/pharmacy.html");
 
 /// Placeholder in the page templates replaced by the escaped tile URL.
 const TILE_PLACEHOLDER: &str = "{{MAP_TILE_URL}}";
@@ -58,6 +63,10 @@ static ASSETS: &[Asset] = &[
     asset!("common.js", JS, CACHE_OWN),
     asset!("track.js", JS, CACHE_OWN),
     asset!("ops.js", JS, CACHE_OWN),
+    asset!("console.css", CSS, CACHE_OWN),
+    asset!("console.js", JS, CACHE_OWN),
+    asset!("admin.js", JS, CACHE_OWN),
+    asset!("pharmacy.js", JS, CACHE_OWN),
     asset!("favicon.svg", "image/svg+xml", CACHE_OWN),
     asset!("vendor/leaflet/leaflet.js", JS, CACHE_VENDOR),
     asset!("vendor/leaflet/leaflet.css", CSS, CACHE_VENDOR),
@@ -73,19 +82,9 @@ static ASSETS: &[Asset] = &[
     asset!("vendor/leaflet/images/marker-shadow.png", PNG, CACHE_VENDOR),
 ];
 
-/// Strong ETags of the assets, in the order of [`ASSETS`] (FNV-1a of the bytes).
-static ETAGS: LazyLock<Vec<String>> = LazyLock::new(|| {
-    ASSETS
-        .iter()
-        .map(|a| format!("\"{:016x}\"", fnv1a(a.bytes)))
-        .collect()
-});
-
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
+/// Strong ETags of the assets, in the order of [`ASSETS`].
+static ETAGS: LazyLock<Vec<String>> =
+    LazyLock::new(|| ASSETS.iter().map(|a| tag_of(a.bytes)).collect());
 
 /// Escapes text for a double- or single-quoted HTML attribute value.
 pub fn escape_attr(raw: &str) -> String {
@@ -151,17 +150,29 @@ pub fn content_security_policy(tile_url: &str) -> String {
     )
 }
 
+/// The Content-Security-Policy of the consoles: nothing from elsewhere, and a
+/// prescription's bytes (fetched with the token) shown from a `blob:` URL.
+pub const CONSOLE_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+     style-src 'self'; img-src 'self' blob: data:; object-src blob:; frame-src blob:; \
+     connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
 fn page(state: &AppState, template: &str) -> HttpResponse {
     let tile_url = &state.settings.map_tile_url;
-    let body = template.replace(TILE_PLACEHOLDER, &escape_attr(tile_url));
+    page_with_policy(
+        &template.replace(TILE_PLACEHOLDER, &escape_attr(tile_url)),
+        &content_security_policy(tile_url),
+    )
+}
+
+fn page_with_policy(body: &str, policy: &str) -> HttpResponse {
     let mut res = HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .insert_header((header::REFERRER_POLICY, "no-referrer"))
         .insert_header((header::X_FRAME_OPTIONS, "DENY"))
-        .body(body);
-    if let Ok(csp) = HeaderValue::from_str(&content_security_policy(tile_url)) {
+        .body(body.to_owned());
+    if let Ok(csp) = HeaderValue::from_str(policy) {
         res.headers_mut()
             .insert(header::CONTENT_SECURITY_POLICY, csp);
     }
@@ -186,6 +197,18 @@ pub async fn ops(state: web::Data<AppState>) -> HttpResponse {
     page(&state, OPS_HTML)
 }
 
+/// The admin console (orders, catalog, pharmacies and stock, riders, users, dispatch).
+#[route("/admin", method = "GET", method = "HEAD")]
+pub async fn admin() -> HttpResponse {
+    page_with_policy(ADMIN_HTML, CONSOLE_SECURITY_POLICY)
+}
+
+/// The pharmacy staff's console (prescription reviews, open orders, stock).
+#[route("/pharmacy", method = "GET", method = "HEAD")]
+pub async fn pharmacy() -> HttpResponse {
+    page_with_policy(PHARMACY_HTML, CONSOLE_SECURITY_POLICY)
+}
+
 /// Scripts, styles and the vendored Leaflet of the pages.
 #[route("/assets/{file:.*}", method = "GET", method = "HEAD")]
 pub async fn asset(req: HttpRequest, file: web::Path<String>) -> Result<HttpResponse, ApiError> {
@@ -199,7 +222,7 @@ pub async fn asset(req: HttpRequest, file: web::Path<String>) -> Result<HttpResp
         .headers()
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+        .is_some_and(|v| none_match_hits(v, etag));
     let mut res = if fresh {
         HttpResponse::NotModified()
     } else {
@@ -264,7 +287,7 @@ mod tests {
             .find(|a| a.path == "vendor/leaflet/LICENSE")
             .expect("Leaflet's licence is shipped");
         assert!(std::str::from_utf8(licence.bytes).is_ok_and(|t| t.contains("Volodymyr Agafonkin")));
-        for page in [INDEX_HTML, TRACK_HTML, OPS_HTML] {
+        for page in [INDEX_HTML, TRACK_HTML, OPS_HTML, ADMIN_HTML, PHARMACY_HTML] {
             assert!(!page.contains("<script>"), "no inline scripts (CSP)");
         }
     }

@@ -315,7 +315,9 @@ pub async fn get_pharmacy(
     tag = "pharmacies",
     params(("id" = Uuid, Path), PageParams),
     responses(
-        (status = 200, body = inline(Page<StockRow>)),
+        (status = 200, body = inline(Page<StockRow>),
+            headers(("ETag" = String, description = "send it back as `If-None-Match` to get 304 while nothing changed"))),
+        (status = 304, description = "unchanged since the `If-None-Match` ETag"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed`: bad page or per_page", body = Problem, content_type = "application/problem+json"),
     )

@@ -104,7 +104,9 @@ pub async fn upload_prescription(
     security(("bearer" = [])),
     params(PageParams),
     responses(
-        (status = 200, body = inline(Page<Prescription>)),
+        (status = 200, body = inline(Page<Prescription>),
+            headers(("ETag" = String, description = "send it back as `If-None-Match` to get 304 while nothing changed"))),
+        (status = 304, description = "unchanged since the `If-None-Match` ETag"),
         (status = 401, description = "`unauthorized`: no valid access token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`forbidden`: riders have no prescriptions to list", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed`: bad page or per_page", body = Problem, content_type = "application/problem+json"),

@@ -1,10 +1,13 @@
 //! `GET /api/v1/riders` (admins): every rider with their live state from the fleet
-//! registry (no per-rider database query: one page query for the rider accounts).
+//! registry (no per-rider database query: one page query for the rider accounts). With
+//! `state=free` (or `offered`, `on_delivery`) the page is of the riders the registry holds
+//! in that state, e.g. the riders an admin may hand an order to.
 
 use actix_web::{get, web};
 use medify_actors::fleet::{LastLocation, RiderView};
-use serde::Serialize;
-use utoipa::ToSchema;
+use medify_actors::model::RiderState;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::auth::AuthUser;
@@ -27,39 +30,89 @@ pub struct RiderStatus {
     pub name: String,
     pub online: bool,
     pub available: bool,
-    /// `offline`, `free`, `offered` or `on_delivery`.
-    pub state: String,
+    #[schema(value_type = crate::schema::RiderStateName)]
+    pub state: RiderState,
     pub last_location: Option<RiderLocation>,
     pub active_order_id: Option<Uuid>,
 }
 
-/// Every rider account, with live state.
+/// `GET /riders` parameters: the page and an optional live state.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RiderListParams {
+    /// 1-based page number (default 1; larger values are clamped to 1000000).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1_000_000)]
+    pub page: Option<String>,
+    /// Items per page, 1..100 (default 20; larger values are clamped to 100).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+    pub per_page: Option<String>,
+    /// Only riders online in this state (`free`, `offered` or `on_delivery`), by name.
+    #[param(value_type = Option<crate::schema::RiderStateName>)]
+    pub state: Option<String>,
+}
+
+/// The live state asked for: none, or one an online rider can be in.
+fn state_filter(raw: Option<&str>, errors: &mut FieldErrors) -> Option<RiderState> {
+    let raw = raw?.trim();
+    let state = RiderState::ALL
+        .into_iter()
+        .find(|s| s.as_str() == raw && *s != RiderState::Offline);
+    if state.is_none() {
+        errors.add("state", "must be free, offered or on_delivery");
+    }
+    state
+}
+
+/// Every rider account (or those in one live state), with live state.
 #[utoipa::path(
     tag = "riders",
     security(("bearer" = [])),
-    params(PageParams),
+    params(RiderListParams),
     responses(
-        (status = 200, body = inline(Page<RiderStatus>)),
+        (status = 200, body = inline(Page<RiderStatus>),
+            headers(("ETag" = String, description = "send it back as `If-None-Match` to get 304 while nothing changed"))),
+        (status = 304, description = "unchanged since the `If-None-Match` ETag"),
         (status = 401, description = "`unauthorized`: no valid access token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`forbidden`: the caller's role may not do this", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`validation_failed`: bad page or per_page", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`: bad page, per_page or state", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[get("/api/v1/riders")]
 pub async fn list_riders(
     user: AuthUser,
     state: web::Data<AppState>,
-    params: web::Query<PageParams>,
+    params: web::Query<RiderListParams>,
 ) -> Result<web::Json<Page<RiderStatus>>, ApiError> {
     user.require(&[Role::Admin])?;
     let mut errors = FieldErrors::default();
-    let paging = params.parse(&mut errors);
+    let paging = PageParams {
+        page: params.page.clone(),
+        per_page: params.per_page.clone(),
+    }
+    .parse(&mut errors);
+    let wanted = state_filter(params.state.as_deref(), &mut errors);
     errors.finish()?;
-    let (accounts, total) = state
-        .store
-        .riders_page(paging.limit(), paging.offset())
-        .await?;
     let fleet = state.riders.fleet();
+    let (accounts, total) = match wanted {
+        None => {
+            state
+                .store
+                .riders_page(paging.limit(), paging.offset())
+                .await?
+        }
+        Some(wanted) => {
+            let mut ids: Vec<Uuid> = fleet
+                .views()
+                .into_iter()
+                .filter(|v| v.online && v.state == wanted)
+                .map(|v| v.id)
+                .collect();
+            ids.sort_unstable();
+            let total = i64::try_from(ids.len()).unwrap_or(i64::MAX);
+            let page = &ids[paging.range(ids.len())];
+            (state.store.rider_names(page).await?, total)
+        }
+    };
     let items = accounts
         .into_iter()
         .map(|(id, name)| {
@@ -69,7 +122,7 @@ pub async fn list_riders(
                 name,
                 online: v.online,
                 available: v.available,
-                state: v.state.as_str().to_owned(),
+                state: v.state,
                 last_location: v
                     .last_location
                     .map(|LastLocation { lat, lng, ts }| RiderLocation { lat, lng, ts }),

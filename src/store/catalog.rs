@@ -49,6 +49,8 @@ pub struct PharmacyRow {
 #[derive(Debug, Clone, Serialize, ToSchema, FromRow)]
 pub struct StockRow {
     pub medicine_id: Uuid,
+    /// The medicine's name (so a stock list reads without a lookup per line).
+    pub name: String,
     /// On the shelf.
     pub quantity: i64,
     /// Held by open orders; `quantity - reserved` can still be sold.
@@ -267,8 +269,9 @@ impl Store {
     ) -> Result<(Vec<StockRow>, i64), sqlx::Error> {
         on_pool!(self, |pool| {
             let items = sqlx::query_as(
-                "SELECT medicine_id, quantity, reserved FROM pharmacy_stock WHERE pharmacy_id = $1 \
-                 ORDER BY medicine_id LIMIT $2 OFFSET $3",
+                "SELECT s.medicine_id, m.name, s.quantity, s.reserved FROM pharmacy_stock s \
+                 JOIN medicines m ON m.id = s.medicine_id WHERE s.pharmacy_id = $1 \
+                 ORDER BY s.medicine_id LIMIT $2 OFFSET $3",
             )
             .bind(pharmacy_id)
             .bind(limit)

@@ -210,6 +210,19 @@ fn status_of(raw: &str) -> Result<OrderStatus, sqlx::Error> {
         .ok_or_else(|| sqlx::Error::Decode(format!("unknown order status {raw:?}").into()))
 }
 
+/// ` AND o.status IN (...)` for a non-empty list. The names are the model's own constants,
+/// never client text, so they are written into the statement rather than bound.
+fn status_filter(statuses: &[OrderStatus]) -> String {
+    if statuses.is_empty() {
+        return String::new();
+    }
+    let names: Vec<String> = statuses
+        .iter()
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect();
+    format!(" AND o.status IN ({})", names.join(", "))
+}
+
 fn decoded<T>(parsed: Option<T>, what: &str, raw: &str) -> Result<T, sqlx::Error> {
     parsed.ok_or_else(|| sqlx::Error::Decode(format!("unknown {what} {raw:?}").into()))
 }
@@ -411,19 +424,22 @@ impl Store {
             .collect()
     }
 
-    /// A page of orders in `scope`, newest first, and how many there are.
+    /// A page of orders in `scope` with one of `statuses` (any status when empty), newest
+    /// first, and how many there are.
     pub async fn orders_page(
         &self,
         scope: OrderScope,
+        statuses: &[OrderStatus],
         limit: i64,
         offset: i64,
     ) -> Result<(Vec<OrderView>, i64), sqlx::Error> {
-        let (filter, who) = match scope {
+        let (who_filter, who) = match scope {
             OrderScope::Customer(id) => ("o.customer_id = $3", Some(id)),
             OrderScope::Rider(id) => ("o.rider_id = $3", Some(id)),
             OrderScope::Pharmacy(id) => ("o.pharmacy_id = $3", Some(id)),
             OrderScope::All => ("$3 IS NULL", None),
         };
+        let filter = format!("{who_filter}{}", status_filter(statuses));
         let sql = format!("{ORDER_SELECT} WHERE {filter} ORDER BY o.created_at DESC, o.id DESC LIMIT $1 OFFSET $2");
         let count_sql = format!(
             "SELECT COUNT(*) FROM orders o WHERE {}",
@@ -448,6 +464,34 @@ impl Store {
             views.push(row.view(items)?);
         }
         Ok((views, total))
+    }
+
+    /// The order's journal as a timeline, oldest first: each status it entered and the
+    /// payment status each change left, with when.
+    pub async fn order_timeline(&self, id: Uuid) -> Result<Vec<TimelineEntry>, sqlx::Error> {
+        let rows: Vec<TimelineRow> = on_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT seq, to_status, payment_status, created_at FROM order_events \
+                 WHERE order_id = $1 ORDER BY seq",
+            )
+            .bind(id)
+            .fetch_all(pool)
+            .await?
+        });
+        rows.into_iter()
+            .map(|r| {
+                Ok(TimelineEntry {
+                    seq: r.seq,
+                    status: status_of(&r.to_status)?,
+                    payment_status: r
+                        .payment_status
+                        .as_deref()
+                        .map(|p| decoded(PaymentStatus::parse(p), "payment status", p))
+                        .transpose()?,
+                    at: r.created_at,
+                })
+            })
+            .collect()
     }
 
     /// Orders by status (for the `medify_orders` gauge at start-up).
@@ -686,6 +730,28 @@ impl Store {
             })
             .collect())
     }
+}
+
+/// One step of an order's journal, as `GET /orders/{id}/timeline` shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TimelineEntry {
+    /// 1 for the order's creation, then one more per change.
+    pub seq: i32,
+    /// The status the order was in after this step.
+    #[schema(value_type = crate::schema::OrderStatusName)]
+    pub status: OrderStatus,
+    /// The payment status this step left (null on entries from before payments existed).
+    #[schema(value_type = Option<crate::schema::PaymentStatusName>)]
+    pub payment_status: Option<PaymentStatus>,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(FromRow)]
+struct TimelineRow {
+    seq: i32,
+    to_status: String,
+    payment_status: Option<String>,
+    created_at: DateTime<Utc>,
 }
 
 /// A journal entry the bus has not acknowledged yet.

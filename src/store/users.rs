@@ -280,4 +280,23 @@ impl Store {
             Ok((items, total))
         })
     }
+
+    /// The names of the rider accounts among `ids` (at most a page of them), by name.
+    pub async fn rider_names(&self, ids: &[Uuid]) -> Result<Vec<(Uuid, String)>, sqlx::Error> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let marks: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT id, name FROM users WHERE role = 'rider' AND id IN ({}) ORDER BY name, id",
+            marks.join(", ")
+        );
+        on_pool!(self, |pool| {
+            let mut query = sqlx::query_as(&sql);
+            for id in ids {
+                query = query.bind(*id);
+            }
+            query.fetch_all(pool).await
+        })
+    }
 }

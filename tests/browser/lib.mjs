@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { randomUUID } from "node:crypto";
+import { createHmac, randomUUID } from "node:crypto";
 import { chromium } from "playwright-core";
 
 export const BASE = process.env.MEDIFY_URL ?? assert.fail("MEDIFY_URL is not set (use run.sh)");
@@ -190,4 +190,53 @@ export async function screenshot(page, name) {
   await page.screenshot({ path, fullPage: false });
   console.log(`screenshot: ${path}`);
   return path;
+}
+
+/** An access token for `user` signed with the server's secret that expired an hour ago. */
+export function expiredToken(user) {
+  const secret = process.env.JWT_SECRET ?? assert.fail("JWT_SECRET is not set (use run.sh)");
+  const b64 = (value) => Buffer.from(JSON.stringify(value)).toString("base64url");
+  const now = Math.floor(Date.now() / 1000);
+  const unsigned = `${b64({ alg: "HS256", typ: "JWT" })}.${b64({ sub: user.id, role: user.role, iat: now - 7200, exp: now - 3600, jti: randomUUID() })}`;
+  const signature = createHmac("sha256", secret).update(unsigned).digest("base64url");
+  return `${unsigned}.${signature}`;
+}
+
+/** A 4×4 PNG (a real image a browser decodes) and a one-page PDF, as prescriptions. */
+export const PNG_BYTES = Buffer.from(
+  "iVBORw0KGgoAAAANSUhEUgAAAAQAAAAECAIAAAAmkwkpAAAAEElEQVR4nGM4oaEBRwzEcQDRQxGBSNLB6wAAAABJRU5ErkJggg==",
+  "base64",
+);
+export const PDF_BYTES = Buffer.from(
+  "%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n2 0 obj<</Type/Pages/Kids[3 0 R]/Count 1>>endobj\n" +
+    "3 0 obj<</Type/Page/Parent 2 0 R/MediaBox[0 0 200 200]>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n",
+);
+
+/** Uploads `bytes` as a prescription of `token`'s customer; returns the prescription. */
+export async function uploadPrescription(token, bytes, type, name) {
+  const form = new FormData();
+  form.append("file", new Blob([bytes], { type }), name);
+  const res = await fetch(`${BASE}/api/v1/prescriptions`, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${token}` },
+    body: form,
+  });
+  const body = await res.json();
+  assert.equal(res.status, 201, `upload: ${JSON.stringify(body)}`);
+  return body;
+}
+
+/** A page that must never log an error to the console either (the consoles' tests). */
+export async function strictPage(browser, options = {}) {
+  const watched = await watchedPage(browser, options);
+  watched.page.on("console", (msg) => {
+    if (msg.type() === "error" && !/Content Security Policy|Refused to/i.test(msg.text())) {
+      // A failed request the page expected (a 401 it explains) is logged by Chromium as
+      // "Failed to load resource"; anything else is a bug.
+      if (!/Failed to load resource: the server responded with a status of (401|403|404|409)/.test(msg.text())) {
+        watched.problems.push(`console: ${msg.text()}`);
+      }
+    }
+  });
+  return watched;
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Browser tests of the /track and /ops pages against a real medify binary.
+# Browser tests of the /track, /ops, /admin and /pharmacy pages against a real medify binary.
 #
 #   tests/browser/run.sh <path-to-medify-binary>
 #
@@ -47,13 +47,15 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 admin_email="admin-$RANDOM@medify.test"
+jwt_secret="$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')"
 admin_password="browser-tests-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
 
 # Port 0: the kernel picks a free port; the server logs the address it bound.
 MEDIFY_ENV=test \
 MEDIFY_BIND=127.0.0.1:0 \
 DATABASE_URL="sqlite://$work/medify.db?mode=rwc" \
-JWT_SECRET="$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')" \
+JWT_SECRET="$jwt_secret" \
+OBJECT_STORE="file:$work/objects" \
 MEDIFY_ADMIN_EMAIL="$admin_email" \
 MEDIFY_ADMIN_PASSWORD="$admin_password" \
 OTP_DELIVERY=response \
@@ -95,9 +97,9 @@ status=0
 (
   cd "$here"
   MEDIFY_URL="$url" MEDIFY_ADMIN_EMAIL="$admin_email" MEDIFY_ADMIN_PASSWORD="$admin_password" \
-  SCREENSHOT_DIR="$shots" CHROMIUM="$chromium" \
+  SCREENSHOT_DIR="$shots" CHROMIUM="$chromium" JWT_SECRET="$jwt_secret" \
     node --experimental-websocket --test --test-concurrency=1 --test-reporter=spec \
-      track.test.mjs ops.test.mjs
+      track.test.mjs ops.test.mjs admin.test.mjs pharmacy.test.mjs
 ) || status=$?
 
 echo "screenshots: $shots"

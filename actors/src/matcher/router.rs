@@ -291,6 +291,11 @@ impl Matcher {
         Ok(())
     }
 
+    /// Whether automatic offers are held.
+    pub fn is_paused(&self) -> bool {
+        self.inner.paused.load(Ordering::SeqCst)
+    }
+
     /// Counts summed over the shards. A shard answers after every message sent to it
     /// before, so this follows e.g. a resume's batch.
     pub async fn stats(&self) -> Result<MatcherStats, MailboxError> {
