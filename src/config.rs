@@ -122,6 +122,19 @@ impl fmt::Debug for RedisSettings {
     }
 }
 
+/// Several nodes acting as one fleet (`MEDIFY_CLUSTER`); see `crate::cluster`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterSettings {
+    /// On: this node heart-beats into Redis and takes part in ownership.
+    pub enabled: bool,
+    /// How often the node announces itself.
+    pub heartbeat: Duration,
+    /// How long after its last heartbeat a node counts as dead.
+    pub node_ttl: Duration,
+    /// How soon a dead node's regions are dispatched again by another node.
+    pub failover: Duration,
+}
+
 /// The first admin account, created at start-up if its email is not taken.
 #[derive(Debug, Clone)]
 pub struct AdminBootstrap {
@@ -189,6 +202,7 @@ pub struct Settings {
     pub dispatch_timeout: Duration,
     /// This node's name (Redis consumer name); defaults to host name and process id.
     pub node_id: String,
+    pub cluster: ClusterSettings,
     /// How long a Redis Stream entry may stay unacknowledged before another consumer
     /// takes it over, in milliseconds.
     pub bus_claim_idle: Duration,
@@ -448,6 +462,48 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
                 .unwrap_or_else(|_| "medify".to_owned());
             format!("{host}-{}", std::process::id())
         })
+    }
+
+    /// `MEDIFY_CLUSTER`, `MEDIFY_HEARTBEAT_MS`, `MEDIFY_NODE_TTL_S`, `MEDIFY_FAILOVER_S`.
+    /// `auto` (the default) turns the cluster on when the node has both Redis and
+    /// PostgreSQL; `1` insists (and fails without them); `0` keeps the node alone.
+    fn cluster(&mut self, database: &DatabaseSettings, redis: bool) -> ClusterSettings {
+        let shared = redis && matches!(database.url, DatabaseUrl::Postgres(_));
+        let wanted = self.parse("MEDIFY_CLUSTER", None, |raw| {
+            match raw.to_ascii_lowercase().as_str() {
+                "auto" => Ok(None),
+                "1" | "true" | "on" => Ok(Some(true)),
+                "0" | "false" | "off" => Ok(Some(false)),
+                _ => Err("must be auto, 1 or 0".to_owned()),
+            }
+        });
+        if wanted == Some(true) && !shared {
+            self.fail(
+                "MEDIFY_CLUSTER",
+                "a cluster needs REDIS_URL and a postgres:// DATABASE_URL",
+            );
+        }
+        let heartbeat = Duration::from_millis(self.parse("MEDIFY_HEARTBEAT_MS", 1_000, |raw| {
+            parse_number(raw, 100, 60_000)
+        }));
+        let node_ttl = Duration::from_secs(self.parse("MEDIFY_NODE_TTL_S", 5, |raw| {
+            parse_number(raw, 1, 300)
+        }));
+        if node_ttl < heartbeat * 2 {
+            self.fail(
+                "MEDIFY_NODE_TTL_S",
+                "must be at least two heartbeats (MEDIFY_HEARTBEAT_MS) long",
+            );
+        }
+        let failover = Duration::from_secs(self.parse("MEDIFY_FAILOVER_S", 10, |raw| {
+            parse_number(raw, 1, 3_600)
+        }));
+        ClusterSettings {
+            enabled: wanted.unwrap_or(shared),
+            heartbeat,
+            node_ttl,
+            failover,
+        }
     }
 
     /// `DATABASE_URL`, `DATABASE_MAX_CONNECTIONS`.
@@ -879,6 +935,7 @@ impl Settings {
             parse_number(raw, 1, 86_400)
         }));
         let node_id = r.node_id();
+        let cluster = r.cluster(&database, redis.is_some());
         let map_tile_url = r
             .get("MAP_TILE_URL")
             .unwrap_or_else(|| DEFAULT_MAP_TILE_URL.to_owned());
@@ -918,6 +975,7 @@ impl Settings {
             service_radius_m: f64::from(service_radius_m),
             dispatch_timeout,
             node_id,
+            cluster,
             bus_claim_idle,
             smtp,
             dispatch,
@@ -1134,12 +1192,25 @@ mod tests {
     }
 }
 
+/// Every environment variable the parser reads, e.g. to check that a deployment file sets
+/// no variable the server would ignore.
+pub fn known_variables() -> std::collections::BTreeSet<String> {
+    let read = std::cell::RefCell::new(std::collections::BTreeSet::new());
+    let _ = Settings::from_lookup(|k| {
+        read.borrow_mut().insert(k.to_owned());
+        None
+    });
+    let mut read = read.into_inner();
+    // Read only when its pair (MEDIFY_ADMIN_EMAIL) is set.
+    read.insert("MEDIFY_ADMIN_PASSWORD".to_owned());
+    read
+}
+
 /// The README's configuration table must say what the parser does: every variable it
 /// reads has a row, and every default written there as a literal is the parser's.
 #[cfg(test)]
 mod readme_table {
     use super::*;
-    use std::cell::RefCell;
     use std::collections::{BTreeSet, HashMap};
 
     /// (variables, default) of each row; a row may name several variables.
@@ -1181,17 +1252,11 @@ mod readme_table {
 
     #[test]
     fn every_variable_the_parser_reads_has_a_row() {
-        let read = RefCell::new(BTreeSet::new());
-        let _ = Settings::from_lookup(|k| {
-            read.borrow_mut().insert(k.to_owned());
-            None
-        });
-        // Read only when the pair is complete.
-        read.borrow_mut().insert("MEDIFY_ADMIN_PASSWORD".to_owned());
+        let read = known_variables();
         let documented: BTreeSet<String> = rows().into_iter().flat_map(|(n, _)| n).collect();
-        let missing: Vec<_> = read.borrow().difference(&documented).cloned().collect();
+        let missing: Vec<_> = read.difference(&documented).cloned().collect();
         assert!(missing.is_empty(), "not in the README table: {missing:?}");
-        let unknown: Vec<_> = documented.difference(&read.borrow()).cloned().collect();
+        let unknown: Vec<_> = documented.difference(&read).cloned().collect();
         assert!(
             unknown.is_empty(),
             "in the README table, never read: {unknown:?}"

@@ -6,7 +6,7 @@
 //! JSON. The tag is a digest of the answer's bytes, so it needs no version column and is
 //! the same on every node of a cluster.
 
-use actix_web::body::{self, BoxBody, MessageBody};
+use actix_web::body::{self, BodySize, BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
@@ -24,9 +24,9 @@ pub const POLLED_ROUTES: [&str; 5] = [
     "/api/v1/admin/dispatch",
 ];
 
-/// The largest answer tagged; larger ones (none today: pages hold at most 100 items) are
-/// passed through untouched rather than buffered.
-const MAX_TAGGED_BYTES: usize = 4 << 20;
+/// The largest answer tagged; a larger one (none today: pages hold at most 100 items), or
+/// one streamed without a known size, is passed through untagged rather than buffered.
+const MAX_TAGGED_BYTES: u64 = 4 << 20;
 
 /// A strong tag for these bytes: the first 128 bits of their SHA-256, quoted.
 pub fn tag_of(bytes: &[u8]) -> String {
@@ -68,21 +68,18 @@ pub async fn conditional_get(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let res = next.call(req).await?;
-    if !eligible || res.status() != StatusCode::OK || !is_json(res.response()) {
+    let small = matches!(res.response().body().size(), BodySize::Sized(n) if n <= MAX_TAGGED_BYTES);
+    if !eligible || !small || res.status() != StatusCode::OK || !is_json(res.response()) {
         return Ok(res.map_into_boxed_body());
     }
     let (req, res) = res.into_parts();
     let (head, payload) = res.into_parts();
-    let bytes = match body::to_bytes_limited(payload, MAX_TAGGED_BYTES).await {
-        Ok(Ok(bytes)) => bytes,
-        Ok(Err(e)) => {
+    // Sized and small (checked above): reading it whole is bounded.
+    let bytes = match body::to_bytes(payload).await {
+        Ok(bytes) => bytes,
+        Err(e) => {
             let e: Box<dyn std::error::Error> = e.into();
             return Err(actix_web::error::ErrorInternalServerError(e.to_string()));
-        }
-        Err(_) => {
-            return Err(actix_web::error::ErrorInternalServerError(
-                "an answer too large to tag",
-            ))
         }
     };
     let tag = tag_of(&bytes);

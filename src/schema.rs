@@ -64,6 +64,16 @@ pub enum RiderStateName {
     OnDelivery,
 }
 
+/// The states an online rider can be listed by (`GET /riders?state=`).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = LiveRiderState)]
+pub enum LiveRiderStateName {
+    Free,
+    Offered,
+    OnDelivery,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,6 +115,16 @@ mod tests {
         assert_eq!(
             listed::<RiderStateName>(),
             names(RiderState::ALL.iter().map(|s| s.as_str()).collect())
+        );
+        assert_eq!(
+            listed::<LiveRiderStateName>(),
+            names(
+                RiderState::ALL
+                    .iter()
+                    .filter(|s| **s != RiderState::Offline)
+                    .map(|s| s.as_str())
+                    .collect()
+            )
         );
     }
 }

@@ -4,10 +4,9 @@
 "use strict";
 
 (() => {
-  const { $, h, fill, money, words, shortId, when, age, say, problemText, call, start, poll, tabs, showPrescription, stockEditor } = Console;
+  const { $, h, fill, money, words, shortId, when, age, say, problemText, call, start, poll, tabs, medicineName, medicineNames, showPrescription, stockEditor } = Console;
 
   const OPEN = ["confirmed", "awaiting_prescription", "awaiting_payment", "dispatching", "assigned", "picked_up"];
-  const medicineNames = new Map(); // id → name, for order lines
   const views = {}; // tab → {poll} while shown
 
   // ---------------------------------------------------------------- orders
@@ -42,13 +41,6 @@
     $("orders-next").disabled = page.page >= pages;
   }
 
-  async function medicineName(id) {
-    if (medicineNames.has(id)) return medicineNames.get(id);
-    const res = await call(`/api/v1/medicines/${id}`);
-    const name = res.status === 200 ? res.body.name : `(removed medicine ${shortId(id)})`;
-    medicineNames.set(id, name);
-    return name;
-  }
 
   function openOrder(id) {
     orders.selected = id;

@@ -217,6 +217,19 @@ window.Console = (() => {
     else signOut("");
   }
 
+  // ------------------------------------------------------------------ names
+
+  const medicineNames = new Map(); // id → name: order lines carry only the id
+
+  /** A medicine's name for an order line (fetched once, remembered). */
+  async function medicineName(id) {
+    if (medicineNames.has(id)) return medicineNames.get(id);
+    const res = await call(`/api/v1/medicines/${encodeURIComponent(id)}`);
+    const name = res.status === 200 ? res.body.name : `(removed medicine ${shortId(id)})`;
+    medicineNames.set(id, name);
+    return name;
+  }
+
   // ------------------------------------------------------------------ polling
 
   const polls = [];
@@ -396,5 +409,5 @@ window.Console = (() => {
     return p;
   }
 
-  return { $, h, fill, money, words, shortId, when, age, say, problemText, call, start, poll, tabs, showPrescription, stockEditor, session };
+  return { $, h, fill, money, words, shortId, when, age, say, problemText, call, start, poll, tabs, medicineName, medicineNames, showPrescription, stockEditor, session };
 })();

@@ -5,23 +5,15 @@
 "use strict";
 
 (() => {
-  const { $, h, fill, money, words, shortId, when, say, problemText, call, start, poll, tabs, showPrescription, stockEditor } = Console;
+  const { $, h, fill, money, words, shortId, when, say, problemText, call, start, poll, tabs, medicineName, showPrescription, stockEditor } = Console;
 
   const OPEN = ["confirmed", "awaiting_prescription", "awaiting_payment", "dispatching", "assigned", "picked_up"];
-  const medicineNames = new Map();
   let pharmacy = null;
   let reviewPoll = null;
   let openPoll = null;
   let stockPoll = null;
   let reviewing = "";
 
-  async function medicineName(id) {
-    if (medicineNames.has(id)) return medicineNames.get(id);
-    const res = await call(`/api/v1/medicines/${id}`);
-    const name = res.status === 200 ? res.body.name : `(removed medicine ${shortId(id)})`;
-    medicineNames.set(id, name);
-    return name;
-  }
 
   // ---------------------------------------------------------------- reviews
 

@@ -52,7 +52,7 @@ use crate::store::users::User;
         pharmacies::StockLineIn, StockRow, OrderView, OrderItem, OrderPharmacy, OrderRider,
         Delivery, crate::store::orders::OrderPayment, crate::schema::OrderStatusName,
         crate::schema::PaymentMethodName, crate::schema::PaymentStatusName,
-        crate::schema::CancelReasonName, crate::schema::RiderStateName,
+        crate::schema::CancelReasonName, crate::schema::RiderStateName, crate::schema::LiveRiderStateName,
         crate::store::orders::TimelineEntry, orders::NewOrderRequest,
         crate::app::placement::PaymentChoice, orders::PrescriptionReview,
         crate::app::payment_reports::PaymentReport, crate::app::payment_reports::ReportKind,

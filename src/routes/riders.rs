@@ -47,7 +47,7 @@ pub struct RiderListParams {
     #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     pub per_page: Option<String>,
     /// Only riders online in this state (`free`, `offered` or `on_delivery`), by name.
-    #[param(value_type = Option<crate::schema::RiderStateName>)]
+    #[param(value_type = Option<crate::schema::LiveRiderStateName>)]
     pub state: Option<String>,
 }
 

@@ -5,7 +5,7 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import {
   ADMIN_EMAIL, ADMIN_PASSWORD, BASE, WAIT_MS, Rider, account, adminToken, api, expiredToken, launch, login, offset, ok,
-  screenshot, strictPage, unique,
+  screenshot, strictPage, unique, until,
 } from "./lib.mjs";
 
 // Mysuru: far from the other tests' riders, so only ours is free here.
@@ -19,8 +19,6 @@ after(async () => {
   await browser?.close();
 });
 
-/** Waits for `fn` (run in the page) to be truthy. */
-const until = (page, fn, arg) => page.waitForFunction(fn, arg, { timeout: WAIT_MS });
 
 async function signIn(page, path) {
   await page.goto(`${BASE}${path}`);

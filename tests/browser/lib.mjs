@@ -240,3 +240,8 @@ export async function strictPage(browser, options = {}) {
   });
   return watched;
 }
+
+/** Waits until `fn` (run in the page, given `arg`) is truthy. */
+export function until(page, fn, arg) {
+  return page.waitForFunction(fn, arg, { timeout: WAIT_MS });
+}

@@ -5,7 +5,7 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import {
   BASE, PDF_BYTES, PNG_BYTES, WAIT_MS, account, adminToken, launch, offset, ok, screenshot, strictPage, unique,
-  uploadPrescription,
+  uploadPrescription, until,
 } from "./lib.mjs";
 
 // Hubballi: away from the other tests' pharmacies and riders.
@@ -19,7 +19,6 @@ after(async () => {
   await browser?.close();
 });
 
-const until = (page, fn, arg) => page.waitForFunction(fn, arg, { timeout: WAIT_MS });
 
 test("a pharmacist reviews their own pharmacy's prescriptions and the orders move", async () => {
   const id = unique();
