@@ -486,18 +486,18 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
         let heartbeat = Duration::from_millis(self.parse("MEDIFY_HEARTBEAT_MS", 1_000, |raw| {
             parse_number(raw, 100, 60_000)
         }));
-        let node_ttl = Duration::from_secs(self.parse("MEDIFY_NODE_TTL_S", 5, |raw| {
-            parse_number(raw, 1, 300)
-        }));
+        let node_ttl = Duration::from_secs(
+            self.parse("MEDIFY_NODE_TTL_S", 5, |raw| parse_number(raw, 1, 300)),
+        );
         if node_ttl < heartbeat * 2 {
             self.fail(
                 "MEDIFY_NODE_TTL_S",
                 "must be at least two heartbeats (MEDIFY_HEARTBEAT_MS) long",
             );
         }
-        let failover = Duration::from_secs(self.parse("MEDIFY_FAILOVER_S", 10, |raw| {
-            parse_number(raw, 1, 3_600)
-        }));
+        let failover = Duration::from_secs(
+            self.parse("MEDIFY_FAILOVER_S", 10, |raw| parse_number(raw, 1, 3_600)),
+        );
         ClusterSettings {
             enabled: wanted.unwrap_or(shared),
             heartbeat,

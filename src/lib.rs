@@ -11,6 +11,7 @@ pub mod auth;
 pub mod bus;
 pub mod catalog;
 pub mod catalog_sync;
+pub mod cluster;
 pub mod config;
 pub mod domain;
 pub mod error;

@@ -104,6 +104,13 @@ impl Application {
         spawn_active_order_sweep(orders.clone());
         spawn_expiry_sweep(store.clone(), settings.sweep_interval);
 
+        let cluster = crate::cluster::Cluster::new(
+            &settings.node_id,
+            &settings.cluster,
+            redis.as_ref(),
+            riders.clone(),
+        );
+        cluster.spawn_heartbeat();
         let state = web::Data::new(AppState {
             settings: Arc::new(settings.clone()),
             store: store.clone(),
@@ -127,6 +134,7 @@ impl Application {
             payments: Arc::new(crate::payments::LocalIntents),
             instance: uuid::Uuid::now_v7(),
             objects: open_objects(&settings.objects)?,
+            cluster,
         });
         state
             .ops
@@ -159,7 +167,10 @@ impl Application {
         let result = tokio::select! {
             result = &mut server => result,
             () = shutdown => {
-                tracing::info!("shutdown requested: draining in-flight requests");
+                tracing::info!("shutdown requested: leaving, closing rider sockets, draining in-flight requests");
+                self.state.cluster.leave().await;
+                let riders = self.state.riders.close_for_restart();
+                tracing::info!(riders, "rider sockets closed with 1012 (service restart)");
                 actix_web::rt::spawn(async move { handle.stop(true).await });
                 server.await
             }

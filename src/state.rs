@@ -45,6 +45,8 @@ pub struct AppState {
     pub payments: Arc<dyn crate::payments::PaymentProvider>,
     /// This application instance (several may share a process in tests).
     pub instance: uuid::Uuid,
+    /// This node's place in the cluster (alone: a cluster of one).
+    pub cluster: crate::cluster::Cluster,
     /// Where uploaded files (prescriptions) live.
     pub objects: Arc<dyn crate::objects::Objects>,
 }

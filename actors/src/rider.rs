@@ -125,6 +125,16 @@ impl Riders {
         &self.deps.fleet
     }
 
+    /// Closes every rider socket with "service restart" (the node is leaving); returns how
+    /// many sessions were told. The sessions themselves stay until the process ends.
+    pub fn close_for_restart(&self) -> usize {
+        let sessions: Vec<Addr<RiderSession>> = lock(&self.sessions).values().cloned().collect();
+        for session in &sessions {
+            session.do_send(Restart);
+        }
+        sessions.len()
+    }
+
     pub fn matcher(&self) -> &Matcher {
         &self.deps.matcher
     }
@@ -533,6 +543,20 @@ pub struct ReportStatus {
     pub order_id: Uuid,
     pub status: String,
     pub code: Option<String>,
+}
+
+/// The node is leaving: close the rider's socket with "service restart".
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Restart;
+
+impl Handler<Restart> for RiderSession {
+    type Result = ();
+    fn handle(&mut self, _: Restart, _: &mut Context<Self>) {
+        if let Some((_, socket)) = &self.socket {
+            socket.do_send(ToSocket(Outbound::Restarting));
+        }
+    }
 }
 
 impl Handler<Attach> for RiderSession {

@@ -6,6 +6,7 @@
 
 pub mod addresses;
 pub mod auth;
+pub mod cluster;
 pub mod dispatch;
 pub mod health;
 pub mod medicines;
@@ -78,6 +79,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(riders::list_riders)
         .service(dispatch::set_dispatch)
         .service(dispatch::get_dispatch)
+        .service(cluster::cluster)
         .route(
             crate::server::RIDER_SOCKET_PATH,
             web::get().to(crate::ws::rider::rider_socket),

@@ -8,8 +8,8 @@ use crate::catalog::Pharmacy;
 use crate::domain::Role;
 use crate::error::{FieldError, Problem};
 use crate::routes::{
-    auth, dispatch, health, medicines, notifications, orders, payments, pharmacies, prescriptions,
-    riders, users,
+    auth, cluster, dispatch, health, medicines, notifications, orders, payments, pharmacies,
+    prescriptions, riders, users,
 };
 use crate::store::catalog::{Medicine, StockRow};
 use crate::store::notifications::Notification;
@@ -39,7 +39,7 @@ use crate::store::users::User;
         notifications::list_notifications,
         prescriptions::upload_prescription, prescriptions::list_prescriptions,
         prescriptions::get_prescription, prescriptions::prescription_file,
-        riders::list_riders, dispatch::set_dispatch, dispatch::get_dispatch,
+        riders::list_riders, dispatch::set_dispatch, dispatch::get_dispatch, cluster::cluster,
         crate::routes::addresses::list_addresses, crate::routes::addresses::create_address,
         crate::routes::addresses::update_address, crate::routes::addresses::delete_address,
     ),
@@ -53,7 +53,7 @@ use crate::store::users::User;
         Delivery, crate::store::orders::OrderPayment, crate::schema::OrderStatusName,
         crate::schema::PaymentMethodName, crate::schema::PaymentStatusName,
         crate::schema::CancelReasonName, crate::schema::RiderStateName, crate::schema::LiveRiderStateName,
-        crate::store::orders::TimelineEntry, orders::NewOrderRequest,
+        crate::store::orders::TimelineEntry, cluster::ClusterView, crate::cluster::membership::Node, orders::NewOrderRequest,
         crate::app::placement::PaymentChoice, orders::PrescriptionReview,
         crate::app::payment_reports::PaymentReport, crate::app::payment_reports::ReportKind,
         payments::WebhookAck, orders::NewItem, orders::DeliveryIn,
@@ -73,6 +73,7 @@ use crate::store::users::User;
         (name = "addresses", description = "A customer's saved delivery addresses"),
         (name = "prescriptions", description = "Prescription uploads and their files"),
         (name = "riders", description = "The live fleet (the rider WebSocket is /ws/rider, see docs/protocol.md)"),
+        (name = "cluster", description = "The nodes serving as one fleet"),
     )
 )]
 pub struct ApiDoc;

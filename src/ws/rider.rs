@@ -390,6 +390,16 @@ impl Handler<ToSocket> for RiderSocket {
             );
             return;
         }
+        if frame == Outbound::Restarting {
+            self.close(
+                Some(CloseReason {
+                    code: CloseCode::Restart,
+                    description: Some("service restart: reconnect".into()),
+                }),
+                ctx,
+            );
+            return;
+        }
         self.send(&frame, ctx);
     }
 }

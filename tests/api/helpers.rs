@@ -426,7 +426,7 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> Option<TestAp
     })
 }
 
-async fn start_server(
+pub async fn start_server(
     env: &HashMap<String, String>,
 ) -> (u16, actix_web::web::Data<medify::state::AppState>) {
     let settings = Settings::from_lookup(|k| env.get(k).cloned()).expect("test settings");

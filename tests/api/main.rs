@@ -9,6 +9,7 @@ mod auth;
 mod bus;
 mod catalog;
 mod checkout;
+mod cluster;
 mod consoles;
 mod crash;
 mod errors;

@@ -291,6 +291,15 @@ impl Matcher {
         Ok(())
     }
 
+    /// How many regions have a shard on this node.
+    pub fn shard_count(&self) -> usize {
+        self.inner
+            .shards
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
     /// Whether automatic offers are held.
     pub fn is_paused(&self) -> bool {
         self.inner.paused.load(Ordering::SeqCst)

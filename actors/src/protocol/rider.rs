@@ -146,6 +146,10 @@ pub enum Outbound {
     /// over; the socket closes (1008, "replaced by a newer connection").
     #[serde(skip)]
     Replaced,
+    /// Not a frame: the node is shutting down; the socket closes (1012, "service restart")
+    /// so the app reconnects at once, through the balancer, to another node.
+    #[serde(skip)]
+    Restarting,
 }
 
 impl Outbound {
