@@ -464,6 +464,21 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
         })
     }
 
+    /// `MEDIFY_BIND`, `MEDIFY_WORKERS`: the address, the workers, and the default worker
+    /// count (the machine's cores), which other defaults scale with.
+    fn listening(&mut self) -> (SocketAddr, usize, usize) {
+        let default_bind = SocketAddr::from(([127, 0, 0, 1], 8080));
+        let bind = self.parse("MEDIFY_BIND", default_bind, |raw| {
+            raw.parse::<SocketAddr>()
+                .map_err(|_| "must be an address and port such as 127.0.0.1:8080".to_owned())
+        });
+        let default_workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let workers = self.parse("MEDIFY_WORKERS", default_workers, |raw| {
+            parse_number(raw, 1, 256)
+        });
+        (bind, workers, default_workers)
+    }
+
     /// `MEDIFY_CLUSTER`, `MEDIFY_HEARTBEAT_MS`, `MEDIFY_NODE_TTL_S`, `MEDIFY_FAILOVER_S`.
     /// `auto` (the default) turns the cluster on when the node has both Redis and
     /// PostgreSQL; `1` insists (and fails without them); `0` keeps the node alone.
@@ -893,16 +908,7 @@ impl Settings {
 
         let env = r.environment();
 
-        let default_bind = SocketAddr::from(([127, 0, 0, 1], 8080));
-        let bind = r.parse("MEDIFY_BIND", default_bind, |raw| {
-            raw.parse::<SocketAddr>()
-                .map_err(|_| "must be an address and port such as 127.0.0.1:8080".to_owned())
-        });
-
-        let default_workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let workers = r.parse("MEDIFY_WORKERS", default_workers, |raw| {
-            parse_number(raw, 1, 256)
-        });
+        let (bind, workers, default_workers) = r.listening();
 
         let database = r.database();
         let redis = r.redis();
