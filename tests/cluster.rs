@@ -1,0 +1,342 @@
+//! Three `medify` processes on one PostgreSQL and one Redis behind a real HAProxy
+//! (`deploy/haproxy.cfg`, round-robin, no stickiness); the test talks only to the
+//! balancer. What holds today (issue 16, first part): every node answers, every node lists
+//! the same live membership, a node leaving on SIGTERM is gone from the list before it
+//! exits and closes its riders' sockets with 1012 so their apps reconnect elsewhere, and a
+//! node killed with SIGKILL drops out once its heartbeat expires.
+//!
+//! Needs `MEDIFY_TEST_PG`, `MEDIFY_TEST_REDIS` and `haproxy` on the PATH (or in
+//! /usr/sbin); skipped without them unless `MEDIFY_REQUIRE_SERVICES=1` (CI), which fails.
+
+use std::collections::BTreeSet;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use awc::ws::{CloseCode, Frame};
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+
+#[path = "support/process.rs"]
+mod process;
+use process::{Server, WorkDir, WAIT};
+
+const ADMIN_EMAIL: &str = "cluster-admin@example.com";
+const ADMIN_PASSWORD: &str = "cluster admin password";
+const SECRET: &str = "cluster-test-secret-cluster-test-secret-0123";
+
+fn required() -> bool {
+    std::env::var("MEDIFY_REQUIRE_SERVICES").is_ok_and(|v| v == "1" || v == "true")
+}
+
+/// A needed thing, or `None` to skip (a failure when services are required).
+fn need<T>(what: &str, found: Option<T>) -> Option<T> {
+    match found {
+        Some(v) => Some(v),
+        None if required() => panic!("{what} is missing and MEDIFY_REQUIRE_SERVICES=1"),
+        None => {
+            eprintln!("skipped: {what} is missing");
+            None
+        }
+    }
+}
+
+fn haproxy() -> Option<String> {
+    ["haproxy", "/usr/sbin/haproxy", "/usr/local/sbin/haproxy"]
+        .into_iter()
+        .find(|p| {
+            Command::new(p)
+                .arg("-v")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+        .map(str::to_owned)
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// A database of its own on the test server, dropped afterwards.
+struct Database {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl Database {
+    async fn create(admin_url: &str) -> Self {
+        let name = format!("medify_cluster_{}", uuid::Uuid::now_v7().simple());
+        let pool = sqlx::PgPool::connect(admin_url).await.expect("postgres");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&pool)
+            .await
+            .expect("create database");
+        pool.close().await;
+        let base = admin_url.rsplit_once('/').map_or(admin_url, |(b, _)| b);
+        Self {
+            admin_url: admin_url.to_owned(),
+            url: format!("{base}/{name}"),
+            name,
+        }
+    }
+
+    async fn drop_now(&self) {
+        if let Ok(pool) = sqlx::PgPool::connect(&self.admin_url).await {
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
+                .execute(&pool)
+                .await;
+        }
+    }
+}
+
+/// Deletes every key under `prefix`.
+async fn clear_redis(url: &str, prefix: &str) {
+    let Ok(client) = redis::Client::open(url) else {
+        return;
+    };
+    let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+        return;
+    };
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_default();
+    if !keys.is_empty() {
+        let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
+    }
+}
+
+/// HAProxy in the foreground with the repository's config, ended on drop.
+struct Balancer {
+    child: Child,
+    address: String,
+}
+
+impl Balancer {
+    fn start(bin: &str, nodes: &[String]) -> Self {
+        let address = format!("127.0.0.1:{}", free_port());
+        let config = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/haproxy.cfg");
+        let mut cmd = Command::new(bin);
+        cmd.args(["-db", "-f", config])
+            .env("MEDIFY_LB_BIND", &address)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for (i, node) in nodes.iter().enumerate() {
+            cmd.env(format!("MEDIFY_NODE{}", i + 1), node);
+        }
+        let child = cmd.spawn().expect("start haproxy");
+        Self { child, address }
+    }
+}
+
+impl Drop for Balancer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn node(dir: &WorkDir, id: &str, db: &str, redis: &str, prefix: &str) -> Server {
+    Server::start(
+        dir.path(),
+        &[
+            ("MEDIFY_ENV", "test"),
+            ("DATABASE_URL", db),
+            ("REDIS_URL", redis),
+            ("REDIS_KEY_PREFIX", prefix),
+            ("JWT_SECRET", SECRET),
+            ("MEDIFY_CLUSTER", "1"),
+            ("MEDIFY_NODE_ID", id),
+            ("MEDIFY_HEARTBEAT_MS", "200"),
+            ("MEDIFY_NODE_TTL_S", "2"),
+            ("MEDIFY_SHUTDOWN_TIMEOUT_S", "2"),
+            ("MEDIFY_ADMIN_EMAIL", ADMIN_EMAIL),
+            ("MEDIFY_ADMIN_PASSWORD", ADMIN_PASSWORD),
+            ("RATE_LIMIT_AUTH_PER_IP", "10000"),
+            ("RATE_LIMIT_AUTH_PER_ACCOUNT", "10000"),
+            ("OBJECT_STORE", "file:uploads"),
+        ],
+    )
+}
+
+struct Client {
+    base: String,
+    http: awc::Client,
+}
+
+impl Client {
+    async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+        let method = awc::http::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            req = req.insert_header(("authorization", format!("Bearer {token}")));
+        }
+        let sent = match body {
+            Some(body) => req.send_json(&body).await,
+            None => req.send().await,
+        };
+        let Ok(mut res) = sent else {
+            return (0, Value::Null);
+        };
+        let bytes = res.body().await.unwrap_or_default();
+        (
+            res.status().as_u16(),
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    /// Polls until `done` holds for `GET path`'s 200 answer.
+    async fn until(&self, path: &str, token: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let start = Instant::now();
+        loop {
+            let (status, body) = self.call("GET", path, Some(token), None).await;
+            if status == 200 && done(&body) {
+                return body;
+            }
+            assert!(start.elapsed() < WAIT, "never {what}: last {status} {body}");
+            actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn listed(view: &Value) -> BTreeSet<String> {
+    view["nodes"]
+        .as_array()
+        .map(|nodes| {
+            nodes
+                .iter()
+                .filter_map(|n| n["id"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn set(ids: &[&str]) -> BTreeSet<String> {
+    ids.iter().map(|s| (*s).to_owned()).collect()
+}
+
+#[actix_web::test]
+async fn three_nodes_behind_a_balancer_share_one_membership_and_leave_cleanly() {
+    let Some(pg) = need("MEDIFY_TEST_PG", std::env::var("MEDIFY_TEST_PG").ok()) else {
+        return;
+    };
+    let Some(redis) = need("MEDIFY_TEST_REDIS", std::env::var("MEDIFY_TEST_REDIS").ok()) else {
+        return;
+    };
+    let Some(haproxy) = need("haproxy", haproxy()) else {
+        return;
+    };
+    let db = Database::create(&pg).await;
+    let prefix = format!("medify-cluster-{}:", uuid::Uuid::now_v7().simple());
+    let dirs: Vec<WorkDir> = (0..3).map(|_| WorkDir::new()).collect();
+    // One after another: the first migrates and creates the admin.
+    let mut nodes: Vec<Server> = ["node-1", "node-2", "node-3"]
+        .iter()
+        .zip(&dirs)
+        .map(|(id, dir)| node(dir, id, &db.url, &redis, &prefix))
+        .collect();
+    let addresses: Vec<String> = nodes.iter().map(|n| n.address.clone()).collect();
+    let balancer = Balancer::start(&haproxy, &addresses);
+    let lb = Client {
+        base: format!("http://{}", balancer.address),
+        http: awc::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .finish(),
+    };
+
+    // The balancer answers once HAProxy is up.
+    let start = Instant::now();
+    while lb.call("GET", "/healthz", None, None).await.0 != 200 {
+        assert!(start.elapsed() < WAIT, "the balancer never answered");
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, tokens) = lb
+        .call(
+            "POST",
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})),
+        )
+        .await;
+    assert_eq!(status, 200, "{tokens}");
+    let admin = tokens["access_token"].as_str().expect("token").to_owned();
+
+    // Every node knows all three; round-robin, so six calls reach all of them.
+    let all = set(&["node-1", "node-2", "node-3"]);
+    lb.until("/api/v1/cluster", &admin, "all three listed", |v| listed(v) == all)
+        .await;
+    let mut answered = BTreeSet::new();
+    for _ in 0..6 {
+        let view = lb
+            .until("/api/v1/cluster", &admin, "all three listed", |v| listed(v) == all)
+            .await;
+        answered.insert(view["node_id"].as_str().expect("node_id").to_owned());
+    }
+    assert_eq!(answered, all, "no stickiness: every node answered");
+
+    // Three riders through the balancer: one socket lands on each node.
+    let mut sockets = Vec::new();
+    for i in 0..3 {
+        let email = format!("rider-{i}-{}@example.com", uuid::Uuid::now_v7().simple());
+        let body = json!({"name": "Rider", "email": email, "password": "rider password", "role": "rider"});
+        assert_eq!(lb.call("POST", "/api/v1/auth/register", None, Some(body)).await.0, 201);
+        let (_, tokens) = lb
+            .call(
+                "POST",
+                "/api/v1/auth/login",
+                None,
+                Some(json!({"email": email, "password": "rider password"})),
+            )
+            .await;
+        let token = tokens["access_token"].as_str().expect("token").to_owned();
+        let url = format!("ws://{}/ws/rider?access_token={token}", balancer.address);
+        let (_, mut framed) = awc::Client::new().ws(url).connect().await.expect("socket");
+        let welcome = framed.next().await;
+        assert!(matches!(welcome, Some(Ok(Frame::Text(_)))), "{welcome:?}");
+        sockets.push(framed);
+    }
+    let riders_by_node = lb
+        .until("/api/v1/cluster", &admin, "riders counted", |v| {
+            v["nodes"].as_array().is_some_and(|n| {
+                n.iter().map(|x| x["riders"].as_u64().unwrap_or(0)).sum::<u64>() == 3
+            })
+        })
+        .await;
+    assert_eq!(listed(&riders_by_node), all);
+
+    // SIGTERM node-3: its rider is told "service restart" (1012) and the node is out of
+    // the membership as soon as it has exited, without waiting for its heartbeat to expire.
+    nodes[2].signal(libc::SIGTERM);
+    let mut closed = Vec::new();
+    for framed in &mut sockets {
+        let next = tokio::time::timeout(Duration::from_millis(1500), framed.next()).await;
+        if let Ok(Some(Ok(Frame::Close(reason)))) = next {
+            closed.push(reason.map(|r| r.code));
+        }
+    }
+    assert_eq!(closed, vec![Some(CloseCode::Restart)], "one rider was on node-3");
+    assert_eq!(nodes[2].wait_exit(), Some(0), "{}", nodes[2].log_text());
+    let (_, view) = lb.call("GET", "/api/v1/cluster", Some(&admin), None).await;
+    assert_eq!(listed(&view), set(&["node-1", "node-2"]), "{view}");
+
+    // SIGKILL node-2: no goodbye; it drops out when its heartbeat expires.
+    nodes[1].signal(libc::SIGKILL);
+    let _ = nodes[1].wait_exit();
+    lb.until("/api/v1/cluster", &admin, "node-2 expired", |v| {
+        listed(v) == set(&["node-1"])
+    })
+    .await;
+
+    drop(balancer);
+    drop(nodes);
+    db.drop_now().await;
+    clear_redis(&redis, &prefix).await;
+}
