@@ -1,12 +1,8 @@
 //! Tests of the real `medify` binary as an operator runs it: a clean environment, a fresh
 //! working directory, signals, and what it writes to its logs.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 #[path = "support/process.rs"]

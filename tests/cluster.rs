@@ -13,8 +13,9 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use awc::ws::{CloseCode, Frame};
-use futures_util::StreamExt;
+use actix_web::web::Bytes;
+use awc::ws::{CloseCode, Frame, Message};
+use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 
 #[path = "support/process.rs"]
@@ -88,9 +89,12 @@ impl Database {
 
     async fn drop_now(&self) {
         if let Ok(pool) = sqlx::PgPool::connect(&self.admin_url).await {
-            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
-                .execute(&pool)
-                .await;
+            let _ = sqlx::query(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .execute(&pool)
+            .await;
         }
     }
 }
@@ -173,7 +177,13 @@ struct Client {
 }
 
 impl Client {
-    async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let method = awc::http::Method::from_bytes(method.as_bytes()).expect("method");
         let mut req = self.http.request(method, format!("{}{path}", self.base));
         if let Some(token) = token {
@@ -194,7 +204,13 @@ impl Client {
     }
 
     /// Polls until `done` holds for `GET path`'s 200 answer.
-    async fn until(&self, path: &str, token: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    async fn until(
+        &self,
+        path: &str,
+        token: &str,
+        what: &str,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
         let start = Instant::now();
         loop {
             let (status, body) = self.call("GET", path, Some(token), None).await;
@@ -271,24 +287,35 @@ async fn three_nodes_behind_a_balancer_share_one_membership_and_leave_cleanly() 
 
     // Every node knows all three; round-robin, so six calls reach all of them.
     let all = set(&["node-1", "node-2", "node-3"]);
-    lb.until("/api/v1/cluster", &admin, "all three listed", |v| listed(v) == all)
-        .await;
+    lb.until("/api/v1/cluster", &admin, "all three listed", |v| {
+        listed(v) == all
+    })
+    .await;
     let mut answered = BTreeSet::new();
     for _ in 0..6 {
         let view = lb
-            .until("/api/v1/cluster", &admin, "all three listed", |v| listed(v) == all)
+            .until("/api/v1/cluster", &admin, "all three listed", |v| {
+                listed(v) == all
+            })
             .await;
         answered.insert(view["node_id"].as_str().expect("node_id").to_owned());
     }
     assert_eq!(answered, all, "no stickiness: every node answered");
 
-    // Three riders through the balancer: one socket lands on each node.
-    let mut sockets = Vec::new();
+    // Three riders through the balancer. Their accounts first, then the three sockets one
+    // after another: round-robin puts one on each node.
+    let mut tokens = Vec::new();
     for i in 0..3 {
         let email = format!("rider-{i}-{}@example.com", uuid::Uuid::now_v7().simple());
-        let body = json!({"name": "Rider", "email": email, "password": "rider password", "role": "rider"});
-        assert_eq!(lb.call("POST", "/api/v1/auth/register", None, Some(body)).await.0, 201);
-        let (_, tokens) = lb
+        let body =
+            json!({"name": "Rider", "email": email, "password": "rider password", "role": "rider"});
+        assert_eq!(
+            lb.call("POST", "/api/v1/auth/register", None, Some(body))
+                .await
+                .0,
+            201
+        );
+        let (_, answer) = lb
             .call(
                 "POST",
                 "/api/v1/auth/login",
@@ -296,34 +323,44 @@ async fn three_nodes_behind_a_balancer_share_one_membership_and_leave_cleanly() 
                 Some(json!({"email": email, "password": "rider password"})),
             )
             .await;
-        let token = tokens["access_token"].as_str().expect("token").to_owned();
+        tokens.push(answer["access_token"].as_str().expect("token").to_owned());
+    }
+    let mut sockets = Vec::new();
+    for token in &tokens {
         let url = format!("ws://{}/ws/rider?access_token={token}", balancer.address);
         let (_, mut framed) = awc::Client::new().ws(url).connect().await.expect("socket");
         let welcome = framed.next().await;
         assert!(matches!(welcome, Some(Ok(Frame::Text(_)))), "{welcome:?}");
         sockets.push(framed);
     }
-    let riders_by_node = lb
-        .until("/api/v1/cluster", &admin, "riders counted", |v| {
-            v["nodes"].as_array().is_some_and(|n| {
-                n.iter().map(|x| x["riders"].as_u64().unwrap_or(0)).sum::<u64>() == 3
-            })
-        })
-        .await;
-    assert_eq!(listed(&riders_by_node), all);
+    lb.until("/api/v1/cluster", &admin, "one rider on each node", |v| {
+        v["nodes"]
+            .as_array()
+            .is_some_and(|n| n.len() == 3 && n.iter().all(|x| x["riders"].as_u64() == Some(1)))
+    })
+    .await;
 
     // SIGTERM node-3: its rider is told "service restart" (1012) and the node is out of
     // the membership as soon as it has exited, without waiting for its heartbeat to expire.
     nodes[2].signal(libc::SIGTERM);
+    assert_eq!(nodes[2].wait_exit(), Some(0), "{}", nodes[2].log_text());
+    // Each socket is asked for a pong: node-3's answers with its close frame instead.
     let mut closed = Vec::new();
+    let mut alive = 0;
     for framed in &mut sockets {
-        let next = tokio::time::timeout(Duration::from_millis(1500), framed.next()).await;
-        if let Ok(Some(Ok(Frame::Close(reason)))) = next {
-            closed.push(reason.map(|r| r.code));
+        let _ = framed.send(Message::Ping(Bytes::new())).await;
+        loop {
+            match tokio::time::timeout(WAIT, framed.next()).await {
+                Ok(Some(Ok(Frame::Close(reason)))) => closed.push(reason.map(|r| r.code)),
+                Ok(Some(Ok(Frame::Pong(_)))) => alive += 1,
+                Ok(Some(Ok(_))) => continue,
+                other => panic!("neither a pong nor a close frame: {other:?}"),
+            }
+            break;
         }
     }
-    assert_eq!(closed, vec![Some(CloseCode::Restart)], "one rider was on node-3");
-    assert_eq!(nodes[2].wait_exit(), Some(0), "{}", nodes[2].log_text());
+    assert_eq!(closed, vec![Some(CloseCode::Restart)], "node-3's rider");
+    assert_eq!(alive, 2, "the riders on the other nodes stay connected");
     let (_, view) = lb.call("GET", "/api/v1/cluster", Some(&admin), None).await;
     assert_eq!(listed(&view), set(&["node-1", "node-2"]), "{view}");
 

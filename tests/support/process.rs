@@ -164,4 +164,3 @@ pub fn http(address: &str, request_head: &str, body: &str) -> (u16, String) {
         .unwrap_or_default();
     (status, body)
 }
-
