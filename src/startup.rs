@@ -91,7 +91,21 @@ impl Application {
 
         let metrics = start_metrics(&store).await?;
         let watchers = Watchers::new();
-        let bus = start_bus(&settings, &store, redis.as_ref(), &metrics, &watchers)?;
+        let instance = uuid::Uuid::now_v7();
+        if let (true, Some(redis)) = (settings.cluster.enabled, redis.as_ref()) {
+            watchers.set_relay(crate::cluster::tracking::RedisRelay::start(
+                redis.clone(),
+                watchers.clone(),
+                instance,
+            ));
+        }
+        let bus = start_bus(
+            &settings,
+            &store,
+            redis.as_ref(),
+            (&metrics, &watchers),
+            instance,
+        )?;
         crate::bus::start_relay(store.clone(), bus.clone());
         let core = Core {
             store: &store,
@@ -132,7 +146,7 @@ impl Application {
             ),
             ops: crate::ws::fleet_feed::OpsFeed::new(),
             payments: Arc::new(crate::payments::LocalIntents),
-            instance: uuid::Uuid::now_v7(),
+            instance,
             objects: open_objects(&settings.objects)?,
             cluster,
         });
@@ -259,8 +273,8 @@ fn start_bus(
     settings: &Settings,
     store: &Store,
     redis: Option<&Redis>,
-    metrics: &Metrics,
-    watchers: &Watchers,
+    (metrics, watchers): (&Metrics, &Watchers),
+    instance: uuid::Uuid,
 ) -> anyhow::Result<Arc<dyn EventBus>> {
     let local: Vec<Arc<dyn EventHandler>> = vec![
         Arc::new(OrderGauge::new(metrics.orders.clone())),
@@ -276,6 +290,7 @@ fn start_bus(
         Some(redis) => Arc::new(RedisBus::start(
             redis.clone(),
             &settings.node_id,
+            instance,
             local,
             durable,
             settings.bus_claim_idle,

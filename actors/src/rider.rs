@@ -412,7 +412,7 @@ impl RiderSession {
         let order_id = delivery.order_id;
         let eta_s = delivery.eta(last.at, last.ts_ms);
         if delivery.arriving(last.at) {
-            self.deps.watchers.status(
+            self.deps.watchers.rider_status(
                 order_id,
                 TrackFrame::Arriving {
                     eta_s: eta_s.unwrap_or(0),
@@ -425,7 +425,7 @@ impl RiderSession {
                 EventKind::RiderArriving,
             );
         }
-        self.deps.watchers.location(
+        self.deps.watchers.rider_location(
             order_id,
             TrackFrame::RiderLocation {
                 lat: last.at.lat(),

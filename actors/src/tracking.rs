@@ -1,13 +1,18 @@
 //! Watchers of orders: fan-out of rider positions and statuses to tracking sockets, with
 //! conflation.
 //!
+//! In a cluster a [`Relay`] carries what this node's riders report ([`Watchers::rider_location`],
+//! [`Watchers::rider_status`]) to watchers on other nodes, and hears when this node starts
+//! and stops watching an order; frames from other nodes come back in through
+//! [`Watchers::location`] and [`Watchers::status`], which only fan out locally.
+//!
 //! Each watcher has a slot: the latest rider position (a newer one replaces an unsent
 //! one) and a short queue of status frames. Publishing fills the slot and wakes the watcher
 //! only if it is not already awake, so a watcher that never reads holds one position and a
 //! few statuses, never a backlog, and never slows the rider or the other watchers.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use actix::prelude::*;
 use uuid::Uuid;
@@ -69,16 +74,27 @@ type Watching = Arc<[(Uuid, Arc<Slot>)]>;
 /// different orders rarely meet on one lock.
 const SHARDS: usize = 16;
 
+/// Carries tracking frames between nodes (a cluster); see the module documentation.
+pub trait Relay: Send + Sync {
+    /// A frame from a rider on this node, for the order's watchers elsewhere. Must not
+    /// block: called on the rider's fix path.
+    fn outbound(&self, order: Uuid, frame: &TrackFrame);
+    /// This node now has watchers of `order` (`true`), or no longer has any (`false`).
+    fn watching(&self, order: Uuid, watched: bool);
+}
+
 /// Order id → its watchers. Cheap to clone.
 #[derive(Clone)]
 pub struct Watchers {
     shards: Arc<[Mutex<HashMap<Uuid, Watching>>; SHARDS]>,
+    relay: Arc<OnceLock<Arc<dyn Relay>>>,
 }
 
 impl Default for Watchers {
     fn default() -> Self {
         Self {
             shards: Arc::new(std::array::from_fn(|_| Mutex::new(HashMap::new()))),
+            relay: Arc::new(OnceLock::new()),
         }
     }
 }
@@ -94,16 +110,27 @@ impl Watchers {
         &self.shards[index]
     }
 
+    /// Connects this node's watchers to the other nodes' (once, at start-up).
+    pub fn set_relay(&self, relay: Arc<dyn Relay>) {
+        let _ = self.relay.set(relay);
+    }
+
     pub fn add(&self, order: Uuid, watcher: Uuid, slot: Arc<Slot>) {
         let mut map = lock(self.shard(order));
         let list = map.entry(order).or_insert_with(|| Arc::from(Vec::new()));
+        let first = list.is_empty();
         let mut next = list.to_vec();
         next.push((watcher, slot));
         *list = next.into();
+        drop(map);
+        if let (true, Some(relay)) = (first, self.relay.get()) {
+            relay.watching(order, true);
+        }
     }
 
     pub fn remove(&self, order: Uuid, watcher: Uuid) {
         let mut map = lock(self.shard(order));
+        let mut last = false;
         if let Some(list) = map.get_mut(&order) {
             let next: Vec<_> = list
                 .iter()
@@ -112,10 +139,39 @@ impl Watchers {
                 .collect();
             if next.is_empty() {
                 map.remove(&order);
+                last = true;
             } else {
                 *list = next.into();
             }
         }
+        drop(map);
+        if let (true, Some(relay)) = (last, self.relay.get()) {
+            relay.watching(order, false);
+        }
+    }
+
+    /// The orders this node watches now (a relay resubscribing after a reconnect).
+    pub fn watched(&self) -> Vec<Uuid> {
+        self.shards
+            .iter()
+            .flat_map(|shard| lock(shard).keys().copied().collect::<Vec<_>>())
+            .collect()
+    }
+
+    /// A position from a rider on this node: to local watchers and, in a cluster, out.
+    pub fn rider_location(&self, order: Uuid, frame: TrackFrame) {
+        if let Some(relay) = self.relay.get() {
+            relay.outbound(order, &frame);
+        }
+        self.location(order, frame);
+    }
+
+    /// A frame a rider on this node caused (`arriving`): to local watchers and out.
+    pub fn rider_status(&self, order: Uuid, frame: TrackFrame) {
+        if let Some(relay) = self.relay.get() {
+            relay.outbound(order, &frame);
+        }
+        self.status(order, frame);
     }
 
     fn slots(&self, order: Uuid) -> Watching {

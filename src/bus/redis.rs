@@ -9,6 +9,11 @@
 //!
 //! Each entry is acknowledged (`XACK`) only after its handler succeeded. A handler that
 //! keeps failing leaves its entry pending, to be retried on a later claim.
+//!
+//! Node-local handlers (the tracking sockets' statuses, the order gauge) run on the
+//! publishing node at once and, on every other node, from a plain `XREAD` that follows the
+//! stream (entries carry their publisher's `origin`, so a node skips its own): a customer
+//! watching through one node sees the statuses of an order another node moves.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -166,6 +171,8 @@ pub struct RedisBus {
     redis: Redis,
     stream: String,
     local: Vec<Arc<dyn EventHandler>>,
+    /// This application instance, on every entry it adds.
+    origin: String,
 }
 
 impl RedisBus {
@@ -173,10 +180,18 @@ impl RedisBus {
     pub fn start(
         redis: Redis,
         node: &str,
+        origin: uuid::Uuid,
         local: Vec<Arc<dyn EventHandler>>,
         durable: Vec<Arc<dyn EventHandler>>,
         claim_idle: Duration,
     ) -> Self {
+        let origin = origin.to_string();
+        follow_others(
+            redis.clone(),
+            redis.key("events"),
+            local.clone(),
+            origin.clone(),
+        );
         for handler in durable {
             let consumer = StreamConsumer::new(redis.clone(), handler.name(), node);
             actix_web::rt::spawn(async move {
@@ -205,8 +220,53 @@ impl RedisBus {
             stream: redis.key("events"),
             redis,
             local,
+            origin,
         }
     }
+}
+
+/// Runs `local` for the events other instances add to `stream`, for the life of the
+/// process: from the stream's end at start, then from the last entry seen (also across
+/// reconnects, so a Redis blip loses nothing the stream still holds).
+fn follow_others(redis: Redis, stream: String, local: Vec<Arc<dyn EventHandler>>, origin: String) {
+    if local.is_empty() {
+        return;
+    }
+    actix_web::rt::spawn(async move {
+        let mut last = "$".to_owned();
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let round = async {
+                let mut conn = redis.dedicated_connection().await?;
+                loop {
+                    let options = StreamReadOptions::default().block(1_000).count(100);
+                    let reply: StreamReadReply =
+                        conn.xread_options(&[&stream], &[&last], &options).await?;
+                    for entry in reply.keys.into_iter().flat_map(|k| k.ids) {
+                        last.clone_from(&entry.id);
+                        let mine = entry
+                            .map
+                            .get("origin")
+                            .and_then(|v| redis::from_redis_value::<String>(v.clone()).ok())
+                            .is_some_and(|o| o == origin);
+                        if mine {
+                            continue;
+                        }
+                        if let Some((_, event)) = decode(entry.id, &entry.map) {
+                            run_local(&local, &event).await;
+                        }
+                    }
+                }
+                #[allow(unreachable_code)]
+                Ok::<(), redis::RedisError>(())
+            };
+            if let Err(e) = round.await {
+                tracing::warn!(error = %e, "following other nodes' events: Redis error, retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    });
 }
 
 impl EventBus for RedisBus {
@@ -220,7 +280,10 @@ impl EventBus for RedisBus {
                     &self.stream,
                     redis::streams::StreamMaxlen::Approx(MAX_LEN),
                     "*",
-                    &[("event", json)],
+                    &[
+                        ("event", json),
+                        ("origin", self.origin.clone().into_bytes()),
+                    ],
                 )
                 .await
                 .map_err(bus)?;

@@ -1,13 +1,15 @@
 //! The cluster (issue 16): several nodes sharing one PostgreSQL and one Redis act as one
 //! fleet. This module owns the node's place in it: its identity, its heartbeat and
-//! graceful leave ([`membership`]), and the list of live nodes that `GET /api/v1/cluster`
-//! shows. Leases with fencing tokens, which give each matcher region one owner node, are
+//! graceful leave ([`membership`]), the list of live nodes that `GET /api/v1/cluster`
+//! shows, and the relay of riders' tracking frames to watchers on other nodes
+//! ([`tracking`]). Leases with fencing tokens, which give each matcher region one owner node, are
 //! in `crate::store::leases`.
 //!
 //! A node that is not in a cluster (`MEDIFY_CLUSTER=0`, SQLite, or no Redis) is a cluster
 //! of one: it lists itself and heart-beats nowhere.
 
 pub mod membership;
+pub mod tracking;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -57,6 +57,7 @@ async fn a_consumer_killed_before_acknowledging_is_redelivered_and_written_once(
     let publisher = RedisBus::start(
         redis.clone(),
         "publisher",
+        uuid::Uuid::now_v7(),
         Vec::new(),
         Vec::new(),
         Duration::from_secs(30),

@@ -235,3 +235,91 @@ async fn fenced_writes(pool: &sqlx::PgPool, stale: &Lease, current: &Lease) {
         .expect("the current holder writes");
     tx.commit().await.expect("commit");
 }
+
+/// A customer watching through node B follows a rider connected to node A: positions with
+/// an ETA (relayed over Redis while B watches), the statuses (over the event bus) and the
+/// final close, as on one node.
+#[actix_web::test]
+async fn a_watcher_on_another_node_follows_the_rider() {
+    let Some((app, _b, b_port)) = two_nodes().await else {
+        return;
+    };
+    let crate::tracking::Delivery {
+        customer,
+        mut rider,
+        placed,
+        id,
+        ..
+    } = crate::tracking::assigned_delivery(&app, 12.9726).await;
+    let on_b = crate::helpers::Http::new(b_port);
+    let path = format!("/ws/orders/{id}/track");
+    let mut watcher = crate::riders::RiderWs::connect_to(&on_b, &path, &customer).await;
+    let snapshot = watcher.next().await.expect("snapshot");
+    assert_eq!(snapshot["order"]["status"], "assigned", "{snapshot}");
+
+    // B subscribes to the order's channel and marks it watched; then A publishes.
+    let redis = app.state.redis.clone().expect("redis");
+    let channel = redis.key(&format!("track:{id}"));
+    let marker = redis.key(&format!("track:watched:{id}"));
+    eventually("node B subscribed to the order", || async {
+        let mut conn = redis.connection().await.expect("redis");
+        let (_, subscribers): (String, i64) = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(&channel)
+            .query_async::<Vec<(String, i64)>>(&mut conn)
+            .await
+            .expect("numsub")
+            .pop()
+            .expect("one channel");
+        let marked: bool = redis::cmd("EXISTS")
+            .arg(&marker)
+            .query_async(&mut conn)
+            .await
+            .expect("exists");
+        subscribers == 1 && marked
+    })
+    .await;
+
+    let t = chrono::Utc::now().timestamp_millis() + 3_000;
+    rider
+        .send(serde_json::json!({"type": "location", "lat": 12.9720, "lng": 77.5946, "ts": t, "heading": 180}))
+        .await;
+    let loc = watcher.expect("rider_location").await;
+    assert_eq!(
+        (loc["lat"].as_f64(), loc["ts"].as_i64()),
+        (Some(12.9720), Some(t)),
+        "{loc}"
+    );
+    assert!(loc["eta_s"].as_i64().unwrap_or(0) > 0, "{loc}");
+
+    rider
+        .send(serde_json::json!({"type": "order_status", "order_id": id, "status": "picked_up"}))
+        .await;
+    rider
+        .send(serde_json::json!({"type": "order_status", "order_id": id, "status": "delivered", "code": placed["delivery_code"]}))
+        .await;
+    let mut statuses = Vec::new();
+    let code = loop {
+        match watcher.next().await {
+            Ok(frame) if frame["type"] == "status" => {
+                statuses.push(frame["status"].as_str().unwrap_or("").to_owned());
+            }
+            Ok(_) => {}
+            Err(code) => break code,
+        }
+    };
+    assert_eq!(statuses, vec!["picked_up", "delivered"]);
+    assert_eq!(code, Some(1000));
+    // Nobody watches any more: B unsubscribes.
+    eventually("node B unsubscribed", || async {
+        let mut conn = redis.connection().await.expect("redis");
+        let counts: Vec<(String, i64)> = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(&channel)
+            .query_async(&mut conn)
+            .await
+            .expect("numsub");
+        counts.first().is_some_and(|(_, n)| *n == 0)
+    })
+    .await;
+}

@@ -13,19 +13,19 @@ backend_tests!(
 );
 
 /// An order accepted by a rider: what each test starts from.
-struct Delivery {
-    admin: String,
-    customer: String,
-    rider: RiderWs,
+pub struct Delivery {
+    pub admin: String,
+    pub customer: String,
+    pub rider: RiderWs,
     /// The order as placed (with its `delivery_code`).
-    placed: Value,
-    id: String,
+    pub placed: Value,
+    pub id: String,
 }
 
 /// A stocked pharmacy at (12.9716, 77.5946), a rider free at latitude `rider_lat` on the
 /// same meridian, and a customer's order delivered 1.1 km north, offered to and accepted
 /// by that rider.
-async fn assigned_delivery(app: &TestApp, rider_lat: f64) -> Delivery {
+pub async fn assigned_delivery(app: &TestApp, rider_lat: f64) -> Delivery {
     let admin = app.admin_token().await;
     let (_, medicine) = app
         .stocked_pharmacy(&admin, "Hub", 12.9716, 77.5946, 5)

@@ -26,8 +26,9 @@ pub struct Snapshot<O: Serialize> {
     pub eta_s: Option<i64>,
 }
 
-/// A frame for a tracking socket after the snapshot.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// A frame for a tracking socket after the snapshot. (Deserialize: in a cluster, frames
+/// travel between nodes as JSON.)
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum TrackFrame {
     RiderLocation {
