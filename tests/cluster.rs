@@ -1,7 +1,8 @@
 //! Three `medify` processes on one PostgreSQL and one Redis behind a real HAProxy
 //! (`deploy/haproxy.cfg`, round-robin, no stickiness); the test talks only to the
 //! balancer. What holds today (issue 16, first part): every node answers, every node lists
-//! the same live membership, a node leaving on SIGTERM is gone from the list before it
+//! the same live membership and shows every node's riders (`GET /riders`, `/ws/ops`), a
+//! node leaving on SIGTERM is gone from the list before it
 //! exits and closes its riders' sockets with 1012 so their apps reconnect elsewhere, and a
 //! node killed with SIGKILL drops out once its heartbeat expires.
 //!
@@ -305,6 +306,7 @@ async fn three_nodes_behind_a_balancer_share_one_membership_and_leave_cleanly() 
     // Three riders through the balancer. Their accounts first, then the three sockets one
     // after another: round-robin puts one on each node.
     let mut tokens = Vec::new();
+    let mut rider_ids = BTreeSet::new();
     for i in 0..3 {
         let email = format!("rider-{i}-{}@example.com", uuid::Uuid::now_v7().simple());
         let body =
@@ -324,6 +326,7 @@ async fn three_nodes_behind_a_balancer_share_one_membership_and_leave_cleanly() 
             )
             .await;
         tokens.push(answer["access_token"].as_str().expect("token").to_owned());
+        rider_ids.insert(answer["user"]["id"].as_str().expect("id").to_owned());
     }
     let mut sockets = Vec::new();
     for token in &tokens {
@@ -339,6 +342,89 @@ async fn three_nodes_behind_a_balancer_share_one_membership_and_leave_cleanly() 
             .is_some_and(|n| n.len() == 3 && n.iter().all(|x| x["riders"].as_u64() == Some(1)))
     })
     .await;
+
+    // The fleet view is the cluster's: each rider free at a fix, and every node's
+    // GET /riders and /ws/ops show all three.
+    for (i, framed) in sockets.iter_mut().enumerate() {
+        let ts = chrono::Utc::now().timestamp_millis();
+        let lat = 12.97 + 0.001 * f64::from(u8::try_from(i).expect("small"));
+        let fix = json!({"type": "location", "lat": lat, "lng": 77.59, "ts": ts, "accuracy": 5});
+        framed
+            .send(Message::Text(fix.to_string().into()))
+            .await
+            .expect("fix");
+        let on = json!({"type": "availability", "available": true});
+        framed
+            .send(Message::Text(on.to_string().into()))
+            .await
+            .expect("available");
+    }
+    let free_everywhere = |v: &Value| {
+        let free: BTreeSet<String> = v["items"]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .filter(|r| r["online"] == true && r["state"] == "free")
+                    .filter_map(|r| r["id"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        free == rider_ids
+    };
+    // Six answers in a row (each node twice, round-robin) must all show the three.
+    let (start, mut streak) = (Instant::now(), 0);
+    while streak < 6 {
+        assert!(
+            start.elapsed() < WAIT,
+            "some node never showed all three riders"
+        );
+        let (status, page) = lb
+            .call("GET", "/api/v1/riders?per_page=100", Some(&admin), None)
+            .await;
+        if status == 200 && free_everywhere(&page) {
+            streak += 1;
+        } else {
+            streak = 0;
+            actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    // Three ops sockets in a row: one per node, each drawing all three riders.
+    let mut ops = Vec::new();
+    for _ in 0..3 {
+        let url = format!("ws://{}/ws/ops?access_token={admin}", balancer.address);
+        ops.push(
+            awc::Client::new()
+                .ws(url)
+                .connect()
+                .await
+                .expect("ops socket")
+                .1,
+        );
+    }
+    for framed in &mut ops {
+        let start = Instant::now();
+        loop {
+            assert!(start.elapsed() < WAIT, "no ops frame with all three riders");
+            let next = tokio::time::timeout(WAIT, framed.next()).await;
+            let Ok(Some(Ok(Frame::Text(text)))) = next else {
+                continue;
+            };
+            let frame: Value = serde_json::from_slice(&text).unwrap_or(Value::Null);
+            let listed: BTreeSet<String> = frame["riders"]
+                .as_array()
+                .map(|r| {
+                    r.iter()
+                        .filter_map(|x| x["id"].as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if frame["counters"]["riders_online"] == 3 && listed == rider_ids {
+                break;
+            }
+        }
+    }
+    drop(ops);
 
     // SIGTERM node-3: its rider is told "service restart" (1012) and the node is out of
     // the membership as soon as it has exited, without waiting for its heartbeat to expire.

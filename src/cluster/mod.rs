@@ -1,13 +1,14 @@
 //! The cluster (issue 16): several nodes sharing one PostgreSQL and one Redis act as one
 //! fleet. This module owns the node's place in it: its identity, its heartbeat and
 //! graceful leave ([`membership`]), the list of live nodes that `GET /api/v1/cluster`
-//! shows, and the relay of riders' tracking frames to watchers on other nodes
-//! ([`tracking`]). Leases with fencing tokens, which give each matcher region one owner node, are
+//! shows, the fleet view shared between nodes ([`fleet`]), and the relay of riders'
+//! tracking frames to watchers on other nodes ([`tracking`]). Leases with fencing tokens, which give each matcher region one owner node, are
 //! in `crate::store::leases`.
 //!
 //! A node that is not in a cluster (`MEDIFY_CLUSTER=0`, SQLite, or no Redis) is a cluster
 //! of one: it lists itself and heart-beats nowhere.
 
+pub mod fleet;
 pub mod membership;
 pub mod tracking;
 
@@ -97,13 +98,21 @@ impl Cluster {
         }
     }
 
-    /// Announces this node now and then every heartbeat for the life of the process. A
+    /// Announces this node now and then every heartbeat for the life of the process, and
+    /// shares its riders' views with the other nodes at the same pace. A
     /// failed heartbeat is logged once per outage and retried on the next tick (if Redis
     /// stays away past the node TTL, the others count this node as dead meanwhile).
     pub fn spawn_heartbeat(&self) {
         let Some(redis) = self.inner.redis.clone() else {
             return;
         };
+        fleet::spawn_fleet_sync(
+            redis.clone(),
+            self.inner.node_id.clone(),
+            self.inner.riders.fleet().clone(),
+            self.inner.settings.heartbeat,
+            self.inner.settings.node_ttl,
+        );
         let cluster = self.clone();
         actix_web::rt::spawn(async move {
             let mut tick = tokio::time::interval(cluster.inner.settings.heartbeat);
