@@ -14,8 +14,10 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use actix_codec::Framed;
 use actix_web::web::Bytes;
-use awc::ws::{CloseCode, Frame, Message};
+use awc::ws::{CloseCode, Codec, Frame, Message};
+use awc::BoxedSocket;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 
@@ -202,6 +204,30 @@ impl Client {
             res.status().as_u16(),
             serde_json::from_slice(&bytes).unwrap_or(Value::Null),
         )
+    }
+
+    async fn login(&self, email: &str, password: &str) -> Value {
+        let body = json!({"email": email, "password": password});
+        let (status, tokens) = self
+            .call("POST", "/api/v1/auth/login", None, Some(body))
+            .await;
+        assert_eq!(status, 200, "{tokens}");
+        tokens
+    }
+
+    /// A new account of `role`, signed in: its access token.
+    async fn account(&self, role: &str) -> String {
+        let email = format!("{role}-{}@example.com", uuid::Uuid::now_v7().simple());
+        let body =
+            json!({"name": role, "email": email, "password": "a long password", "role": role});
+        let (status, answer) = self
+            .call("POST", "/api/v1/auth/register", None, Some(body))
+            .await;
+        assert_eq!(status, 201, "{answer}");
+        self.login(&email, "a long password").await["access_token"]
+            .as_str()
+            .expect("token")
+            .to_owned()
     }
 
     /// Polls until `done` holds for `GET path`'s 200 answer.
@@ -462,4 +488,265 @@ async fn three_nodes_behind_a_balancer_share_one_membership_and_leave_cleanly() 
     drop(nodes);
     db.drop_now().await;
     clear_redis(&redis, &prefix).await;
+}
+
+/// A Redis server of the test's own (so it can be restarted and its pub/sub clients
+/// killed without touching other tests), ended on drop.
+struct PrivateRedis {
+    child: Option<Child>,
+    port: u16,
+}
+
+impl PrivateRedis {
+    fn start(port: u16) -> Self {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        let redis = Self {
+            child: Some(child),
+            port,
+        };
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(start.elapsed() < WAIT, "redis-server never listened");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        redis
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server (all its data gone) and starts a fresh one on the same port.
+    fn restart(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        *self = Self::start(self.port);
+    }
+
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &mut redis::Cmd) -> T {
+        let client = redis::Client::open(self.url()).expect("client");
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect");
+        cmd.query_async(&mut conn).await.expect("query")
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Waits until `channel` has one subscriber again.
+async fn wait_subscribed(redis: &PrivateRedis, channel: &str) {
+    let start = Instant::now();
+    while subscribers(redis, channel).await != 1 {
+        assert!(start.elapsed() < WAIT, "node B never (re)subscribed");
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Subscribers of `channel` on `redis`.
+async fn subscribers(redis: &PrivateRedis, channel: &str) -> i64 {
+    let counts: Vec<(String, i64)> = redis
+        .query(redis::cmd("PUBSUB").arg("NUMSUB").arg(channel))
+        .await;
+    counts.first().map_or(0, |(_, n)| *n)
+}
+
+/// Waits for the next `rider_location` on a tracking socket; panics on a close.
+async fn next_position(watcher: &mut Framed<BoxedSocket, Codec>) -> Value {
+    let start = Instant::now();
+    loop {
+        assert!(start.elapsed() < WAIT, "no position");
+        match tokio::time::timeout(WAIT, watcher.next()).await {
+            Ok(Some(Ok(Frame::Text(text)))) => {
+                let frame: Value = serde_json::from_slice(&text).unwrap_or(Value::Null);
+                if frame["type"] == "rider_location" {
+                    return frame;
+                }
+            }
+            Ok(Some(Ok(Frame::Ping(p)))) => {
+                let _ = watcher.send(Message::Pong(p)).await;
+            }
+            Ok(Some(Ok(Frame::Close(reason)))) => panic!("tracking socket closed: {reason:?}"),
+            _ => {}
+        }
+    }
+}
+
+/// Two nodes on a Redis of the test's own: a watcher on node B follows a rider on node A;
+/// then every pub/sub client is killed (`CLIENT KILL TYPE pubsub`), and then Redis itself
+/// restarts empty. Each time the watcher's node subscribes again by itself, positions flow
+/// again, and the membership and the shared fleet view come back.
+#[actix_web::test]
+async fn tracking_and_membership_survive_killed_subscribers_and_a_redis_restart() {
+    let Some(pg) = need("MEDIFY_TEST_PG", std::env::var("MEDIFY_TEST_PG").ok()) else {
+        return;
+    };
+    if need("MEDIFY_TEST_REDIS", std::env::var("MEDIFY_TEST_REDIS").ok()).is_none() {
+        return;
+    }
+    let mut redis = PrivateRedis::start(free_port());
+    let db = Database::create(&pg).await;
+    let prefix = "medify:";
+    let dirs: Vec<WorkDir> = (0..2).map(|_| WorkDir::new()).collect();
+    let nodes: Vec<Server> = ["node-a", "node-b"]
+        .iter()
+        .zip(&dirs)
+        .map(|(id, dir)| node(dir, id, &db.url, &redis.url(), prefix))
+        .collect();
+    let client = || {
+        awc::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .finish()
+    };
+    let on = |i: usize| Client {
+        base: format!("http://{}", nodes[i].address),
+        http: client(),
+    };
+    let (a, b) = (on(0), on(1));
+    let admin = a.login(ADMIN_EMAIL, ADMIN_PASSWORD).await["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+
+    // On node A: a pharmacy with stock, a free rider, a customer's order he accepts.
+    let (_, medicine) = a
+        .call(
+            "POST",
+            "/api/v1/medicines",
+            Some(&admin),
+            Some(json!({"name": "Cetirizine", "sku": "CET-1", "price_cents": 150})),
+        )
+        .await;
+    let (_, pharmacy) = a
+        .call(
+            "POST",
+            "/api/v1/pharmacies",
+            Some(&admin),
+            Some(json!({"name": "Hub", "lat": 12.9716, "lng": 77.5946, "address": "1 Hub Road"})),
+        )
+        .await;
+    let stock = json!({"items": [{"medicine_id": medicine["id"], "quantity": 5}]});
+    let path = format!(
+        "/api/v1/pharmacies/{}/stock",
+        pharmacy["id"].as_str().expect("id")
+    );
+    assert_eq!(a.call("PUT", &path, Some(&admin), Some(stock)).await.0, 200);
+    let (rider_token, customer) = (a.account("rider").await, a.account("customer").await);
+    let url = format!(
+        "ws://{}/ws/rider?access_token={rider_token}",
+        nodes[0].address
+    );
+    let (_, mut rider) = awc::Client::new().ws(url).connect().await.expect("rider");
+    let mut ts = chrono::Utc::now().timestamp_millis();
+    let mut fix = |lat: f64| {
+        ts += 2_000;
+        Message::Text(
+            json!({"type": "location", "lat": lat, "lng": 77.5946, "ts": ts, "accuracy": 5})
+                .to_string()
+                .into(),
+        )
+    };
+    rider.send(fix(12.9726)).await.expect("fix");
+    let available = json!({"type": "availability", "available": true}).to_string();
+    rider
+        .send(Message::Text(available.into()))
+        .await
+        .expect("available");
+    let order = json!({"items": [{"medicine_id": medicine["id"], "qty": 1}],
+        "delivery": {"lat": 12.9816, "lng": 77.5946, "address": "2 Watch Street"},
+        "pharmacy_id": pharmacy["id"]});
+    let (status, placed) = a
+        .call("POST", "/api/v1/orders", Some(&customer), Some(order))
+        .await;
+    assert_eq!(status, 201, "{placed}");
+    let order_id = placed["id"].as_str().expect("id").to_owned();
+    let offer = loop {
+        match rider.next().await {
+            Some(Ok(Frame::Text(text))) => {
+                let frame: Value = serde_json::from_slice(&text).unwrap_or(Value::Null);
+                if frame["type"] == "offer" {
+                    break frame;
+                }
+            }
+            Some(Ok(_)) => {}
+            other => panic!("rider socket: {other:?}"),
+        }
+    };
+    let answer = json!({"type": "offer_response", "offer_id": offer["offer_id"], "accept": true});
+    rider
+        .send(Message::Text(answer.to_string().into()))
+        .await
+        .expect("accept");
+
+    // The customer watches through node B.
+    let url = format!(
+        "ws://{}/ws/orders/{order_id}/track?access_token={customer}",
+        nodes[1].address
+    );
+    let (_, mut watcher) = awc::Client::new().ws(url).connect().await.expect("watcher");
+    let channel = format!("{prefix}track:{order_id}");
+    let mut lat = 12.9725;
+    for round in [
+        "first",
+        "after CLIENT KILL TYPE pubsub",
+        "after a Redis restart",
+    ] {
+        match round {
+            "first" => {}
+            "after CLIENT KILL TYPE pubsub" => {
+                let killed: i64 = redis
+                    .query(redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("pubsub"))
+                    .await;
+                assert!(killed >= 1, "node B's subscriber was there to kill");
+            }
+            _ => redis.restart(),
+        }
+        wait_subscribed(&redis, &channel).await;
+        // The marker is renewed with the subscription; a fix until one gets through
+        // (the rider's node trusts what it learnt about the marker for a second).
+        let start = Instant::now();
+        let position = loop {
+            assert!(start.elapsed() < WAIT, "no position {round}");
+            lat -= 0.0001;
+            rider.send(fix(lat)).await.expect("fix");
+            if let Ok(frame) =
+                tokio::time::timeout(Duration::from_millis(1500), next_position(&mut watcher)).await
+            {
+                break frame;
+            }
+        };
+        assert!(position["eta_s"].is_i64(), "{round}: {position}");
+        // Membership and the fleet view are written again by the heartbeats.
+        b.until("/api/v1/cluster", &admin, "both nodes listed", |v| {
+            listed(v) == set(&["node-a", "node-b"])
+        })
+        .await;
+        b.until(
+            "/api/v1/riders?state=on_delivery",
+            &admin,
+            "the rider seen from node B",
+            |v| v["total"] == 1,
+        )
+        .await;
+    }
+    drop(watcher);
+    drop(rider);
+    drop(nodes);
+    db.drop_now().await;
 }
