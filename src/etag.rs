@@ -58,7 +58,10 @@ pub async fn conditional_get(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    // The cheap tests first: matching the route pattern allocates (dozens of times on a
+    // rider socket's handshake, measured), so only API GETs pay for it.
     let eligible = req.method() == Method::GET
+        && req.path().starts_with("/api/v1/")
         && req
             .match_pattern()
             .is_some_and(|p| POLLED_ROUTES.contains(&p.as_str()));

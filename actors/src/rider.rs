@@ -24,7 +24,7 @@ use crate::geo::Point;
 use crate::lock;
 use crate::matcher::{
     Answer, AnswerError, Answered, AssignOutcome, Matcher, Offer, OfferGone, OrderCancelled,
-    RiderGone, RiderInbox, RiderMoved, RiderPhaseChanged,
+    RiderGone, RiderInbox, RiderMoved, RiderPhaseChanged, ToRider,
 };
 use crate::model::{
     check_fix, eta_seconds, rider_transition, Fix, FixEffect, IllegalPhase, Refusal, RiderEvent,
@@ -625,10 +625,31 @@ impl Handler<SetAvailable> for RiderSession {
     }
 }
 
-/// The matcher asks the rider to take an offer: taken only by a free rider.
-impl Handler<Offer> for RiderSession {
+/// What the matcher tells the rider: an offer (taken only by a free rider; the answer
+/// says whether it was), an offer gone, an order cancelled.
+impl Handler<ToRider> for RiderSession {
     type Result = bool;
-    fn handle(&mut self, Offer(offer): Offer, _: &mut Context<Self>) -> bool {
+    fn handle(&mut self, msg: ToRider, _: &mut Context<Self>) -> bool {
+        match msg {
+            ToRider::Offer(Offer(offer)) => self.offered(offer),
+            ToRider::OfferGone(OfferGone { offer_id }) => {
+                if self.apply(RiderEvent::OfferEnded { offer: offer_id }).is_ok() {
+                    self.send(Outbound::OfferExpired { offer_id });
+                }
+                false
+            }
+            ToRider::OrderCancelled(OrderCancelled { order_id }) => {
+                // Not the rider's order any more (or never known here): told anyway.
+                let _ = self.apply(RiderEvent::DeliveryEnded { order: order_id });
+                self.send(Outbound::OrderCancelled { order_id });
+                false
+            }
+        }
+    }
+}
+
+impl RiderSession {
+    fn offered(&mut self, offer: OfferInfo) -> bool {
         let event = RiderEvent::Offered {
             offer: offer.offer_id,
             order: offer.order_id,
@@ -640,26 +661,6 @@ impl Handler<Offer> for RiderSession {
         self.send(Outbound::Offer(offer.clone()));
         self.offer = Some(offer);
         true
-    }
-}
-
-impl Handler<OfferGone> for RiderSession {
-    type Result = ();
-    fn handle(&mut self, msg: OfferGone, _: &mut Context<Self>) {
-        let offer = msg.offer_id;
-        if self.apply(RiderEvent::OfferEnded { offer }).is_ok() {
-            self.send(Outbound::OfferExpired { offer_id: offer });
-        }
-    }
-}
-
-impl Handler<OrderCancelled> for RiderSession {
-    type Result = ();
-    fn handle(&mut self, msg: OrderCancelled, _: &mut Context<Self>) {
-        let order = msg.order_id;
-        // Not the rider's order any more (or never known here): the rider is told anyway.
-        let _ = self.apply(RiderEvent::DeliveryEnded { order });
-        self.send(Outbound::OrderCancelled { order_id: order });
     }
 }
 

@@ -65,6 +65,11 @@ impl RiderQueue {
 
     /// Queues `message`, shedding as the bounds say.
     pub fn push(&mut self, message: Pending) -> Shed {
+        // Room for one to start with (a `VecDeque` would take four, 256 bytes, and keep them
+        // for the socket's life): most sockets never have more than one message waiting.
+        if self.pending.capacity() == 0 {
+            self.pending.reserve_exact(1);
+        }
         match message {
             Pending::Fixes(fixes) => {
                 self.fixes += fixes.len();

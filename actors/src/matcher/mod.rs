@@ -32,7 +32,7 @@ pub use config::MatcherConfig;
 pub use messages::{
     Answer, AnswerError, Answered, AssignOutcome, DispatchOrder, ManualOffer, ManualOfferError,
     MatcherStats, Offer, OfferGone, OrderCancelled, RiderGone, RiderInbox, RiderMoved,
-    RiderPhaseChanged, SetPaused, Stats, Withdraw,
+    RiderPhaseChanged, SetPaused, Stats, ToRider, Withdraw,
 };
 pub use router::Matcher;
 pub use shard::CANDIDATES_PER_ORDER;

@@ -34,7 +34,7 @@ use super::config::MatcherConfig;
 use super::index::{FreeIndex, Position};
 use super::messages::{
     Answer, AnswerError, Answered, AssignOutcome, DispatchOrder, Inboxes, ManualOffer,
-    ManualOfferError, ManualOfferTo, MatcherStats, OrderCancelled, RiderGone, RiderInbox,
+    ManualOfferError, ManualOfferTo, MatcherStats, RiderGone, RiderInbox,
     RiderLeft, RiderMoved, RiderPhaseChanged, RiderSnapshot, SetPaused, Stats, Withdraw,
 };
 use super::regions::{owner_of, region_of, Indexes};
@@ -229,9 +229,7 @@ impl Matcher {
             Some(region) => self.shard(region).do_send(msg),
             None => {
                 if let Some(inbox) = msg.rider.and_then(|r| self.inner.inboxes.get(r)) {
-                    inbox.order_cancelled.do_send(OrderCancelled {
-                        order_id: msg.order_id,
-                    });
+                    inbox.order_cancelled(msg.order_id);
                 }
             }
         }
@@ -322,7 +320,7 @@ impl Matcher {
 
 #[cfg(test)]
 mod tests {
-    use super::super::messages::{Offer, OfferGone, OrderCancelled};
+    use super::super::messages::ToRider;
     use super::super::regions::regions_near;
     use super::super::shard::now_ms;
     use super::*;
@@ -532,22 +530,15 @@ mod tests {
         type Context = Context<Self>;
     }
 
-    impl Handler<Offer> for TestInbox {
+    impl Handler<ToRider> for TestInbox {
         type Result = bool;
-        fn handle(&mut self, _: Offer, _: &mut Context<Self>) -> bool {
+        fn handle(&mut self, msg: ToRider, _: &mut Context<Self>) -> bool {
+            if !matches!(msg, ToRider::Offer(_)) {
+                return false;
+            }
             self.asked.fetch_add(1, Ordering::SeqCst);
             self.free.load(Ordering::SeqCst)
         }
-    }
-
-    impl Handler<OfferGone> for TestInbox {
-        type Result = ();
-        fn handle(&mut self, _: OfferGone, _: &mut Context<Self>) {}
-    }
-
-    impl Handler<OrderCancelled> for TestInbox {
-        type Result = ();
-        fn handle(&mut self, _: OrderCancelled, _: &mut Context<Self>) {}
     }
 
     /// Asks for the summed stats until `done` holds for them (each round trip lets the

@@ -24,7 +24,7 @@ use super::config::MatcherConfig;
 use super::index::{FreeIndex, Position};
 use super::messages::{
     Answer, AnswerError, Answered, AssignOutcome, DispatchOrder, Inboxes, ManualOfferError,
-    ManualOfferTo, MatcherStats, Offer, OfferGone, OrderCancelled, RiderGone, RiderLeft,
+    ManualOfferTo, MatcherStats, RiderGone, RiderLeft, ToRider,
     RiderMoved, RiderPhaseChanged, SetPaused, Stats, Withdraw,
 };
 use super::regions::{regions_near, Indexes};
@@ -213,7 +213,7 @@ impl Shard {
         rider_id: Uuid,
         pos: Position,
         ctx: &mut Context<Self>,
-    ) -> Option<(Uuid, Option<RecipientRequest<Offer>>)> {
+    ) -> Option<(Uuid, Option<RecipientRequest<ToRider>>)> {
         let order = self.pending.get_mut(&order_id)?;
         let offer_id = Uuid::now_v7();
         let made_ms = now_ms();
@@ -254,7 +254,7 @@ impl Shard {
         let asked = self
             .inboxes
             .get(rider_id)
-            .map(|i| i.offer.send(Offer(info)));
+            .map(|i| i.offer(info));
         if asked.is_none() {
             ctx.notify(ExpireOffer { offer_id });
         }
@@ -316,7 +316,7 @@ impl Shard {
     fn take_back(&mut self, offer_id: Uuid, end: OfferEnd, ctx: &mut Context<Self>) {
         if let Some(offer) = self.close_offer(offer_id, end, ctx) {
             if let Some(inbox) = self.inboxes.get(offer.rider_id) {
-                inbox.offer_gone.do_send(OfferGone { offer_id });
+                inbox.offer_gone(offer_id);
             }
         }
     }
@@ -504,9 +504,7 @@ impl Handler<Withdraw> for Shard {
         }
         self.pending.remove(&msg.order_id);
         if let Some(inbox) = msg.rider.and_then(|r| self.inboxes.get(r)) {
-            inbox.order_cancelled.do_send(OrderCancelled {
-                order_id: msg.order_id,
-            });
+            inbox.order_cancelled(msg.order_id);
         }
     }
 }
