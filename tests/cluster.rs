@@ -591,7 +591,8 @@ async fn next_position(watcher: &mut Framed<BoxedSocket, Codec>) -> Value {
 /// Two nodes on a Redis of the test's own: a watcher on node B follows a rider on node A;
 /// then every pub/sub client is killed (`CLIENT KILL TYPE pubsub`), and then Redis itself
 /// restarts empty. Each time the watcher's node subscribes again by itself, positions flow
-/// again, and the membership and the shared fleet view come back.
+/// again, and the membership and the shared fleet view come back. Last, the rider's app
+/// reconnects to node B, is welcomed with the active order and delivers it there.
 #[actix_web::test]
 async fn tracking_and_membership_survive_killed_subscribers_and_a_redis_restart() {
     let Some(pg) = need("MEDIFY_TEST_PG", std::env::var("MEDIFY_TEST_PG").ok()) else {
@@ -745,7 +746,67 @@ async fn tracking_and_membership_survive_killed_subscribers_and_a_redis_restart(
         )
         .await;
     }
-    drop(watcher);
+    // The rider's app reconnects, this time to node B: the welcome carries the active
+    // order, and the rider finishes the delivery there; the watcher sees it to the end.
+    let _ = rider.close().await;
+    let url = format!(
+        "ws://{}/ws/rider?access_token={rider_token}",
+        nodes[1].address
+    );
+    let (_, mut rider) = awc::Client::new()
+        .ws(url)
+        .connect()
+        .await
+        .expect("rider on B");
+    let welcome = loop {
+        match rider.next().await {
+            Some(Ok(Frame::Text(text))) => {
+                break serde_json::from_slice::<Value>(&text).unwrap_or(Value::Null)
+            }
+            Some(Ok(_)) => {}
+            other => panic!("rider socket on B: {other:?}"),
+        }
+    };
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    assert_eq!(
+        welcome["active_order"]["id"],
+        order_id.as_str(),
+        "{welcome}"
+    );
+    for status in [
+        json!({"type": "order_status", "order_id": order_id, "status": "picked_up"}),
+        json!({"type": "order_status", "order_id": order_id, "status": "delivered", "code": placed["delivery_code"]}),
+    ] {
+        rider
+            .send(Message::Text(status.to_string().into()))
+            .await
+            .expect("status");
+    }
+    let mut statuses = Vec::new();
+    let code = loop {
+        match tokio::time::timeout(WAIT, watcher.next()).await {
+            Ok(Some(Ok(Frame::Text(text)))) => {
+                let frame: Value = serde_json::from_slice(&text).unwrap_or(Value::Null);
+                if frame["type"] == "status" {
+                    statuses.push(frame["status"].as_str().unwrap_or("").to_owned());
+                }
+            }
+            Ok(Some(Ok(Frame::Close(reason)))) => break reason.map(|r| u16::from(r.code)),
+            Ok(Some(Ok(_))) => {}
+            other => panic!("watcher: {other:?}"),
+        }
+    };
+    assert_eq!(statuses, vec!["picked_up", "delivered"]);
+    assert_eq!(code, Some(1000));
+    let (_, done) = b
+        .call(
+            "GET",
+            &format!("/api/v1/orders/{order_id}"),
+            Some(&customer),
+            None,
+        )
+        .await;
+    assert_eq!(done["status"], "delivered", "{done}");
     drop(rider);
     drop(nodes);
     db.drop_now().await;

@@ -633,7 +633,10 @@ impl Handler<ToRider> for RiderSession {
         match msg {
             ToRider::Offer(Offer(offer)) => self.offered(offer),
             ToRider::OfferGone(OfferGone { offer_id }) => {
-                if self.apply(RiderEvent::OfferEnded { offer: offer_id }).is_ok() {
+                if self
+                    .apply(RiderEvent::OfferEnded { offer: offer_id })
+                    .is_ok()
+                {
                     self.send(Outbound::OfferExpired { offer_id });
                 }
                 false

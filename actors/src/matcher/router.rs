@@ -34,8 +34,8 @@ use super::config::MatcherConfig;
 use super::index::{FreeIndex, Position};
 use super::messages::{
     Answer, AnswerError, Answered, AssignOutcome, DispatchOrder, Inboxes, ManualOffer,
-    ManualOfferError, ManualOfferTo, MatcherStats, RiderGone, RiderInbox,
-    RiderLeft, RiderMoved, RiderPhaseChanged, RiderSnapshot, SetPaused, Stats, Withdraw,
+    ManualOfferError, ManualOfferTo, MatcherStats, RiderGone, RiderInbox, RiderLeft, RiderMoved,
+    RiderPhaseChanged, RiderSnapshot, SetPaused, Stats, Withdraw,
 };
 use super::regions::{owner_of, region_of, Indexes};
 use super::shard::Shard;

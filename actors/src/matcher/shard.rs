@@ -24,8 +24,8 @@ use super::config::MatcherConfig;
 use super::index::{FreeIndex, Position};
 use super::messages::{
     Answer, AnswerError, Answered, AssignOutcome, DispatchOrder, Inboxes, ManualOfferError,
-    ManualOfferTo, MatcherStats, RiderGone, RiderLeft, ToRider,
-    RiderMoved, RiderPhaseChanged, SetPaused, Stats, Withdraw,
+    ManualOfferTo, MatcherStats, RiderGone, RiderLeft, RiderMoved, RiderPhaseChanged, SetPaused,
+    Stats, ToRider, Withdraw,
 };
 use super::regions::{regions_near, Indexes};
 use crate::geo::Point;
@@ -251,10 +251,7 @@ impl Shard {
                 expires_ms,
             });
         }
-        let asked = self
-            .inboxes
-            .get(rider_id)
-            .map(|i| i.offer(info));
+        let asked = self.inboxes.get(rider_id).map(|i| i.offer(info));
         if asked.is_none() {
             ctx.notify(ExpireOffer { offer_id });
         }
