@@ -105,7 +105,8 @@
   function showTab(name) {
     stockPoll?.stop();
     stockPoll = null;
-    if (name === "stock") stockPoll = stockEditor($("stock-box"), pharmacy.id);
+    // An account not linked to a pharmacy has nothing to edit (the page said so).
+    if (name === "stock" && pharmacy) stockPoll = stockEditor($("stock-box"), pharmacy.id);
   }
 
   const show = tabs(showTab);
