@@ -88,6 +88,62 @@ async fn migrate_sqlite(pool: &SqlitePool) -> Result<(), sqlx::migrate::MigrateE
     Ok(())
 }
 
+/// One page of rows whose `filter` may name one id as `$3` (`"$3 IS NULL"` for none).
+pub(crate) struct ScopedPage<'a> {
+    /// `SELECT … FROM <table> <alias> [JOIN …]`, the rows' query up to `WHERE`.
+    pub select: &'a str,
+    /// `<table> <alias>`, what the count runs over.
+    pub count_from: &'a str,
+    pub filter: &'a str,
+    pub order_by: &'a str,
+    pub who: Option<uuid::Uuid>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+impl Store {
+    /// A page of `R` and how many rows match in all: what every "my orders", "my
+    /// prescriptions" list runs.
+    pub(crate) async fn scoped_page<R>(
+        &self,
+        page: ScopedPage<'_>,
+    ) -> Result<(Vec<R>, i64), sqlx::Error>
+    where
+        R: Send
+            + Unpin
+            + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+            + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
+    {
+        let ScopedPage {
+            select,
+            count_from,
+            filter,
+            order_by,
+            who,
+            limit,
+            offset,
+        } = page;
+        let sql = format!("{select} WHERE {filter} ORDER BY {order_by} LIMIT $1 OFFSET $2");
+        let count_sql = format!(
+            "SELECT COUNT(*) FROM {count_from} WHERE {}",
+            filter.replace("$3", "$1")
+        );
+        Ok(on_pool!(self, |pool| {
+            let rows = sqlx::query_as::<_, R>(&sql)
+                .bind(limit)
+                .bind(offset)
+                .bind(who)
+                .fetch_all(pool)
+                .await?;
+            let total: i64 = sqlx::query_scalar(&count_sql)
+                .bind(who)
+                .fetch_one(pool)
+                .await?;
+            (rows, total)
+        }))
+    }
+}
+
 impl Store {
     /// Opens a pool. An SQLite file is created if it does not exist.
     pub async fn connect(settings: &DatabaseSettings) -> Result<Self, sqlx::Error> {

@@ -440,24 +440,17 @@ impl Store {
             OrderScope::All => ("$3 IS NULL", None),
         };
         let filter = format!("{who_filter}{}", status_filter(statuses));
-        let sql = format!("{ORDER_SELECT} WHERE {filter} ORDER BY o.created_at DESC, o.id DESC LIMIT $1 OFFSET $2");
-        let count_sql = format!(
-            "SELECT COUNT(*) FROM orders o WHERE {}",
-            filter.replace("$3", "$1")
-        );
-        let (rows, total): (Vec<OrderRow>, i64) = on_pool!(self, |pool| {
-            let rows = sqlx::query_as(&sql)
-                .bind(limit)
-                .bind(offset)
-                .bind(who)
-                .fetch_all(pool)
-                .await?;
-            let total = sqlx::query_scalar(&count_sql)
-                .bind(who)
-                .fetch_one(pool)
-                .await?;
-            (rows, total)
-        });
+        let (rows, total): (Vec<OrderRow>, i64) = self
+            .scoped_page(super::ScopedPage {
+                select: ORDER_SELECT,
+                count_from: "orders o",
+                filter: &filter,
+                order_by: "o.created_at DESC, o.id DESC",
+                who,
+                limit,
+                offset,
+            })
+            .await?;
         let mut views = Vec::with_capacity(rows.len());
         for row in rows {
             let items = self.order_items(row.id).await?;

@@ -190,27 +190,18 @@ impl Store {
             ),
             PrescriptionScope::All => ("$3 IS NULL", None),
         };
-        let sql = format!(
-            "SELECT {COLUMNS} FROM prescriptions p WHERE {filter} \
-             ORDER BY p.created_at DESC, p.id DESC LIMIT $1 OFFSET $2"
-        );
-        let count_sql = format!(
-            "SELECT COUNT(*) FROM prescriptions p WHERE {}",
-            filter.replace("$3", "$1")
-        );
-        let (rows, total): (Vec<Row>, i64) = on_pool!(self, |pool| {
-            let rows = sqlx::query_as(&sql)
-                .bind(limit)
-                .bind(offset)
-                .bind(who)
-                .fetch_all(pool)
-                .await?;
-            let total = sqlx::query_scalar(&count_sql)
-                .bind(who)
-                .fetch_one(pool)
-                .await?;
-            (rows, total)
-        });
+        let select = format!("SELECT {COLUMNS} FROM prescriptions p");
+        let (rows, total): (Vec<Row>, i64) = self
+            .scoped_page(super::ScopedPage {
+                select: &select,
+                count_from: "prescriptions p",
+                filter,
+                order_by: "p.created_at DESC, p.id DESC",
+                who,
+                limit,
+                offset,
+            })
+            .await?;
         let items = rows
             .into_iter()
             .map(|row| row.stored().map(|s| s.view))
