@@ -62,6 +62,22 @@ pub fn announce(state: &AppState, kind: Changed, id: Uuid) {
     });
 }
 
+/// Whether pharmacy `id` exists. A miss in this node's directory is checked against the
+/// database, and a row found there is taken in: behind a balancer, the next request after
+/// a pharmacy's creation often reaches another node before the notice does.
+pub async fn pharmacy_exists(state: &AppState, id: Uuid) -> Result<bool, sqlx::Error> {
+    if state.catalog.pharmacies().get(id).is_some() {
+        return Ok(true);
+    }
+    match state.store.pharmacy(id).await? {
+        Some(p) => {
+            state.catalog.pharmacies_mut().insert(&p);
+            Ok(true)
+        }
+        None => Ok(false),
+    }
+}
+
 async fn apply(state: &AppState, notice: Notice) -> Result<(), sqlx::Error> {
     match notice.kind {
         Changed::Medicine => match state.store.medicine(notice.id).await? {

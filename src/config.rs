@@ -133,6 +133,9 @@ pub struct ClusterSettings {
     pub node_ttl: Duration,
     /// How soon a dead node's regions are dispatched again by another node.
     pub failover: Duration,
+    /// How long a node waits for another node's answer (an offer, a command forwarded to
+    /// the node running dispatch) before giving up.
+    pub rpc_timeout: Duration,
 }
 
 /// The first admin account, created at start-up if its email is not taken.
@@ -479,7 +482,8 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
         (bind, workers, default_workers)
     }
 
-    /// `MEDIFY_CLUSTER`, `MEDIFY_HEARTBEAT_MS`, `MEDIFY_NODE_TTL_S`, `MEDIFY_FAILOVER_S`.
+    /// `MEDIFY_CLUSTER`, `MEDIFY_HEARTBEAT_MS`, `MEDIFY_NODE_TTL_S`, `MEDIFY_FAILOVER_S`,
+    /// `MEDIFY_CLUSTER_RPC_TIMEOUT_MS`.
     /// `auto` (the default) turns the cluster on when the node has both Redis and
     /// PostgreSQL; `1` insists (and fails without them); `0` keeps the node alone.
     fn cluster(&mut self, database: &DatabaseSettings, redis: bool) -> ClusterSettings {
@@ -513,11 +517,16 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
         let failover = Duration::from_secs(
             self.parse("MEDIFY_FAILOVER_S", 10, |raw| parse_number(raw, 1, 3_600)),
         );
+        let rpc_timeout =
+            Duration::from_millis(self.parse("MEDIFY_CLUSTER_RPC_TIMEOUT_MS", 2_000, |raw| {
+                parse_number(raw, 50, 60_000)
+            }));
         ClusterSettings {
             enabled: wanted.unwrap_or(shared),
             heartbeat,
             node_ttl,
             failover,
+            rpc_timeout,
         }
     }
 

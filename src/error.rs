@@ -215,6 +215,7 @@ impl From<medify_actors::order::OrderError> for ApiError {
             },
             OrderError::RateLimited(retry_after_s) => Self::RateLimited { retry_after_s },
             OrderError::Storage(detail) => Self::Internal(anyhow::anyhow!(detail)),
+            e @ OrderError::Unavailable => Self::Unavailable(e.to_string()),
         }
     }
 }

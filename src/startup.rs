@@ -26,6 +26,7 @@ use crate::auth::rate_limit::RateLimiter;
 use crate::bus::redis::RedisBus;
 use crate::bus::{EventHandler, InProcessBus};
 use crate::catalog::Catalog;
+use crate::cluster::dispatch::{Dispatch, FencedJournal, Seat};
 use crate::config::{AdminBootstrap, ObjectStoreSettings, Settings};
 use crate::domain::Role;
 use crate::error::{problem_for_framework_errors, ApiError};
@@ -48,7 +49,7 @@ use medify_actors::fleet::Fleet;
 use medify_actors::inventory::Inventory;
 use medify_actors::matcher::{Matcher, MatcherConfig};
 use medify_actors::order::{OrderDeps, OrderRegistry};
-use medify_actors::ports::EventBus;
+use medify_actors::ports::{EventBus, OrderJournal};
 use medify_actors::rider::{RiderDeps, Riders};
 use medify_actors::tracking::Watchers;
 
@@ -114,7 +115,8 @@ impl Application {
             metrics: &metrics,
             watchers: &watchers,
         };
-        let (orders, riders) = start_dispatch(&settings, core).await?;
+        let cluster_redis = redis.as_ref().filter(|_| settings.cluster.enabled);
+        let (orders, riders, dispatch) = start_dispatch(&settings, core, cluster_redis).await?;
         spawn_active_order_sweep(orders.clone());
         spawn_expiry_sweep(store.clone(), settings.sweep_interval);
 
@@ -123,6 +125,7 @@ impl Application {
             &settings.cluster,
             redis.as_ref(),
             riders.clone(),
+            dispatch,
         );
         cluster.spawn_heartbeat();
         let state = web::Data::new(AppState {
@@ -299,11 +302,19 @@ fn start_bus(
     })
 }
 
-/// The matcher, the order actors (every active order rehydrated) and the rider sessions.
+/// The matcher, the order actors (every active order rehydrated) and the rider sessions;
+/// in a cluster (`cluster` is its Redis), the node's part in dispatch, which decides where
+/// the matcher and the order actors run.
 async fn start_dispatch(
     settings: &Settings,
     core: Core<'_>,
-) -> anyhow::Result<(OrderRegistry, Riders)> {
+    cluster: Option<&Redis>,
+) -> anyhow::Result<(OrderRegistry, Riders, Option<Dispatch>)> {
+    let seat = cluster.map(|_| Seat::new(&settings.node_id));
+    let journal: Arc<dyn OrderJournal> = match &seat {
+        Some(seat) => Arc::new(FencedJournal::new(core.store.clone(), seat.clone())),
+        None => Arc::new(core.store.clone()),
+    };
     let fleet = Fleet::new();
     let d = &settings.dispatch;
     let latency = core.metrics.assignment_latency.clone();
@@ -323,7 +334,7 @@ async fn start_dispatch(
     let matcher = Matcher::start(matcher_config, settings.workers);
     let orders = OrderRegistry::new(
         OrderDeps {
-            journal: Arc::new(core.store.clone()),
+            journal,
             bus: core.bus.clone(),
             inventory: core.inventory.clone(),
             dispatch_timeout: settings.dispatch_timeout,
@@ -334,6 +345,20 @@ async fn start_dispatch(
         },
         settings.workers,
     );
+    let dispatch = match (seat, cluster) {
+        (Some(seat), Some(redis)) => Some(
+            Dispatch::start(
+                &settings.cluster,
+                &settings.node_id,
+                seat,
+                (core.store.clone(), redis.clone()),
+                matcher.clone(),
+                orders.clone(),
+            )
+            .await,
+        ),
+        _ => None,
+    };
     let active = orders
         .rehydrate()
         .await
@@ -349,7 +374,7 @@ async fn start_dispatch(
         bus: core.bus.clone(),
         watchers: core.watchers.clone(),
     });
-    Ok((orders, riders))
+    Ok((orders, riders, dispatch))
 }
 
 /// An order actor that could not load its order (database briefly down) stops; this sweep

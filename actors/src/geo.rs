@@ -10,8 +10,10 @@ use h3o::{CellIndex, LatLng, Resolution};
 /// Mean Earth radius (IUGG), metres.
 pub const EARTH_RADIUS_M: f64 = 6_371_008.8;
 
-/// A valid WGS84 position: finite, latitude in [-90, 90], longitude in [-180, 180].
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// A valid WGS84 position: finite, latitude in [-90, 90], longitude in [-180, 180]. On the
+/// wire between nodes it is `{"lat":…,"lng":…}`, checked again when read.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "LatLngPair")]
 pub struct Point {
     lat: f64,
     lng: f64,
@@ -24,6 +26,19 @@ pub enum PointError {
     Latitude,
     #[error("longitude must be a finite number between -180 and 180")]
     Longitude,
+}
+
+#[derive(serde::Deserialize)]
+struct LatLngPair {
+    lat: f64,
+    lng: f64,
+}
+
+impl TryFrom<LatLngPair> for Point {
+    type Error = PointError;
+    fn try_from(p: LatLngPair) -> Result<Self, PointError> {
+        Point::new(p.lat, p.lng)
+    }
 }
 
 impl Point {

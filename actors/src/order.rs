@@ -43,7 +43,7 @@ pub const MAX_CODE_FAILURES: i32 = 5;
 pub const CODE_LOCKOUT: Duration = Duration::from_secs(60);
 
 /// Why an order refused a request.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum OrderError {
     #[error("no such order")]
     NotFound,
@@ -60,6 +60,9 @@ pub enum OrderError {
     RateLimited(u64),
     #[error("storage: {0}")]
     Storage(String),
+    /// In a cluster, the node running the order actors could not be reached in time.
+    #[error("dispatch is moving between nodes; try again shortly")]
+    Unavailable,
 }
 
 impl From<IllegalTransition> for OrderError {
@@ -75,7 +78,7 @@ impl From<JournalError> for OrderError {
 }
 
 /// A request to an order actor.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Command {
     Dispatch,
     /// The order's first step when it needs a review or an online payment first.
@@ -260,6 +263,11 @@ impl Actor for OrderActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        if !self.registry.is_local() {
+            // Restarted after this node stepped down: the order is another node's now.
+            self.registry.forget(self.id);
+            return;
+        }
         let journal = self.deps.journal.clone();
         let id = self.id;
         // Nothing else is handled until the order is loaded.
@@ -582,7 +590,37 @@ impl Handler<InjectFault> for OrderActor {
     }
 }
 
+/// How a node that does not run the order actors now reaches the node that does (issue 16).
+pub trait OrderRoute: Send + Sync + 'static {
+    /// Whether this node runs the order actors now.
+    fn local(&self) -> bool;
+    /// Sends the command to the node that does.
+    fn forward(
+        &self,
+        id: Uuid,
+        command: Command,
+    ) -> BoxFuture<'static, Result<OrderRecord, OrderError>>;
+}
+
+/// Stops an order actor: this node no longer runs the order actors.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+struct Retire;
+
+impl Handler<Retire> for OrderActor {
+    type Result = ();
+    fn handle(&mut self, _: Retire, ctx: &mut Context<Self>) {
+        if let Some(handle) = self.timeout.take() {
+            ctx.cancel_future(handle);
+        }
+        self.record = None;
+        ctx.stop();
+    }
+}
+
 struct RegistryInner {
+    /// Set in a cluster: how to reach the node running order actors when it is not this one.
+    route: std::sync::OnceLock<Arc<dyn OrderRoute>>,
     actors: Mutex<HashMap<Uuid, Addr<OrderActor>>>,
     arbiters: Vec<ArbiterHandle>,
     next: std::sync::atomic::AtomicUsize,
@@ -612,6 +650,7 @@ impl OrderRegistry {
             .collect();
         Self {
             inner: Arc::new(RegistryInner {
+                route: std::sync::OnceLock::new(),
                 actors: Mutex::new(HashMap::new()),
                 arbiters,
                 next: std::sync::atomic::AtomicUsize::new(0),
@@ -670,8 +709,32 @@ impl OrderRegistry {
         self.actors().remove(&id);
     }
 
-    /// Sends a command to an order's actor (starting it if needed).
+    /// In a cluster: commands go through `route` whenever another node runs the order
+    /// actors. Set once, at start-up.
+    pub fn set_route(&self, route: Arc<dyn OrderRoute>) {
+        let _ = self.inner.route.set(route);
+    }
+
+    /// Whether order actors run on this node now (always, outside a cluster).
+    pub fn is_local(&self) -> bool {
+        self.inner.route.get().is_none_or(|r| r.local())
+    }
+
+    /// Stops every order actor (this node stepped down); returns how many there were.
+    pub fn retire_all(&self) -> usize {
+        let actors: Vec<Addr<OrderActor>> = self.actors().drain().map(|(_, a)| a).collect();
+        for actor in &actors {
+            actor.do_send(Retire);
+        }
+        actors.len()
+    }
+
+    /// Sends a command to an order's actor (starting it if needed), on whichever node runs
+    /// the order actors.
     pub async fn apply(&self, id: Uuid, command: Command) -> Result<OrderRecord, OrderError> {
+        if let Some(route) = self.inner.route.get().filter(|r| !r.local()) {
+            return route.forward(id, command).await;
+        }
         let addr = self.get_or_start(id);
         addr.send(Apply(command))
             .await
@@ -681,6 +744,9 @@ impl OrderRegistry {
     /// Starts an actor for every active order in the journal that has none; returns how
     /// many active orders there are. Called at start-up and periodically.
     pub async fn rehydrate(&self) -> Result<usize, JournalError> {
+        if !self.is_local() {
+            return Ok(0);
+        }
         let ids = self.inner.deps.journal.active_orders().await?;
         for id in &ids {
             self.get_or_start(*id);

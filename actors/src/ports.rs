@@ -114,7 +114,7 @@ pub trait StockLedger: Send + Sync + 'static {
 pub struct JournalError(pub String);
 
 /// What an order actor knows about its order.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct OrderRecord {
     pub id: Uuid,
     pub status: crate::model::OrderStatus,

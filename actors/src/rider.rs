@@ -678,6 +678,7 @@ fn order_error(e: OrderError) -> RiderError {
         OrderError::InvalidCode => "invalid_code",
         OrderError::RateLimited(_) => "rate_limited",
         OrderError::Storage(_) => "internal_error",
+        OrderError::Unavailable => "unavailable",
     };
     (code, e.to_string())
 }

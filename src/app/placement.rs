@@ -188,10 +188,12 @@ async fn plan(
         Some(id) => state.store.is_prescription_of(id, customer).await?,
         None => true,
     };
+    let pharmacy = match body.pharmacy_id {
+        Some(p) => crate::catalog_sync::pharmacy_exists(state, p).await?,
+        None => true,
+    };
     let found = Found {
-        pharmacy: body
-            .pharmacy_id
-            .is_none_or(|p| state.catalog.pharmacies().get(p).is_some()),
+        pharmacy,
         prescription,
         online_payments: state.settings.checkout.webhook_secret.is_some(),
     };
@@ -491,15 +493,33 @@ async fn create(
         OrderEvent::AwaitPayment => Command::AwaitPayment,
         _ => Command::Dispatch,
     };
-    if let Err(e) = state.orders.apply(order_id, first).await {
-        tracing::error!(order_id = %order_id, error = %e, "could not take the order's first step");
-    }
+    take_first_step(state, order_id, first).await;
     state
         .store
         .order_view(order_id)
         .await?
         .map(OrderView::with_delivery_code)
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("order {order_id} vanished")))
+}
+
+/// Hands the stored order to its actor for its first step. In a cluster the node running
+/// the actors may be changing hands: that is retried for a few seconds. An order whose
+/// first step never ran stays `confirmed` and fails at its dispatch deadline.
+async fn take_first_step(state: &AppState, order_id: Uuid, first: Command) {
+    let mut backoff = std::time::Duration::from_millis(250);
+    for attempt in 1..=5 {
+        match state.orders.apply(order_id, first.clone()).await {
+            Ok(_) => return,
+            Err(medify_actors::order::OrderError::Unavailable) if attempt < 5 => {
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
+            }
+            Err(e) => {
+                tracing::error!(order_id = %order_id, error = %e, "could not take the order's first step");
+                return;
+            }
+        }
+    }
 }
 
 /// What a placement came to.

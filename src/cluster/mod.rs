@@ -1,14 +1,17 @@
 //! The cluster (issue 16): several nodes sharing one PostgreSQL and one Redis act as one
 //! fleet. This module owns the node's place in it: its identity, its heartbeat and
 //! graceful leave ([`membership`]), the list of live nodes that `GET /api/v1/cluster`
-//! shows, the fleet view shared between nodes ([`fleet`]), and the relay of riders'
-//! tracking frames to watchers on other nodes ([`tracking`]). Leases with fencing tokens, which give each matcher region one owner node, are
-//! in `crate::store::leases`.
+//! shows, the fleet view shared between nodes ([`fleet`]), the relay of riders' tracking
+//! frames to watchers on other nodes ([`tracking`]), which node runs dispatch
+//! ([`dispatch`], a lease with a fencing token in `crate::store::leases`) and the messages
+//! between the nodes that hold riders and the one that dispatches ([`link`]).
 //!
 //! A node that is not in a cluster (`MEDIFY_CLUSTER=0`, SQLite, or no Redis) is a cluster
 //! of one: it lists itself and heart-beats nowhere.
 
+pub mod dispatch;
 pub mod fleet;
+pub mod link;
 pub mod membership;
 pub mod tracking;
 
@@ -36,6 +39,8 @@ struct Inner {
     redis: Option<Redis>,
     started_at: DateTime<Utc>,
     riders: Riders,
+    /// This node's part in dispatch (cluster on).
+    dispatch: Option<dispatch::Dispatch>,
     /// Set by [`Cluster::leave`]: no heartbeat after it.
     left: AtomicBool,
     /// Held while a heartbeat is written and while leaving, so a heartbeat already on its
@@ -50,6 +55,7 @@ impl Cluster {
         settings: &ClusterSettings,
         redis: Option<&Redis>,
         riders: Riders,
+        dispatch: Option<dispatch::Dispatch>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -58,6 +64,7 @@ impl Cluster {
                 redis: redis.filter(|_| settings.enabled).cloned(),
                 started_at: Utc::now(),
                 riders,
+                dispatch,
                 left: AtomicBool::new(false),
                 beating: tokio::sync::Mutex::new(()),
             }),
@@ -66,6 +73,15 @@ impl Cluster {
 
     pub fn node_id(&self) -> &str {
         &self.inner.node_id
+    }
+
+    /// The node running dispatch: this one outside a cluster, else the lease holder as last
+    /// read (`None` while it changes hands).
+    pub fn dispatch_holder(&self) -> Option<String> {
+        match &self.inner.dispatch {
+            Some(dispatch) => dispatch.seat().holder(),
+            None => Some(self.inner.node_id.clone()),
+        }
     }
 
     pub fn enabled(&self) -> bool {
@@ -144,6 +160,11 @@ impl Cluster {
     /// without waiting for its heartbeat to expire. Bounded: a missing Redis cannot hold
     /// up the shutdown.
     pub async fn leave(&self) {
+        if let Some(dispatch) = &self.inner.dispatch {
+            // Offers still open are answered here before another node takes over.
+            let wait = self.inner.riders.matcher().offer_timeout() + Duration::from_secs(1);
+            dispatch.hand_over(wait).await;
+        }
         self.inner.left.store(true, Ordering::SeqCst);
         let Some(redis) = &self.inner.redis else {
             return;

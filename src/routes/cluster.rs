@@ -17,6 +17,9 @@ pub struct ClusterView {
     /// Every node alive now (heard from within `MEDIFY_NODE_TTL_S`), by id; a node that is
     /// not in a cluster lists only itself.
     pub nodes: Vec<Node>,
+    /// The node running dispatch (the matcher and the order actors) as this node last read
+    /// the lease; `null` while it changes hands. A node alone names itself.
+    pub dispatch: Option<String>,
 }
 
 /// The live nodes.
@@ -43,5 +46,6 @@ pub async fn cluster(
     Ok(web::Json(ClusterView {
         node_id: state.cluster.node_id().to_owned(),
         nodes,
+        dispatch: state.cluster.dispatch_holder(),
     }))
 }

@@ -42,6 +42,7 @@ pub struct DispatchState {
         (status = 413, description = "`payload_too_large`: a body over 64 KiB", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "`unsupported_media_type`: a body that is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed`, naming the fields", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`unavailable`: in a cluster, dispatch is moving to another node (a few seconds); retry", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[put("/api/v1/admin/dispatch")]
@@ -56,7 +57,7 @@ pub async fn set_dispatch(
         .matcher()
         .set_paused(body.0.paused)
         .await
-        .map_err(|e| ApiError::Internal(e.into()))?;
+        .map_err(|_| unreachable_dispatch())?;
     dispatch_state(&state).await.map(web::Json)
 }
 
@@ -70,6 +71,7 @@ pub async fn set_dispatch(
         (status = 304, description = "unchanged since the `If-None-Match` ETag"),
         (status = 401, description = "`unauthorized`: no valid access token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`forbidden`: the caller's role may not do this", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`unavailable`: in a cluster, dispatch is moving to another node (a few seconds); retry", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[get("/api/v1/admin/dispatch")]
@@ -82,16 +84,23 @@ pub async fn get_dispatch(
 }
 
 async fn dispatch_state(state: &AppState) -> Result<DispatchState, ApiError> {
-    let matcher = state.riders.matcher();
-    let stats = matcher
-        .stats()
+    let (stats, paused) = state
+        .riders
+        .matcher()
+        .state()
         .await
-        .map_err(|e| ApiError::Internal(e.into()))?;
+        .map_err(|_| unreachable_dispatch())?;
     Ok(DispatchState {
-        paused: matcher.is_paused(),
+        paused,
         free_riders: stats.free_riders,
         waiting_orders: stats.waiting_orders,
         open_offers: stats.open_offers,
         shards: stats.shards,
     })
+}
+
+/// The matcher did not answer: in a cluster, the node running it is changing (or gone
+/// and not yet replaced).
+fn unreachable_dispatch() -> ApiError {
+    ApiError::Unavailable("dispatch is moving between nodes; try again shortly".to_owned())
 }

@@ -263,6 +263,7 @@ pub async fn order_timeline(
         (status = 403, description = "may see the order but not cancel it", body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`conflict`: picked up or final", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`unavailable`: in a cluster, dispatch is moving to another node (a few seconds); retry", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[post("/api/v1/orders/{id}/cancel")]
@@ -325,6 +326,7 @@ pub struct PrescriptionReview {
         (status = 413, description = "`payload_too_large`: a body over 64 KiB", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "`unsupported_media_type`: a body that is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed`: a rejection without a reason", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`unavailable`: in a cluster, dispatch is moving to another node (a few seconds); retry", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[post("/api/v1/orders/{id}/prescription")]
@@ -378,6 +380,7 @@ pub async fn review_prescription(
         (status = 413, description = "`payload_too_large`: a body over 64 KiB", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "`unsupported_media_type`: a body that is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed`, naming the fields", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`unavailable`: in a cluster, dispatch is moving to another node (a few seconds); retry", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[post("/api/v1/orders/{id}/assign")]
@@ -413,7 +416,7 @@ pub async fn assign_order(
             rider: rider.id,
         })
         .await
-        .map_err(|e| ApiError::Internal(e.into()))?;
+        .map_err(|_| ApiError::from(medify_actors::order::OrderError::Unavailable))?;
     match offered {
         Ok(()) => Ok(HttpResponse::Accepted().finish()),
         Err(e) => Err(ApiError::conflict(format!("rider {}: {e}", rider.id))),

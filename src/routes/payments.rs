@@ -35,6 +35,7 @@ pub struct WebhookAck {
         (status = 409, description = "`conflict`: the order kept changing; the provider should retry", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "`payload_too_large`: a body over 64 KiB", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed`: a field is wrong, or `amount_cents` is not the order's total (no effect)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`unavailable`: in a cluster, dispatch is moving to another node (a few seconds); retry", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[post("/api/v1/payments/webhook")]

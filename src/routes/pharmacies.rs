@@ -304,6 +304,7 @@ pub async fn get_pharmacy(
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
 ) -> Result<web::Json<Pharmacy>, ApiError> {
+    crate::catalog_sync::pharmacy_exists(&state, *id).await?;
     let found = state.catalog.pharmacies().get(*id);
     found
         .map(|p| web::Json((*p).clone()))
@@ -331,7 +332,7 @@ pub async fn get_stock(
     let mut errors = FieldErrors::default();
     let paging = params.parse(&mut errors);
     errors.finish()?;
-    if state.catalog.pharmacies().get(*id).is_none() {
+    if !crate::catalog_sync::pharmacy_exists(&state, *id).await? {
         return Err(ApiError::NotFound);
     }
     let (items, total) = state
@@ -368,7 +369,7 @@ pub async fn put_stock(
 ) -> Result<web::Json<Page<StockRow>>, ApiError> {
     let pharmacy_id = *id;
     user.require(&[Role::Admin, Role::Pharmacy])?;
-    if state.catalog.pharmacies().get(pharmacy_id).is_none() {
+    if !crate::catalog_sync::pharmacy_exists(&state, pharmacy_id).await? {
         return Err(ApiError::NotFound);
     }
     if user.role == Role::Pharmacy {

@@ -10,6 +10,7 @@ use sqlx::FromRow;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::leases::Lease;
 use super::{now, Store};
 use crate::on_pool;
 
@@ -848,6 +849,91 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Writes a journal entry; with `fence`, only while that lease is current (checked in
+    /// the same transaction, PostgreSQL; a SQLite node is never in a cluster).
+    pub async fn append_journal(
+        &self,
+        e: JournalEntry,
+        fence: Option<&Lease>,
+    ) -> Result<Option<i32>, JournalError> {
+        let at = Utc
+            .timestamp_millis_opt(e.at_ms)
+            .single()
+            .unwrap_or_else(Utc::now);
+        let next = e.expected_version + 1;
+        let appended = on_pool!(self, |pool| {
+            let mut tx = pool.begin().await.map_err(journal)?;
+            if let Some(lease) = fence {
+                Fence::check(&mut *tx, lease).await?;
+            }
+            // A change that leaves the status (a refund) keeps the status's clock.
+            let n = sqlx::query(
+                "UPDATE orders SET status = $3, rider_id = $4, version = $5, \
+                 updated_at = CASE WHEN status = $3 THEN updated_at ELSE $6 END, \
+                 payment_status = COALESCE($7, payment_status), \
+                 cancel_reason = COALESCE($8, cancel_reason) \
+                 WHERE id = $1 AND version = $2",
+            )
+            .bind(e.order_id)
+            .bind(e.expected_version)
+            .bind(e.to.as_str())
+            .bind(e.rider_id)
+            .bind(next)
+            .bind(at)
+            .bind(e.payment.map(PaymentStatus::as_str))
+            .bind(e.cancel_reason.map(CancelReason::as_str))
+            .execute(&mut *tx)
+            .await
+            .map_err(journal)?
+            .rows_affected();
+            if n != 1 {
+                return Ok(None);
+            }
+            sqlx::query(
+                "INSERT INTO order_events (order_id, seq, event, from_status, to_status, actor_id, payload, \
+                 created_at, payment_status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(e.order_id)
+            .bind(next)
+            .bind(e.event)
+            .bind(e.from.as_str())
+            .bind(e.to.as_str())
+            .bind(e.actor_id)
+            .bind(sqlx::types::Json(
+                serde_json::json!({"rider_id": e.rider_id, "note": e.note}),
+            ))
+            .bind(at)
+            .bind(e.payment.map(PaymentStatus::as_str))
+            .execute(&mut *tx)
+            .await
+            .map_err(journal)?;
+            tx.commit().await.map_err(journal)?;
+            true
+        });
+        Ok(appended.then_some(next))
+    }
+}
+
+/// The fence check of a guarded journal write, per backend.
+trait Fence {
+    async fn check(&mut self, lease: &Lease) -> Result<(), JournalError>;
+}
+
+impl Fence for sqlx::PgConnection {
+    async fn check(&mut self, lease: &Lease) -> Result<(), JournalError> {
+        Store::check_fence(self, lease)
+            .await
+            .map_err(|e| JournalError(e.to_string()))
+    }
+}
+
+impl Fence for sqlx::SqliteConnection {
+    async fn check(&mut self, _: &Lease) -> Result<(), JournalError> {
+        Ok(())
+    }
+}
+
 impl OrderJournal for Store {
     fn load(&self, id: Uuid) -> BoxFuture<'_, Result<Option<OrderRecord>, JournalError>> {
         Box::pin(async move {
@@ -859,60 +945,7 @@ impl OrderJournal for Store {
     }
 
     fn append(&self, e: JournalEntry) -> BoxFuture<'_, Result<Option<i32>, JournalError>> {
-        Box::pin(async move {
-            let at = Utc
-                .timestamp_millis_opt(e.at_ms)
-                .single()
-                .unwrap_or_else(Utc::now);
-            let next = e.expected_version + 1;
-            let appended = on_pool!(self, |pool| {
-                let mut tx = pool.begin().await.map_err(journal)?;
-                // A change that leaves the status (a refund) keeps the status's clock.
-                let n = sqlx::query(
-                    "UPDATE orders SET status = $3, rider_id = $4, version = $5, \
-                     updated_at = CASE WHEN status = $3 THEN updated_at ELSE $6 END, \
-                     payment_status = COALESCE($7, payment_status), \
-                     cancel_reason = COALESCE($8, cancel_reason) \
-                     WHERE id = $1 AND version = $2",
-                )
-                .bind(e.order_id)
-                .bind(e.expected_version)
-                .bind(e.to.as_str())
-                .bind(e.rider_id)
-                .bind(next)
-                .bind(at)
-                .bind(e.payment.map(PaymentStatus::as_str))
-                .bind(e.cancel_reason.map(CancelReason::as_str))
-                .execute(&mut *tx)
-                .await
-                .map_err(journal)?
-                .rows_affected();
-                if n != 1 {
-                    return Ok(None);
-                }
-                sqlx::query(
-                    "INSERT INTO order_events (order_id, seq, event, from_status, to_status, actor_id, payload, \
-                     created_at, payment_status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                )
-                .bind(e.order_id)
-                .bind(next)
-                .bind(e.event)
-                .bind(e.from.as_str())
-                .bind(e.to.as_str())
-                .bind(e.actor_id)
-                .bind(sqlx::types::Json(
-                    serde_json::json!({"rider_id": e.rider_id, "note": e.note}),
-                ))
-                .bind(at)
-                .bind(e.payment.map(PaymentStatus::as_str))
-                .execute(&mut *tx)
-                .await
-                .map_err(journal)?;
-                tx.commit().await.map_err(journal)?;
-                true
-            });
-            Ok(appended.then_some(next))
-        })
+        Box::pin(self.append_journal(e, None))
     }
 
     fn mark_published(&self, id: Uuid, seq: i32) -> BoxFuture<'_, Result<(), JournalError>> {

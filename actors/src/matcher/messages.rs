@@ -10,12 +10,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use actix::prelude::*;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::index::Position;
 use crate::geo::Point;
 use crate::lock;
 use crate::model::RiderPhase;
+use crate::ports::BoxFuture;
 use crate::protocol::{OfferInfo, Place};
 
 /// A rider's phase as their session has just set it.
@@ -35,6 +37,39 @@ pub struct RiderMoved {
     pub rider: Uuid,
     pub at: Point,
     pub ts_ms: i64,
+}
+
+/// What a node that does not run the matcher tells the node that does about one of its
+/// riders (issue 16): the whole of what the matcher knows of him, so a lost report is
+/// repaired by the next one.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RiderReport {
+    pub rider: Uuid,
+    pub phase: RiderPhase,
+    pub connected: bool,
+    /// Latitude, longitude and the fix's time (epoch ms).
+    pub at: Option<(f64, f64, i64)>,
+}
+
+/// How a node that does not run the matcher now reaches the node that does (issue 16).
+/// A request that cannot be delivered or answered in time fails as a mailbox timeout.
+pub trait MatcherRoute: Send + Sync + 'static {
+    /// Whether this node runs the matcher now (false: every call goes through the route).
+    fn local(&self) -> bool;
+    fn rider(&self, report: RiderReport);
+    fn rider_gone(&self, rider: Uuid);
+    fn answer(
+        &self,
+        msg: Answer,
+    ) -> BoxFuture<'static, Result<Result<Answered, AnswerError>, MailboxError>>;
+    fn assign_outcome(&self, msg: AssignOutcome);
+    fn manual_offer(
+        &self,
+        msg: ManualOffer,
+    ) -> BoxFuture<'static, Result<Result<(), ManualOfferError>, MailboxError>>;
+    fn set_paused(&self, paused: bool) -> BoxFuture<'static, Result<(), MailboxError>>;
+    /// The summed counts and whether automatic offers are held.
+    fn stats(&self) -> BoxFuture<'static, Result<(MatcherStats, bool), MailboxError>>;
 }
 
 /// The rider's session ended (grace period over).
@@ -74,7 +109,7 @@ pub struct Withdraw {
 }
 
 /// A rider's answer to an offer.
-#[derive(Message, Debug, Clone, Copy)]
+#[derive(Message, Debug, Clone, Copy, Serialize, Deserialize)]
 #[rtype(result = "Result<Answered, AnswerError>")]
 pub struct Answer {
     pub offer_id: Uuid,
@@ -84,7 +119,7 @@ pub struct Answer {
     pub accept: bool,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Answered {
     Rejected,
     /// The order is this rider's to take to the order actor.
@@ -96,7 +131,7 @@ pub enum Answered {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum AnswerError {
     #[error("no such offer")]
     NotFound,
@@ -105,7 +140,7 @@ pub enum AnswerError {
 }
 
 /// What the order actor said to an accepted offer (for the time-to-assign metric).
-#[derive(Message, Debug, Clone, Copy)]
+#[derive(Message, Debug, Clone, Copy, Serialize, Deserialize)]
 #[rtype(result = "()")]
 pub struct AssignOutcome {
     pub order_id: Uuid,
@@ -115,7 +150,7 @@ pub struct AssignOutcome {
 }
 
 /// Manual dispatch: offer `order_id` to `rider` now.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct ManualOffer {
     pub order_id: Uuid,
     pub rider: Uuid,
@@ -137,7 +172,7 @@ pub(crate) struct ManualOfferTo {
     pub(crate) rider: Option<RiderSnapshot>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum ManualOfferError {
     #[error("the order is not waiting for a rider")]
     NotDispatching,
@@ -153,12 +188,27 @@ pub enum ManualOfferError {
 #[rtype(result = "()")]
 pub struct SetPaused(pub bool);
 
+/// Stops a shard (this node no longer runs the matcher): its open offers are taken back
+/// from the riders first, so none is left holding an offer nobody will answer.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub(crate) struct Retire;
+
+/// A rider reports holding `offer` for `order`: if this shard made no such offer (it was
+/// made by a node that has since died), the rider is told it is gone.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub(crate) struct CheckOffer {
+    pub(crate) rider: Uuid,
+    pub(crate) offer: Uuid,
+}
+
 /// Counts for tests and metrics.
 #[derive(Message)]
 #[rtype(result = "MatcherStats")]
 pub struct Stats;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct MatcherStats {
     pub free_riders: usize,
     pub waiting_orders: usize,
@@ -170,17 +220,17 @@ pub struct MatcherStats {
 /// To a rider: a new offer. The answer says whether the rider took it on: a rider who
 /// already holds an offer or an order, or is no longer available, declines, and the
 /// order waits for the next batch.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Offer(pub OfferInfo);
 
 /// To a rider: the offer is gone (expired or withdrawn).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct OfferGone {
     pub offer_id: Uuid,
 }
 
 /// To a rider: their order was cancelled.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct OrderCancelled {
     pub order_id: Uuid,
 }
@@ -188,7 +238,7 @@ pub struct OrderCancelled {
 /// Everything the matcher tells a rider, as one message: the matcher keeps one
 /// `Recipient` per rider (three cost 288 bytes and nine allocations per rider, measured
 /// with heaptrack). The answer matters only for an offer: whether the rider took it on.
-#[derive(Message, Debug, Clone)]
+#[derive(Message, Debug, Clone, Serialize, Deserialize)]
 #[rtype(result = "bool")]
 pub enum ToRider {
     Offer(Offer),
@@ -196,9 +246,24 @@ pub enum ToRider {
     OrderCancelled(OrderCancelled),
 }
 
-/// How the matcher reaches one rider.
+/// How the matcher reaches one rider: the session's actor on this node, or, in a cluster,
+/// the node holding the rider's socket ([`RemoteRiders`]).
 #[derive(Clone)]
-pub struct RiderInbox(Recipient<ToRider>);
+pub struct RiderInbox(Reach);
+
+#[derive(Clone)]
+enum Reach {
+    Local(Recipient<ToRider>),
+    Remote(Uuid, Arc<dyn RemoteRiders>),
+}
+
+/// The riders of another node, as the node running the matcher reaches them (issue 16).
+/// An offer the other node does not answer in time counts as declined.
+pub trait RemoteRiders: Send + Sync + 'static {
+    fn tell(&self, rider: Uuid, msg: ToRider) -> BoxFuture<'static, bool>;
+    /// The node these riders are on.
+    fn node(&self) -> &str;
+}
 
 impl RiderInbox {
     /// The inbox of an actor that handles [`ToRider`].
@@ -207,20 +272,55 @@ impl RiderInbox {
         A: Actor + Handler<ToRider>,
         A::Context: actix::dev::ToEnvelope<A, ToRider>,
     {
-        Self(addr.clone().recipient())
+        Self(Reach::Local(addr.clone().recipient()))
     }
 
-    pub(crate) fn offer(&self, info: OfferInfo) -> actix::dev::RecipientRequest<ToRider> {
-        self.0.send(ToRider::Offer(Offer(info)))
+    /// A rider whose socket is on another node.
+    pub fn remote(rider: Uuid, node: Arc<dyn RemoteRiders>) -> Self {
+        Self(Reach::Remote(rider, node))
+    }
+
+    /// The node holding the rider's socket, when it is not this one.
+    pub fn remote_node(&self) -> Option<&str> {
+        match &self.0 {
+            Reach::Local(_) => None,
+            Reach::Remote(_, node) => Some(node.node()),
+        }
+    }
+
+    /// Delivers a message; the answer says whether an offer was taken on.
+    pub fn tell(&self, msg: ToRider) -> BoxFuture<'static, bool> {
+        match &self.0 {
+            Reach::Local(recipient) => {
+                let sent = recipient.send(msg);
+                Box::pin(async move { sent.await.unwrap_or(false) })
+            }
+            Reach::Remote(rider, node) => node.tell(*rider, msg),
+        }
+    }
+
+    fn notify(&self, msg: ToRider) {
+        match &self.0 {
+            Reach::Local(recipient) => recipient.do_send(msg),
+            Reach::Remote(rider, node) => {
+                let told = node.tell(*rider, msg);
+                actix::spawn(async move {
+                    told.await;
+                });
+            }
+        }
+    }
+
+    pub(crate) fn offer(&self, info: OfferInfo) -> BoxFuture<'static, bool> {
+        self.tell(ToRider::Offer(Offer(info)))
     }
 
     pub(crate) fn offer_gone(&self, offer_id: Uuid) {
-        self.0.do_send(ToRider::OfferGone(OfferGone { offer_id }));
+        self.notify(ToRider::OfferGone(OfferGone { offer_id }));
     }
 
     pub(crate) fn order_cancelled(&self, order_id: Uuid) {
-        self.0
-            .do_send(ToRider::OrderCancelled(OrderCancelled { order_id }));
+        self.notify(ToRider::OrderCancelled(OrderCancelled { order_id }));
     }
 }
 
@@ -239,5 +339,26 @@ impl Inboxes {
 
     pub(crate) fn remove(&self, rider: Uuid) {
         lock(&self.0).remove(&rider);
+    }
+
+    /// Forgets every rider of other nodes; returns them.
+    pub(crate) fn remove_remote(&self) -> Vec<Uuid> {
+        let mut inboxes = lock(&self.0);
+        let remote: Vec<Uuid> = inboxes
+            .iter()
+            .filter(|(_, i)| i.remote_node().is_some())
+            .map(|(id, _)| *id)
+            .collect();
+        for rider in &remote {
+            inboxes.remove(rider);
+        }
+        remote
+    }
+
+    /// Whether the rider's socket is on this node.
+    pub(crate) fn is_local(&self, rider: Uuid) -> bool {
+        lock(&self.0)
+            .get(&rider)
+            .is_some_and(|i| i.remote_node().is_none())
     }
 }

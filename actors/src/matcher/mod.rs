@@ -31,8 +31,8 @@ pub mod shard;
 pub use config::MatcherConfig;
 pub use messages::{
     Answer, AnswerError, Answered, AssignOutcome, DispatchOrder, ManualOffer, ManualOfferError,
-    MatcherStats, Offer, OfferGone, OrderCancelled, RiderGone, RiderInbox, RiderMoved,
-    RiderPhaseChanged, SetPaused, Stats, ToRider, Withdraw,
+    MatcherRoute, MatcherStats, Offer, OfferGone, OrderCancelled, RemoteRiders, RiderGone,
+    RiderInbox, RiderMoved, RiderPhaseChanged, RiderReport, SetPaused, Stats, ToRider, Withdraw,
 };
 pub use router::Matcher;
 pub use shard::CANDIDATES_PER_ORDER;

@@ -23,6 +23,13 @@ impl Indexes {
             .cloned()
     }
 
+    pub(crate) fn clear(&self) {
+        self.0
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+
     pub(crate) fn insert(&self, region: CellIndex, index: Arc<RwLock<FreeIndex>>) {
         self.0
             .write()

@@ -21,10 +21,17 @@
 //! leaves the old shard and is introduced to the new one); an order's to the shard of its
 //! pickup, remembered until the order leaves the matcher. The riders' inboxes (how the
 //! matcher reaches a session) are kept here, registered when a session starts.
+//!
+//! Cluster (issue 16): one node runs the matcher at a time. On the others the handle keeps
+//! its own riders' routes and sends each change as a [`RiderReport`] through the
+//! [`MatcherRoute`] the server sets; answers, outcomes and controls go the same way. The
+//! node running the matcher takes other nodes' riders in with [`Matcher::remote_rider`]
+//! and reaches them through remote inboxes. Taking over ([`Matcher::reintroduce_local`])
+//! and stepping down ([`Matcher::retire`]) are the two changes of role.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 
 use actix::prelude::*;
 use h3o::CellIndex;
@@ -33,9 +40,10 @@ use uuid::Uuid;
 use super::config::MatcherConfig;
 use super::index::{FreeIndex, Position};
 use super::messages::{
-    Answer, AnswerError, Answered, AssignOutcome, DispatchOrder, Inboxes, ManualOffer,
-    ManualOfferError, ManualOfferTo, MatcherStats, RiderGone, RiderInbox, RiderLeft, RiderMoved,
-    RiderPhaseChanged, RiderSnapshot, SetPaused, Stats, Withdraw,
+    Answer, AnswerError, Answered, AssignOutcome, CheckOffer, DispatchOrder, Inboxes, ManualOffer,
+    ManualOfferError, ManualOfferTo, MatcherRoute, MatcherStats, Retire, RiderGone, RiderInbox,
+    RiderLeft, RiderMoved, RiderPhaseChanged, RiderReport, RiderSnapshot, SetPaused, Stats,
+    Withdraw,
 };
 use super::regions::{owner_of, region_of, Indexes};
 use super::shard::Shard;
@@ -73,6 +81,8 @@ struct Router {
     riders: Mutex<HashMap<Uuid, Route>>,
     orders: Mutex<HashMap<Uuid, CellIndex>>,
     paused: AtomicBool,
+    /// Set in a cluster: how to reach the node running the matcher when it is not this one.
+    route: OnceLock<Arc<dyn MatcherRoute>>,
 }
 
 /// The matcher. Cheap to clone; see the module documentation.
@@ -99,8 +109,20 @@ impl Matcher {
                 riders: Mutex::new(HashMap::new()),
                 orders: Mutex::new(HashMap::new()),
                 paused: AtomicBool::new(false),
+                route: OnceLock::new(),
             }),
         }
+    }
+
+    /// In a cluster: sends this node's matcher work through `route` whenever another node
+    /// runs the matcher. Set once, before riders connect.
+    pub fn set_route(&self, route: Arc<dyn MatcherRoute>) {
+        let _ = self.inner.route.set(route);
+    }
+
+    /// The route to the node running the matcher, while it is not this one.
+    fn remote(&self) -> Option<&Arc<dyn MatcherRoute>> {
+        self.inner.route.get().filter(|r| !r.local())
     }
 
     fn region_of(&self, at: Point) -> CellIndex {
@@ -159,13 +181,17 @@ impl Matcher {
 
     /// The rider's phase changed (the session reports every change).
     pub fn rider_phase(&self, msg: RiderPhaseChanged) {
-        let region = {
+        let (region, pos) = {
             let mut riders = lock(&self.inner.riders);
             let route = riders.entry(msg.rider).or_default();
             route.phase = msg.phase;
             route.connected = msg.connected;
-            route.region
+            (route.region, route.pos)
         };
+        if let Some(remote) = self.remote() {
+            remote.rider(report(msg.rider, msg.phase, msg.connected, pos));
+            return;
+        }
         if let Some(region) = region {
             self.shard(region).do_send(msg);
         }
@@ -173,14 +199,25 @@ impl Matcher {
 
     /// The rider's live position moved (the session tells every 50 m or 5 s).
     pub fn rider_moved(&self, msg: RiderMoved) {
+        let pos = Position {
+            at: msg.at,
+            ts_ms: msg.ts_ms,
+        };
+        if let Some(remote) = self.remote() {
+            let (phase, connected) = {
+                let mut riders = lock(&self.inner.riders);
+                let route = riders.entry(msg.rider).or_default();
+                route.pos = Some(pos);
+                (route.phase, route.connected)
+            };
+            remote.rider(report(msg.rider, phase, connected, Some(pos)));
+            return;
+        }
         let region = self.region_of(msg.at);
         let (left, route) = {
             let mut riders = lock(&self.inner.riders);
             let route = riders.entry(msg.rider).or_default();
-            route.pos = Some(Position {
-                at: msg.at,
-                ts_ms: msg.ts_ms,
-            });
+            route.pos = Some(pos);
             let left = route.region.filter(|old| *old != region);
             let arrived = route.region != Some(region);
             route.region = Some(region);
@@ -204,6 +241,10 @@ impl Matcher {
     pub fn rider_gone(&self, msg: RiderGone) {
         lock(&self.inner.riders).remove(&msg.rider);
         self.inner.inboxes.remove(msg.rider);
+        if let Some(remote) = self.remote() {
+            remote.rider_gone(msg.rider);
+            return;
+        }
         for shard in self.shards() {
             shard.do_send(msg);
         }
@@ -211,6 +252,12 @@ impl Matcher {
 
     /// An order waits for a rider. It goes to its owner's shard ([`owner_of`]).
     pub fn dispatch(&self, msg: DispatchOrder) {
+        if self.remote().is_some() {
+            // An order actor left behind on a node that stepped down: the node running
+            // the matcher has the order's own actor.
+            tracing::debug!(order_id = %msg.order_id, "not dispatched here: another node runs the matcher");
+            return;
+        }
         let cfg = &self.inner.cfg;
         let region = owner_of(
             msg.pickup,
@@ -224,6 +271,9 @@ impl Matcher {
 
     /// An order left dispatching without the matcher.
     pub fn withdraw(&self, msg: Withdraw) {
+        if self.remote().is_some() {
+            return;
+        }
         let region = lock(&self.inner.orders).remove(&msg.order_id);
         match region {
             Some(region) => self.shard(region).do_send(msg),
@@ -237,6 +287,9 @@ impl Matcher {
 
     /// A rider's answer to an offer.
     pub async fn answer(&self, msg: Answer) -> Result<Result<Answered, AnswerError>, MailboxError> {
+        if let Some(remote) = self.remote() {
+            return remote.answer(msg).await;
+        }
         match self.order_shard(msg.order_id) {
             Some(shard) => shard.send(msg).await,
             None => Ok(Err(AnswerError::Closed)),
@@ -245,6 +298,10 @@ impl Matcher {
 
     /// What the order actor said to an accepted offer.
     pub fn assign_outcome(&self, msg: AssignOutcome) {
+        if let Some(remote) = self.remote() {
+            remote.assign_outcome(msg);
+            return;
+        }
         let region = if msg.assigned {
             // The order has left the matcher for good.
             lock(&self.inner.orders).remove(&msg.order_id)
@@ -261,6 +318,9 @@ impl Matcher {
         &self,
         msg: ManualOffer,
     ) -> Result<Result<(), ManualOfferError>, MailboxError> {
+        if let Some(remote) = self.remote() {
+            return remote.manual_offer(msg).await;
+        }
         let Some(shard) = self.order_shard(msg.order_id) else {
             return Ok(Err(ManualOfferError::NotDispatching));
         };
@@ -282,6 +342,9 @@ impl Matcher {
 
     /// Holds or resumes automatic offers on every shard (and on shards started later).
     pub async fn set_paused(&self, paused: bool) -> Result<(), MailboxError> {
+        if let Some(remote) = self.remote() {
+            return remote.set_paused(paused).await;
+        }
         self.inner.paused.store(paused, Ordering::SeqCst);
         for shard in self.shards() {
             shard.send(SetPaused(paused)).await?;
@@ -298,6 +361,11 @@ impl Matcher {
             .len()
     }
 
+    /// How long an offer stays open.
+    pub fn offer_timeout(&self) -> std::time::Duration {
+        self.inner.cfg.offer_timeout
+    }
+
     /// Whether automatic offers are held.
     pub fn is_paused(&self) -> bool {
         self.inner.paused.load(Ordering::SeqCst)
@@ -306,6 +374,19 @@ impl Matcher {
     /// Counts summed over the shards. A shard answers after every message sent to it
     /// before, so this follows e.g. a resume's batch.
     pub async fn stats(&self) -> Result<MatcherStats, MailboxError> {
+        Ok(self.state().await?.0)
+    }
+
+    /// The summed counts and whether automatic offers are held, from the node running the
+    /// matcher.
+    pub async fn state(&self) -> Result<(MatcherStats, bool), MailboxError> {
+        if let Some(remote) = self.remote() {
+            return remote.stats().await;
+        }
+        Ok((self.local_stats().await?, self.is_paused()))
+    }
+
+    async fn local_stats(&self) -> Result<MatcherStats, MailboxError> {
         let mut total = MatcherStats::default();
         for shard in self.shards() {
             let s = shard.send(Stats).await?;
@@ -315,6 +396,151 @@ impl Matcher {
             total.shards += 1;
         }
         Ok(total)
+    }
+}
+
+/// Cluster roles (issue 16).
+impl Matcher {
+    /// A rider of another node as that node reports him (this node runs the matcher):
+    /// reached through `inbox` from now on. A rider who says he holds an offer this node
+    /// never made (its maker died) is told it is gone.
+    pub fn remote_rider(&self, report: RiderReport, inbox: RiderInbox) {
+        let rider = report.rider;
+        self.inner.inboxes.insert(rider, inbox);
+        self.rider_phase(RiderPhaseChanged {
+            rider,
+            phase: report.phase,
+            connected: report.connected,
+        });
+        if let Some(at) = report
+            .at
+            .and_then(|(lat, lng, _)| Point::new(lat, lng).ok())
+        {
+            let ts_ms = report.at.map_or(0, |(_, _, ts)| ts);
+            self.rider_moved(RiderMoved { rider, at, ts_ms });
+        }
+        if let RiderPhase::Offered { offer, order } = report.phase {
+            match lock(&self.inner.orders).get(&order).copied() {
+                Some(region) => self.shard(region).do_send(CheckOffer { rider, offer }),
+                None => {
+                    if let Some(inbox) = self.inner.inboxes.get(rider) {
+                        inbox.offer_gone(offer);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Delivers what the node running the matcher tells one of this node's riders; the
+    /// answer says whether an offer was taken on (false for a rider not here).
+    pub fn tell_local(
+        &self,
+        rider: Uuid,
+        msg: super::messages::ToRider,
+    ) -> crate::ports::BoxFuture<'static, bool> {
+        match self
+            .inner
+            .inboxes
+            .get(rider)
+            .filter(|i| i.remote_node().is_none())
+        {
+            Some(inbox) => inbox.tell(msg),
+            None => Box::pin(async { false }),
+        }
+    }
+
+    /// A rider of another node is gone (his session ended there, or the node died).
+    pub fn remote_rider_gone(&self, rider: Uuid) {
+        self.rider_gone(RiderGone { rider });
+    }
+
+    /// The node of every rider of other nodes this node knows.
+    pub fn remote_riders(&self) -> Vec<(Uuid, String)> {
+        let riders: Vec<Uuid> = lock(&self.inner.riders).keys().copied().collect();
+        riders
+            .into_iter()
+            .filter_map(|r| {
+                let inbox = self.inner.inboxes.get(r)?;
+                Some((r, inbox.remote_node()?.to_owned()))
+            })
+            .collect()
+    }
+
+    /// What this node's own riders are doing, as reports for the node running the matcher.
+    pub fn local_reports(&self) -> Vec<RiderReport> {
+        let routes: Vec<(Uuid, Route)> = lock(&self.inner.riders)
+            .iter()
+            .map(|(id, r)| (*id, *r))
+            .collect();
+        routes
+            .into_iter()
+            .filter(|(id, _)| self.inner.inboxes.is_local(*id))
+            .map(|(id, r)| report(id, r.phase, r.connected, r.pos))
+            .collect()
+    }
+
+    /// This node has just started running the matcher: its own riders go into the shards.
+    /// Offers they hold were made by the previous holder and are gone.
+    pub fn reintroduce_local(&self) {
+        let routes: Vec<(Uuid, Route)> = lock(&self.inner.riders)
+            .iter()
+            .map(|(id, r)| (*id, *r))
+            .collect();
+        for (rider, route) in routes {
+            if let (RiderPhase::Offered { offer, .. }, Some(inbox)) =
+                (route.phase, self.inner.inboxes.get(rider))
+            {
+                inbox.offer_gone(offer);
+            }
+            if let Some(pos) = route.pos {
+                self.rider_phase(RiderPhaseChanged {
+                    rider,
+                    phase: route.phase,
+                    connected: route.connected,
+                });
+                self.rider_moved(RiderMoved {
+                    rider,
+                    at: pos.at,
+                    ts_ms: pos.ts_ms,
+                });
+            }
+        }
+    }
+
+    /// This node no longer runs the matcher: every shard takes its open offers back and
+    /// stops; waiting orders and other nodes' riders are forgotten (the new holder has
+    /// them); this node's riders keep their routes, to report.
+    pub async fn retire(&self) {
+        let shards: Vec<Addr<Shard>> = self
+            .inner
+            .shards
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain()
+            .map(|(_, addr)| addr)
+            .collect();
+        for shard in shards {
+            let _ = shard.send(Retire).await;
+        }
+        self.inner.indexes.clear();
+        lock(&self.inner.orders).clear();
+        let remote = self.inner.inboxes.remove_remote();
+        let mut riders = lock(&self.inner.riders);
+        for rider in remote {
+            riders.remove(&rider);
+        }
+        for route in riders.values_mut() {
+            route.region = None;
+        }
+    }
+}
+
+fn report(rider: Uuid, phase: RiderPhase, connected: bool, pos: Option<Position>) -> RiderReport {
+    RiderReport {
+        rider,
+        phase,
+        connected,
+        at: pos.map(|p| (p.at.lat(), p.at.lng(), p.ts_ms)),
     }
 }
 

@@ -14,7 +14,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, PoisonError, RwLock, RwLockWriteGuard};
 use std::time::Duration;
 
-use actix::dev::RecipientRequest;
 use actix::prelude::*;
 use h3o::CellIndex;
 use uuid::Uuid;
@@ -23,14 +22,14 @@ use super::assign::{self, Strategy};
 use super::config::MatcherConfig;
 use super::index::{FreeIndex, Position};
 use super::messages::{
-    Answer, AnswerError, Answered, AssignOutcome, DispatchOrder, Inboxes, ManualOfferError,
-    ManualOfferTo, MatcherStats, RiderGone, RiderLeft, RiderMoved, RiderPhaseChanged, SetPaused,
-    Stats, ToRider, Withdraw,
+    Answer, AnswerError, Answered, AssignOutcome, CheckOffer, DispatchOrder, Inboxes,
+    ManualOfferError, ManualOfferTo, MatcherStats, Retire, RiderGone, RiderLeft, RiderMoved,
+    RiderPhaseChanged, SetPaused, Stats, Withdraw,
 };
 use super::regions::{regions_near, Indexes};
 use crate::geo::Point;
 use crate::model::RiderPhase;
-use crate::ports::{OfferEnd, OfferEvent};
+use crate::ports::{BoxFuture, OfferEnd, OfferEvent};
 use crate::protocol::{OfferInfo, Place};
 
 /// Nearest free riders considered for each waiting order in a batch.
@@ -213,7 +212,7 @@ impl Shard {
         rider_id: Uuid,
         pos: Position,
         ctx: &mut Context<Self>,
-    ) -> Option<(Uuid, Option<RecipientRequest<ToRider>>)> {
+    ) -> Option<(Uuid, Option<BoxFuture<'static, bool>>)> {
         let order = self.pending.get_mut(&order_id)?;
         let offer_id = Uuid::now_v7();
         let made_ms = now_ms();
@@ -268,7 +267,7 @@ impl Shard {
     ) {
         if let Some((offer_id, Some(asked))) = self.offer(order_id, rider_id, pos, ctx) {
             ctx.spawn(asked.into_actor(self).map(move |taken, act, ctx| {
-                act.settle(offer_id, taken.unwrap_or(false), ctx);
+                act.settle(offer_id, taken, ctx);
             }));
         }
     }
@@ -573,7 +572,6 @@ impl Handler<ManualOfferTo> for Shard {
             return refuse(ManualOfferError::Busy);
         };
         Box::pin(asked.into_actor(self).map(move |taken, act, ctx| {
-            let taken = taken.unwrap_or(false);
             act.settle(offer_id, taken, ctx);
             if taken {
                 Ok(())
@@ -590,6 +588,32 @@ impl Handler<ExpireOffer> for Shard {
         if self.offers.contains_key(&msg.offer_id) {
             (self.cfg.on_offer)("expired");
             self.take_back(msg.offer_id, OfferEnd::Expired, ctx);
+        }
+    }
+}
+
+impl Handler<Retire> for Shard {
+    type Result = ();
+    fn handle(&mut self, _: Retire, ctx: &mut Context<Self>) {
+        let open: Vec<Uuid> = self.offers.keys().copied().collect();
+        for offer_id in open {
+            self.take_back(offer_id, OfferEnd::Withdrawn, ctx);
+        }
+        ctx.stop();
+    }
+}
+
+impl Handler<CheckOffer> for Shard {
+    type Result = ();
+    fn handle(&mut self, msg: CheckOffer, _: &mut Context<Self>) {
+        let open = self
+            .offers
+            .get(&msg.offer)
+            .is_some_and(|o| o.rider_id == msg.rider);
+        if !open {
+            if let Some(inbox) = self.inboxes.get(msg.rider) {
+                inbox.offer_gone(msg.offer);
+            }
         }
     }
 }

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 /// A rider's phase. Only a `Free` rider is offered orders, and a rider holds at most one
 /// offer or one order at a time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum RiderPhase {
     /// No socket, or not available for work.
     Offline,

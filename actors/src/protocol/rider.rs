@@ -81,7 +81,7 @@ pub fn decode(text: &str) -> Result<Inbound, String> {
 }
 
 /// A place on a map.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Place {
     pub lat: f64,
     pub lng: f64,
@@ -100,7 +100,7 @@ impl Place {
 }
 
 /// An offer as the rider sees it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OfferInfo {
     pub offer_id: Uuid,
     pub order_id: Uuid,
