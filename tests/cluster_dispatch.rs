@@ -6,6 +6,7 @@
 //!
 //! - riders on two nodes and orders placed through a third are solved as one batch, and
 //!   the optimum is found (the per-node answer would be worse, or none);
+//! - a rider who reconnects to another node while holding an offer is welcomed with it;
 //! - SIGKILL of the node running dispatch in the middle of a delivery and of a dispatch,
 //!   with concurrent orders for scarce stock: every order ends delivered or explicitly
 //!   refused, no reservation is left, nothing is oversold;
@@ -241,6 +242,7 @@ async fn place(via: &Client, customer: &str, pharmacy: &str, medicine: &str) -> 
 /// A rider: account (through the balancer), id, and socket on the node at `address`.
 struct Rider {
     id: String,
+    token: String,
     socket: Socket,
     ts: i64,
 }
@@ -249,19 +251,33 @@ impl Rider {
     async fn connect(lb: &Client, address: &str) -> Self {
         let token = lb.account("rider").await;
         let (_, me) = lb.call("GET", "/api/v1/me", Some(&token), None).await;
-        let url = format!("ws://{address}/ws/rider?access_token={token}");
-        let (_, socket) = awc::Client::new()
-            .ws(url)
-            .connect()
-            .await
-            .expect("rider socket");
+        let socket = Self::open(address, &token).await;
         let mut rider = Self {
             id: id_of(&me),
+            token,
             socket,
             ts: chrono::Utc::now().timestamp_millis(),
         };
         rider.next("welcome").await;
         rider
+    }
+
+    async fn open(address: &str, token: &str) -> Socket {
+        let url = format!("ws://{address}/ws/rider?access_token={token}");
+        awc::Client::new()
+            .ws(url)
+            .connect()
+            .await
+            .expect("rider socket")
+            .1
+    }
+
+    /// The rider's app drops its socket and connects to the node at `address`: the
+    /// `welcome` it gets there.
+    async fn reconnect(&mut self, address: &str) -> Value {
+        let _ = self.socket.close().await;
+        self.socket = Self::open(address, &self.token).await;
+        self.next("welcome").await
     }
 
     async fn send(&mut self, frame: Value) {
@@ -406,6 +422,41 @@ async fn riders_on_two_nodes_and_orders_from_a_third_are_one_batch() {
     let other = c.order(&id_of(&to_far)).await;
     assert_eq!(other["status"], "assigned", "{other}");
     assert_eq!(other["rider"]["id"], west.id.as_str(), "{other}");
+    c.stop().await;
+}
+
+/// A rider on node-2 holds an offer from node-1 when his app reconnects, this time to
+/// node-3: the welcome there carries the pending offer, and accepting it assigns him the
+/// order, which he delivers through node-3.
+#[actix_web::test]
+async fn a_rider_reconnecting_to_another_node_keeps_his_pending_offer() {
+    let Some(c) = Cluster::start(&[], &[]).await else {
+        return;
+    };
+    let (medicine, pharmacy) = c.pharmacy(0.0, 3).await;
+    let customer = c.lb.account("customer").await;
+    let mut rider = Rider::connect(&c.lb, &c.nodes[1].address).await;
+    rider.at(0.5).await;
+    rider.available(true).await;
+    let (status, order) = place(&c.lb, &customer, &pharmacy, &medicine).await;
+    assert_eq!(status, 201, "{order}");
+    let offer = rider.next("offer").await;
+    let welcome = rider.reconnect(&c.nodes[2].address).await;
+    assert_eq!(
+        welcome["pending_offer"]["offer_id"], offer["offer_id"],
+        "{welcome}"
+    );
+    assert_eq!(
+        welcome["pending_offer"]["order_id"], order["id"],
+        "{welcome}"
+    );
+    let assigned = rider.accept(&offer).await;
+    assert_eq!(assigned["order_id"], order["id"], "{assigned}");
+    rider
+        .deliver(&c, &id_of(&order), &order["delivery_code"])
+        .await;
+    let done = c.order(&id_of(&order)).await;
+    assert_eq!(done["rider"]["id"], rider.id.as_str(), "{done}");
     c.stop().await;
 }
 

@@ -86,6 +86,11 @@ impl Fleet {
         }
     }
 
+    /// The rider as the other nodes of a cluster last reported him.
+    pub fn elsewhere(&self, rider: Uuid) -> Option<RiderView> {
+        lock(&self.others).get(&rider).cloned()
+    }
+
     /// Every rider this node has seen since start, and every rider the other nodes report.
     pub fn views(&self) -> Vec<RiderView> {
         let others = lock(&self.others).clone();

@@ -234,12 +234,15 @@ pub struct RiderSession {
 
 impl RiderSession {
     fn new(rider: Uuid, deps: Arc<RiderDeps>, sessions: Sessions) -> Self {
+        // In a cluster, a rider whose app moved here from another node stays as available
+        // as he was there.
+        let available = deps.fleet.elsewhere(rider).is_some_and(|v| v.available);
         Self {
             rider,
             deps,
             sessions,
             socket: None,
-            available: false,
+            available,
             phase: RiderPhase::Offline,
             last: None,
             offer: None,
@@ -326,23 +329,33 @@ impl RiderSession {
         });
     }
 
+    /// Sends the `welcome`. In a cluster, a rider whose session is new here may hold an
+    /// offer delivered to his session on another node: it is asked for and taken over.
     fn welcome(&self, ctx: &mut Context<Self>) {
         let (rider, available, offer) = (self.rider, self.available, self.offer.clone());
         let directory = self.deps.directory.clone();
         let active = self.phase.order();
+        let matcher = (offer.is_none() && active.is_none() && self.deps.matcher.clustered())
+            .then(|| self.deps.matcher.clone());
         ctx.spawn(
             actix::fut::wrap_future::<_, Self>(async move {
-                match active {
+                let order = match active {
                     Some(id) => directory.order_for_rider(id).await.ok().flatten(),
                     None => None,
-                }
+                };
+                let elsewhere = match matcher {
+                    Some(matcher) => matcher.open_offer(rider).await,
+                    None => None,
+                };
+                (order, elsewhere)
             })
-            .map(move |order, act, _| {
+            .map(move |(order, elsewhere), act, _| {
+                let taken_over = elsewhere.filter(|info| act.offered_quietly(info.clone()));
                 act.send(Outbound::Welcome {
                     rider_id: rider,
                     available,
                     active_order: order,
-                    pending_offer: offer,
+                    pending_offer: offer.or(taken_over),
                 });
             }),
         );
@@ -653,6 +666,15 @@ impl Handler<ToRider> for RiderSession {
 
 impl RiderSession {
     fn offered(&mut self, offer: OfferInfo) -> bool {
+        if !self.offered_quietly(offer.clone()) {
+            return false;
+        }
+        self.send(Outbound::Offer(offer));
+        true
+    }
+
+    /// Takes an offer on without sending it (the caller does, e.g. in a `welcome`).
+    fn offered_quietly(&mut self, offer: OfferInfo) -> bool {
         let event = RiderEvent::Offered {
             offer: offer.offer_id,
             order: offer.order_id,
@@ -661,7 +683,6 @@ impl RiderSession {
             tracing::debug!(rider_id = %self.rider, reason = %e, "offer declined");
             return false;
         }
-        self.send(Outbound::Offer(offer.clone()));
         self.offer = Some(offer);
         true
     }

@@ -37,6 +37,7 @@ use medify_actors::matcher::{
 };
 use medify_actors::order::{Command, OrderError, OrderRegistry, OrderRoute};
 use medify_actors::ports::{BoxFuture, OrderRecord};
+use medify_actors::protocol::OfferInfo;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
@@ -97,6 +98,9 @@ enum Body {
         order: Uuid,
         command: Command,
     },
+    OpenOffer {
+        rider: Uuid,
+    },
     Reply {
         to: u64,
         reply: Reply,
@@ -122,6 +126,9 @@ enum Reply {
     },
     Order {
         result: Result<OrderRecord, OrderError>,
+    },
+    Offer {
+        offer: Option<OfferInfo>,
     },
     /// The receiver does not run dispatch (it moved meanwhile).
     NotHere,
@@ -375,11 +382,15 @@ impl Link {
             Body::Apply { order, command } if here => Reply::Order {
                 result: inner.orders.apply(order, command).await,
             },
+            Body::OpenOffer { rider } if here => Reply::Offer {
+                offer: inner.matcher.open_offer(rider).await,
+            },
             Body::Answer { .. }
             | Body::ManualOffer { .. }
             | Body::SetPaused { .. }
             | Body::Stats
-            | Body::Apply { .. } => Reply::NotHere,
+            | Body::Apply { .. }
+            | Body::OpenOffer { .. } => Reply::NotHere,
         };
         if id != 0 {
             self.send(&from, 0, Body::Reply { to: id, reply });
@@ -476,12 +487,28 @@ impl MatcherRoute for Route {
         })
     }
 
+    fn open_offer(&self, rider: Uuid) -> BoxFuture<'static, Option<OfferInfo>> {
+        self.ask_offer(rider)
+    }
+
     fn stats(&self) -> BoxFuture<'static, Result<(MatcherStats, bool), MailboxError>> {
         let link = self.0.clone();
         Box::pin(async move {
             match link.ask_dispatch(Body::Stats).await {
                 Some(Reply::Stats { stats, paused }) => Ok((stats, paused)),
                 _ => Err(MailboxError::Timeout),
+            }
+        })
+    }
+}
+
+impl Route {
+    fn ask_offer(&self, rider: Uuid) -> BoxFuture<'static, Option<OfferInfo>> {
+        let link = self.0.clone();
+        Box::pin(async move {
+            match link.ask_dispatch(Body::OpenOffer { rider }).await {
+                Some(Reply::Offer { offer }) => offer,
+                _ => None,
             }
         })
     }

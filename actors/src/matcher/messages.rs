@@ -70,6 +70,9 @@ pub trait MatcherRoute: Send + Sync + 'static {
     fn set_paused(&self, paused: bool) -> BoxFuture<'static, Result<(), MailboxError>>;
     /// The summed counts and whether automatic offers are held.
     fn stats(&self) -> BoxFuture<'static, Result<(MatcherStats, bool), MailboxError>>;
+    /// The offer the rider holds, for a session that starts on another node than the one
+    /// the offer was delivered to.
+    fn open_offer(&self, rider: Uuid) -> BoxFuture<'static, Option<OfferInfo>>;
 }
 
 /// The rider's session ended (grace period over).
@@ -201,6 +204,13 @@ pub(crate) struct Retire;
 pub(crate) struct CheckOffer {
     pub(crate) rider: Uuid,
     pub(crate) offer: Uuid,
+}
+
+/// The open offer a rider holds from this shard, if any.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "Option<OfferInfo>")]
+pub(crate) struct OfferOf {
+    pub(crate) rider: Uuid,
 }
 
 /// Counts for tests and metrics.

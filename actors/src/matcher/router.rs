@@ -41,9 +41,9 @@ use super::config::MatcherConfig;
 use super::index::{FreeIndex, Position};
 use super::messages::{
     Answer, AnswerError, Answered, AssignOutcome, CheckOffer, DispatchOrder, Inboxes, ManualOffer,
-    ManualOfferError, ManualOfferTo, MatcherRoute, MatcherStats, Retire, RiderGone, RiderInbox,
-    RiderLeft, RiderMoved, RiderPhaseChanged, RiderReport, RiderSnapshot, SetPaused, Stats,
-    Withdraw,
+    ManualOfferError, ManualOfferTo, MatcherRoute, MatcherStats, OfferOf, Retire, RiderGone,
+    RiderInbox, RiderLeft, RiderMoved, RiderPhaseChanged, RiderReport, RiderSnapshot, SetPaused,
+    Stats, Withdraw,
 };
 use super::regions::{owner_of, region_of, Indexes};
 use super::shard::Shard;
@@ -447,6 +447,25 @@ impl Matcher {
             Some(inbox) => inbox.tell(msg),
             None => Box::pin(async { false }),
         }
+    }
+
+    /// Whether this matcher is part of a cluster (a route is set).
+    pub fn clustered(&self) -> bool {
+        self.inner.route.get().is_some()
+    }
+
+    /// The open offer the rider holds, wherever the matcher runs: a session that starts on
+    /// another node than the one the offer went to takes it over.
+    pub async fn open_offer(&self, rider: Uuid) -> Option<crate::protocol::OfferInfo> {
+        if let Some(remote) = self.remote() {
+            return remote.open_offer(rider).await;
+        }
+        for shard in self.shards() {
+            if let Ok(Some(info)) = shard.send(OfferOf { rider }).await {
+                return Some(info);
+            }
+        }
+        None
     }
 
     /// A rider of another node is gone (his session ended there, or the node died).

@@ -23,8 +23,8 @@ use super::config::MatcherConfig;
 use super::index::{FreeIndex, Position};
 use super::messages::{
     Answer, AnswerError, Answered, AssignOutcome, CheckOffer, DispatchOrder, Inboxes,
-    ManualOfferError, ManualOfferTo, MatcherStats, Retire, RiderGone, RiderLeft, RiderMoved,
-    RiderPhaseChanged, SetPaused, Stats, Withdraw,
+    ManualOfferError, ManualOfferTo, MatcherStats, OfferOf, Retire, RiderGone, RiderLeft,
+    RiderMoved, RiderPhaseChanged, SetPaused, Stats, Withdraw,
 };
 use super::regions::{regions_near, Indexes};
 use crate::geo::Point;
@@ -89,6 +89,8 @@ struct OpenOffer {
     order_id: Uuid,
     rider_id: Uuid,
     timer: SpawnHandle,
+    /// As the rider was told, for a session that starts again elsewhere (cluster).
+    info: OfferInfo,
 }
 
 /// See the module documentation.
@@ -236,6 +238,7 @@ impl Shard {
                 order_id,
                 rider_id,
                 timer,
+                info: info.clone(),
             },
         );
         self.refresh(rider_id);
@@ -615,6 +618,16 @@ impl Handler<CheckOffer> for Shard {
                 inbox.offer_gone(msg.offer);
             }
         }
+    }
+}
+
+impl Handler<OfferOf> for Shard {
+    type Result = Option<OfferInfo>;
+    fn handle(&mut self, msg: OfferOf, _: &mut Context<Self>) -> Option<OfferInfo> {
+        self.offers
+            .values()
+            .find(|o| o.rider_id == msg.rider)
+            .map(|o| o.info.clone())
     }
 }
 
