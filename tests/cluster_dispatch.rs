@@ -426,8 +426,8 @@ async fn riders_on_two_nodes_and_orders_from_a_third_are_one_batch() {
 }
 
 /// A rider on node-2 holds an offer from node-1 when his app reconnects, this time to
-/// node-3: the welcome there carries the pending offer, and accepting it assigns him the
-/// order, which he delivers through node-3.
+/// node-3: the welcome there carries the pending offer and his availability, and accepting
+/// the offer assigns him the order, which he delivers through node-3.
 #[actix_web::test]
 async fn a_rider_reconnecting_to_another_node_keeps_his_pending_offer() {
     let Some(c) = Cluster::start(&[], &[]).await else {
@@ -450,6 +450,7 @@ async fn a_rider_reconnecting_to_another_node_keeps_his_pending_offer() {
         welcome["pending_offer"]["order_id"], order["id"],
         "{welcome}"
     );
+    assert_eq!(welcome["available"], true, "{welcome}");
     let assigned = rider.accept(&offer).await;
     assert_eq!(assigned["order_id"], order["id"], "{assigned}");
     rider
