@@ -22,7 +22,7 @@
 //!   it at its next try instead of after expiry.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use medify_actors::matcher::Matcher;
@@ -32,6 +32,7 @@ use uuid::Uuid;
 
 use super::link::{Link, RESYNC_EVERY};
 use super::membership;
+pub use super::seat::Seat;
 use crate::config::ClusterSettings;
 use crate::redis::Redis;
 use crate::store::leases::Lease;
@@ -39,73 +40,6 @@ use crate::store::Store;
 
 /// The name of the lease.
 pub const LEASE: &str = "dispatch";
-
-/// This node's role: whether it holds the dispatch lease, and who does. Cheap to clone.
-#[derive(Clone)]
-pub struct Seat {
-    inner: Arc<SeatInner>,
-}
-
-struct SeatInner {
-    node_id: String,
-    lease: RwLock<Option<Lease>>,
-    holder: RwLock<Option<String>>,
-}
-
-impl Seat {
-    pub fn new(node_id: &str) -> Self {
-        Self {
-            inner: Arc::new(SeatInner {
-                node_id: node_id.to_owned(),
-                lease: RwLock::new(None),
-                holder: RwLock::new(None),
-            }),
-        }
-    }
-
-    /// Whether this node runs dispatch now.
-    pub fn is_local(&self) -> bool {
-        self.lease().is_some()
-    }
-
-    /// The lease this node holds, if it does.
-    pub fn lease(&self) -> Option<Lease> {
-        self.inner
-            .lease
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-
-    /// The node running dispatch, as last read.
-    pub fn holder(&self) -> Option<String> {
-        self.inner
-            .holder
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-
-    fn set_lease(&self, lease: Option<Lease>) {
-        *self
-            .inner
-            .lease
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = lease;
-    }
-
-    /// Records the holder; true if it changed.
-    fn set_holder(&self, holder: Option<String>) -> bool {
-        let mut current = self
-            .inner
-            .holder
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        let changed = *current != holder;
-        *current = holder;
-        changed
-    }
-}
 
 /// The order journal of a cluster node: writes commit only under the dispatch lease.
 pub struct FencedJournal {
@@ -228,7 +162,7 @@ impl Dispatch {
     }
 
     fn node_id(&self) -> &str {
-        &self.inner.seat.inner.node_id
+        self.inner.seat.node_id()
     }
 
     /// Renews or tries the lease and reads who holds it; true if the holder changed.

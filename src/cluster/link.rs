@@ -42,7 +42,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use super::dispatch::Seat;
+use super::seat::Seat;
 use crate::redis::Redis;
 
 /// Riders' reports wait at most this long to travel together.

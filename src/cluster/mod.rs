@@ -13,6 +13,7 @@ pub mod dispatch;
 pub mod fleet;
 pub mod link;
 pub mod membership;
+pub mod seat;
 pub mod tracking;
 
 use std::sync::atomic::{AtomicBool, Ordering};
