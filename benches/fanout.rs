@@ -10,8 +10,16 @@
 //! delay over all watchers, with how many fixes reached them (conflation may skip some
 //! when a watcher falls behind; none should be skipped at this rate).
 //!
+//! With `FANOUT_CLUSTER=1` the server is two nodes on a PostgreSQL database and a Redis
+//! key prefix of their own (`FANOUT_PG`, default the local server's `postgres` database as
+//! user `postgres`; `FANOUT_REDIS`, default `redis://127.0.0.1:6379`): the first started runs
+//! dispatch and holds every watcher, the second holds every rider, so each position crosses
+//! from one node to the other (tracking relay) and the riders' reports and offers cross too.
+//! The bench also prints the servers' CPU time per fix over the moving phase (both nodes
+//! summed in a cluster), to compare a cluster with one node on the same load.
+//!
 //! Run: `cargo bench --bench fanout` (env: `FANOUT_DELIVERIES`, `FANOUT_SECONDS`; `FANOUT_BIN`,
-//! another server binary to measure).
+//! another server binary to measure; `FANOUT_CLUSTER`).
 
 mod common;
 
@@ -19,7 +27,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{client_runtime, env_or, http_request, ms, percentile, rss_kib, spawn_server};
+use common::{
+    client_runtime, cpu_seconds, env_or, http_request, ms, percentile, rss_kib, spawn_node,
+    spawn_server,
+};
 use futures_util::{SinkExt, StreamExt};
 use medify::auth::jwt::JwtKeys;
 use medify::domain::Role;
@@ -172,30 +183,137 @@ async fn rider(plan: RiderPlan) -> u64 {
     fixes
 }
 
+const SETTINGS: [(&str, &str); 8] = [
+    ("MEDIFY_WORKERS", "2"),
+    ("MEDIFY_ADMIN_EMAIL", ADMIN.0),
+    ("MEDIFY_ADMIN_PASSWORD", ADMIN.1),
+    ("RATE_LIMIT_AUTH_PER_IP", "1000000"),
+    ("RATE_LIMIT_AUTH_PER_ACCOUNT", "1000000"),
+    ("MAX_OPEN_ORDERS_PER_CUSTOMER", "1000000"),
+    ("RATE_LIMIT_ORDERS_PER_MINUTE", "1000000"),
+    // The bench's one customer watches every delivery twice.
+    ("MAX_TRACK_SOCKETS_PER_USER", "100000"),
+];
+
+/// The server processes under test, where riders and watchers connect, and what to clean.
+struct Servers {
+    children: Vec<std::process::Child>,
+    riders_at: String,
+    watchers_at: String,
+    sqlite: Option<std::path::PathBuf>,
+    /// (admin URL, database) and (Redis URL, key prefix) of a cluster.
+    cluster: Option<((String, String), (String, String))>,
+}
+
+fn one_node(bin: &str) -> Servers {
+    let db = std::env::temp_dir().join(format!("medify-fanout-{}.db", Uuid::now_v7()));
+    let (child, address) = spawn_server(bin, &db, SECRET, &SETTINGS);
+    Servers {
+        children: vec![child],
+        riders_at: address.clone(),
+        watchers_at: address,
+        sqlite: Some(db),
+        cluster: None,
+    }
+}
+
+fn two_nodes(bin: &str, rt: &tokio::runtime::Runtime) -> Servers {
+    let pg = std::env::var("FANOUT_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let redis = std::env::var("FANOUT_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let name = format!("medify_fanout_{}", Uuid::now_v7().simple());
+    rt.block_on(async {
+        let pool = sqlx::PgPool::connect(&pg).await.expect("postgres");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&pool)
+            .await
+            .expect("create database");
+    });
+    let base = pg.rsplit_once('/').map_or(pg.as_str(), |(b, _)| b);
+    let url = format!("{base}/{name}");
+    let prefix = format!("{name}:");
+    let node = |id: &str| {
+        let mut vars = SETTINGS.to_vec();
+        vars.extend([
+            ("REDIS_URL", redis.as_str()),
+            ("REDIS_KEY_PREFIX", prefix.as_str()),
+            ("MEDIFY_CLUSTER", "1"),
+            ("MEDIFY_NODE_ID", id),
+        ]);
+        spawn_node(bin, &url, SECRET, &vars)
+    };
+    // Started first, it takes the dispatch lease.
+    let (holder, watchers_at) = node("fanout-holder");
+    let (edge, riders_at) = node("fanout-edge");
+    Servers {
+        children: vec![holder, edge],
+        riders_at,
+        watchers_at,
+        sqlite: None,
+        cluster: Some(((pg, name), (redis, prefix))),
+    }
+}
+
+impl Servers {
+    fn pids(&self) -> Vec<u32> {
+        self.children.iter().map(std::process::Child::id).collect()
+    }
+
+    fn cpu(&self) -> f64 {
+        self.pids().into_iter().map(cpu_seconds).sum()
+    }
+
+    fn rss_kib(&self) -> u64 {
+        self.pids().into_iter().map(rss_kib).sum()
+    }
+
+    fn stop(mut self, rt: &tokio::runtime::Runtime) {
+        for child in &mut self.children {
+            // SAFETY: kill(2) on our own child.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let _ = child.wait();
+        }
+        if let Some(db) = &self.sqlite {
+            common::remove_sqlite(db);
+        }
+        if let Some(((pg, name), (redis, prefix))) = self.cluster.take() {
+            rt.block_on(async {
+                if let Ok(pool) = sqlx::PgPool::connect(&pg).await {
+                    let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                    let _ = sqlx::query(&drop).execute(&pool).await;
+                }
+                if let Ok(client) = redis::Client::open(redis) {
+                    if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
+                        let keys: Vec<String> = redis::cmd("KEYS")
+                            .arg(format!("{prefix}*"))
+                            .query_async(&mut conn)
+                            .await
+                            .unwrap_or_default();
+                        if !keys.is_empty() {
+                            let _: redis::RedisResult<()> =
+                                redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
+                        }
+                    }
+                }
+            });
+        }
+    }
+}
+
 fn main() {
     let deliveries: usize = env_or("FANOUT_DELIVERIES", 1_000);
     let seconds: u64 = env_or("FANOUT_SECONDS", 20);
-    let db = std::env::temp_dir().join(format!("medify-fanout-{}.db", Uuid::now_v7()));
     // `FANOUT_BIN`: another server binary (an older build, to compare).
     let bin = std::env::var("FANOUT_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_medify").into());
-    let (mut server, address) = spawn_server(
-        &bin,
-        &db,
-        SECRET,
-        &[
-            ("MEDIFY_WORKERS", "2"),
-            ("MEDIFY_ADMIN_EMAIL", ADMIN.0),
-            ("MEDIFY_ADMIN_PASSWORD", ADMIN.1),
-            ("RATE_LIMIT_AUTH_PER_IP", "1000000"),
-            ("RATE_LIMIT_AUTH_PER_ACCOUNT", "1000000"),
-            ("MAX_OPEN_ORDERS_PER_CUSTOMER", "1000000"),
-            ("RATE_LIMIT_ORDERS_PER_MINUTE", "1000000"),
-            // The bench's one customer watches every delivery twice.
-            ("MAX_TRACK_SOCKETS_PER_USER", "100000"),
-        ],
-    );
-    let pid = server.id();
     let rt = client_runtime();
+    let clustered = std::env::var("FANOUT_CLUSTER").is_ok_and(|v| v == "1");
+    let servers = if clustered {
+        two_nodes(&bin, &rt)
+    } else {
+        one_node(&bin)
+    };
+    let address = servers.riders_at.clone();
+    let watch_at = servers.watchers_at.clone();
     rt.block_on(async {
         let keys = JwtKeys::new(SECRET.as_bytes());
         let setup = Instant::now();
@@ -275,11 +393,11 @@ fn main() {
 
         // Two watchers per order, keyed by the rider serving it.
         let delays: Arc<Mutex<Vec<Duration>>> = Arc::new(Mutex::new(Vec::new()));
-        let before = rss_kib(pid);
+        let before = servers.rss_kib();
         let mut watchers = Vec::new();
         for (index, order) in &delivering {
             for _ in 0..2 {
-                let mut socket = ws(&address, &format!("/ws/orders/{order}/track"), &customer).await;
+                let mut socket = ws(&watch_at, &format!("/ws/orders/{order}/track"), &customer).await;
                 let snapshot = next_json(&mut socket).await.expect("snapshot");
                 assert_eq!(snapshot["type"], "snapshot");
                 let (sent, delays, index) = (sent.clone(), delays.clone(), *index);
@@ -306,13 +424,15 @@ fn main() {
 
         // Go: every rider sends a fix a second, spread evenly over the second.
         let started = Instant::now();
+        let cpu_before = servers.cpu();
         go_tx.send_replace(true);
         let mut fixes = 0;
         for r in riders {
             fixes += r.await.expect("rider");
         }
         let elapsed = started.elapsed().as_secs_f64();
-        let peak = rss_kib(pid);
+        let cpu = servers.cpu() - cpu_before;
+        let peak = servers.rss_kib();
         for w in &watchers {
             w.abort();
         }
@@ -330,9 +450,11 @@ fn main() {
             ms(percentile(&delays, 1.0)),
             peak / 1024
         );
+        println!(
+            "server CPU {cpu:.2} s over the moving phase ({}): {:.1} µs per fix",
+            if clustered { "both nodes" } else { "one node" },
+            cpu * 1e6 / (fixes.max(1) as f64)
+        );
     });
-    // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-    let _ = server.wait();
-    common::remove_sqlite(&db);
+    servers.stop(&rt);
 }

@@ -82,6 +82,28 @@ pub fn remove_sqlite(path: &std::path::Path) {
     }
 }
 
+/// CPU time (user + system) process `pid` has used so far, in seconds (0 when it cannot be
+/// read).
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // After the command name in parentheses: state is field 3, utime 14, stime 15.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // SAFETY: sysconf with a valid name has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (ticks(11) + ticks(12)) / hz.max(1.0)
+}
+
 /// Resident memory of process `pid`, in KiB (0 when it cannot be read).
 pub fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -104,6 +126,17 @@ pub fn spawn_server(
     secret: &str,
     extra: &[(&str, &str)],
 ) -> (std::process::Child, String) {
+    let url = format!("sqlite://{}?mode=rwc", db.display());
+    spawn_node(bin, &url, secret, extra)
+}
+
+/// [`spawn_server`] on any database URL (a PostgreSQL one for a cluster node).
+pub fn spawn_node(
+    bin: &str,
+    database_url: &str,
+    secret: &str,
+    extra: &[(&str, &str)],
+) -> (std::process::Child, String) {
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
     let mut child = Command::new(bin)
@@ -112,10 +145,7 @@ pub fn spawn_server(
         .env("MEDIFY_BIND", "127.0.0.1:0")
         .env("LOG_FORMAT", "json")
         .env("RUST_LOG", "warn,medify::startup=info")
-        .env(
-            "DATABASE_URL",
-            format!("sqlite://{}?mode=rwc", db.display()),
-        )
+        .env("DATABASE_URL", database_url)
         .env("JWT_SECRET", secret)
         .envs(std::env::vars().filter(|(k, _)| k.starts_with("MALLOC_")))
         .envs(extra.iter().copied())
