@@ -334,41 +334,56 @@ impl RiderInbox {
     }
 }
 
-/// Every rider the matcher can reach, by id: shared by the router and its shards.
+/// Every rider the matcher can reach, by id: shared by the router and its shards. This
+/// node's riders and other nodes' riders are kept apart, so a node alone stores one
+/// `Recipient` per rider and nothing more (the per-rider memory is measured).
 #[derive(Clone, Default)]
-pub(crate) struct Inboxes(Arc<Mutex<HashMap<Uuid, RiderInbox>>>);
+pub(crate) struct Inboxes(Arc<Mutex<Reachable>>);
+
+#[derive(Default)]
+struct Reachable {
+    local: HashMap<Uuid, Recipient<ToRider>>,
+    remote: HashMap<Uuid, Arc<dyn RemoteRiders>>,
+}
 
 impl Inboxes {
     pub(crate) fn get(&self, rider: Uuid) -> Option<RiderInbox> {
-        lock(&self.0).get(&rider).cloned()
+        let reachable = lock(&self.0);
+        if let Some(local) = reachable.local.get(&rider) {
+            return Some(RiderInbox(Reach::Local(local.clone())));
+        }
+        let node = reachable.remote.get(&rider)?;
+        Some(RiderInbox::remote(rider, node.clone()))
     }
 
+    /// Where the rider is reached from now on (a rider is on one node at a time).
     pub(crate) fn insert(&self, rider: Uuid, inbox: RiderInbox) {
-        lock(&self.0).insert(rider, inbox);
+        let mut reachable = lock(&self.0);
+        match inbox.0 {
+            Reach::Local(recipient) => {
+                reachable.remote.remove(&rider);
+                reachable.local.insert(rider, recipient);
+            }
+            Reach::Remote(_, node) => {
+                reachable.local.remove(&rider);
+                reachable.remote.insert(rider, node);
+            }
+        }
     }
 
     pub(crate) fn remove(&self, rider: Uuid) {
-        lock(&self.0).remove(&rider);
+        let mut reachable = lock(&self.0);
+        reachable.local.remove(&rider);
+        reachable.remote.remove(&rider);
     }
 
     /// Forgets every rider of other nodes; returns them.
     pub(crate) fn remove_remote(&self) -> Vec<Uuid> {
-        let mut inboxes = lock(&self.0);
-        let remote: Vec<Uuid> = inboxes
-            .iter()
-            .filter(|(_, i)| i.remote_node().is_some())
-            .map(|(id, _)| *id)
-            .collect();
-        for rider in &remote {
-            inboxes.remove(rider);
-        }
-        remote
+        lock(&self.0).remote.drain().map(|(id, _)| id).collect()
     }
 
     /// Whether the rider's socket is on this node.
     pub(crate) fn is_local(&self, rider: Uuid) -> bool {
-        lock(&self.0)
-            .get(&rider)
-            .is_some_and(|i| i.remote_node().is_none())
+        lock(&self.0).local.contains_key(&rider)
     }
 }
