@@ -1,10 +1,11 @@
-//! Three `medify` processes on one PostgreSQL and one Redis behind a real HAProxy
-//! (`deploy/haproxy.cfg`, round-robin, no stickiness); the test talks only to the
-//! balancer. What holds today (issue 16, first part): every node answers, every node lists
-//! the same live membership and shows every node's riders (`GET /riders`, `/ws/ops`), a
-//! node leaving on SIGTERM is gone from the list before it
-//! exits and closes its riders' sockets with 1012 so their apps reconnect elsewhere, and a
-//! node killed with SIGKILL drops out once its heartbeat expires.
+//! Membership, the fleet view and tracking across `medify` processes on one PostgreSQL and
+//! one Redis (issue 16; dispatch across nodes is in `cluster_dispatch.rs`). Three nodes
+//! behind a real HAProxy (`deploy/haproxy.cfg`, round-robin, no stickiness), the test
+//! talking only to the balancer: every node answers, lists the same live membership and
+//! shows every node's riders (`GET /riders`, `/ws/ops`); a node leaving on SIGTERM is gone
+//! from the list before it exits and closes its riders' sockets with 1012 so their apps
+//! reconnect elsewhere; a node killed with SIGKILL drops out once its heartbeat expires.
+//! Then two nodes on a Redis of the test's own, killed and restarted under them.
 //!
 //! Needs `MEDIFY_TEST_PG`, `MEDIFY_TEST_REDIS` and `haproxy` on the PATH (or in
 //! /usr/sbin); skipped without them unless `MEDIFY_REQUIRE_SERVICES=1` (CI), which fails.
@@ -295,7 +296,9 @@ async fn next_position(watcher: &mut Framed<BoxedSocket, Codec>) -> Value {
 /// then every pub/sub client is killed (`CLIENT KILL TYPE pubsub`), and then Redis itself
 /// restarts empty. Each time the watcher's node subscribes again by itself, positions flow
 /// again, and the membership and the shared fleet view come back. Last, the rider's app
-/// reconnects to node B, is welcomed with the active order and delivers it there.
+/// reconnects to node B, is welcomed with the active order and delivers it there (each
+/// status forwarded to node A, which kept dispatch all along), and the order was assigned
+/// once.
 #[actix_web::test]
 async fn tracking_and_membership_survive_killed_subscribers_and_a_redis_restart() {
     let Some(pg) = need("MEDIFY_TEST_PG", std::env::var("MEDIFY_TEST_PG").ok()) else {
@@ -510,6 +513,22 @@ async fn tracking_and_membership_survive_killed_subscribers_and_a_redis_restart(
         )
         .await;
     assert_eq!(done["status"], "delivered", "{done}");
+    // Through both pub/sub outages and the Redis restart the order had one rider, once:
+    // the dispatch lease lives in PostgreSQL and node A kept it.
+    let (_, timeline) = b
+        .call(
+            "GET",
+            &format!("/api/v1/orders/{order_id}/timeline"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    let assigned = timeline.as_array().map_or(0, |t| {
+        t.iter().filter(|s| s["status"] == "assigned").count()
+    });
+    assert_eq!(assigned, 1, "{timeline}");
+    let (_, view) = b.call("GET", "/api/v1/cluster", Some(&admin), None).await;
+    assert_eq!(view["dispatch"], "node-a", "{view}");
     drop(rider);
     drop(nodes);
     db.drop_now().await;
