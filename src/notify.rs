@@ -205,6 +205,11 @@ impl EventHandler for NotificationWriter {
         "notifications"
     }
 
+    /// A rider coming online or going offline never notifies anyone.
+    fn wants(&self, kind: EventKind) -> bool {
+        !matches!(kind, EventKind::RiderOnline | EventKind::RiderOffline)
+    }
+
     fn handle<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(async move {
             let Some(kind) = notification_type(event) else {

@@ -20,11 +20,17 @@ pub mod redis;
 use std::sync::Arc;
 use std::time::Duration;
 
-use medify_actors::ports::{BoxFuture, BusError, Event, EventBus};
+use medify_actors::ports::{BoxFuture, BusError, Event, EventBus, EventKind};
 
 /// Something that reacts to events. Must be idempotent: it may see an event twice.
 pub trait EventHandler: Send + Sync + 'static {
     fn name(&self) -> &'static str;
+    /// Whether the handler may act on events of this kind. The embedded bus journals an
+    /// event only if some durable handler wants it: nothing durable listens to a rider
+    /// coming online, so 10 000 connects write nothing.
+    fn wants(&self, _kind: EventKind) -> bool {
+        true
+    }
     fn handle<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, anyhow::Result<()>>;
 }
 
@@ -62,6 +68,8 @@ const IDLE_LOOK: Duration = Duration::from_secs(5);
 pub struct InProcessBus {
     store: crate::store::Store,
     local: Vec<Arc<dyn EventHandler>>,
+    /// The durable handlers, asked whether an event is worth journaling.
+    durable: Vec<Arc<dyn EventHandler>>,
     /// Bumped on every append, to wake the readers.
     appended: tokio::sync::watch::Sender<u64>,
 }
@@ -76,7 +84,7 @@ impl InProcessBus {
     ) -> Self {
         let (appended, _) = tokio::sync::watch::channel(0u64);
         let names: Arc<[&'static str]> = durable.iter().map(|h| h.name()).collect();
-        for handler in durable {
+        for handler in durable.iter().cloned() {
             let reader = JournalReader {
                 store: store.clone(),
                 handler,
@@ -88,6 +96,7 @@ impl InProcessBus {
         Self {
             store,
             local,
+            durable,
             appended,
         }
     }
@@ -178,6 +187,9 @@ impl EventBus for InProcessBus {
     fn publish(&self, event: Event) -> BoxFuture<'_, Result<(), BusError>> {
         Box::pin(async move {
             run_local(&self.local, &event).await;
+            if !self.durable.iter().any(|h| h.wants(event.kind)) {
+                return Ok(());
+            }
             self.store
                 .append_bus_event(&event)
                 .await
