@@ -431,13 +431,16 @@ fn deployment_is_replicated_probed_and_drains_before_it_is_killed() {
         "a preStop sleep of 0 s does not wait for endpoints"
     );
     let drain = settings.shutdown_timeout.as_secs();
+    // The node running dispatch first lets its open offers be answered (at most the offer
+    // timeout and a second) before it hands over and drains.
+    let handover = settings.dispatch.offer_timeout.as_secs() + 1;
     let grace = pod["terminationGracePeriodSeconds"]
         .as_u64()
         .unwrap_or(K8S_DEFAULT_GRACE_S);
     assert!(
-        grace > sleep + drain,
+        grace > sleep + handover + drain,
         "terminationGracePeriodSeconds {grace} must exceed preStop sleep {sleep} + \
-         MEDIFY_SHUTDOWN_TIMEOUT_S {drain}"
+         the dispatch hand-over {handover} + MEDIFY_SHUTDOWN_TIMEOUT_S {drain}"
     );
 
     let non_root = [&pod["securityContext"], &container["securityContext"]]
@@ -784,10 +787,11 @@ fn compose_cluster_profile_runs_distinct_nodes_sharing_one_state() {
         let grace = node["stop_grace_period"]
             .as_str()
             .map_or(DOCKER_DEFAULT_GRACE, compose_duration);
+        let handover = settings.dispatch.offer_timeout + std::time::Duration::from_secs(1);
         assert!(
-            grace > settings.shutdown_timeout,
-            "{name}: stop_grace_period {grace:?} must exceed MEDIFY_SHUTDOWN_TIMEOUT_S \
-             ({:?}), or the drain is cut short",
+            grace > handover + settings.shutdown_timeout,
+            "{name}: stop_grace_period {grace:?} must exceed the dispatch hand-over \
+             ({handover:?}) + MEDIFY_SHUTDOWN_TIMEOUT_S ({:?}), or the drain is cut short",
             settings.shutdown_timeout
         );
         if let ObjectStoreSettings::Folder(folder) = &settings.objects {

@@ -580,9 +580,11 @@ async fn listen(link: Weak<Inner>) {
         let Some(inner) = link.upgrade() else { return };
         let (redis, name) = (inner.redis.clone(), channel(&inner.redis, &inner.node_id));
         drop(inner);
+        let mut subscribed = false;
         let followed = async {
             let mut pubsub = redis.client().get_async_pubsub().await?;
             pubsub.subscribe(&name).await?;
+            subscribed = true;
             let mut stream = pubsub.on_message();
             while let Some(message) = stream.next().await {
                 let Some(inner) = link.upgrade() else {
@@ -604,7 +606,11 @@ async fn listen(link: Weak<Inner>) {
                 "subscription ended",
             )))
         };
-        match followed.await {
+        let followed = followed.await;
+        if subscribed {
+            backoff = Duration::from_millis(100);
+        }
+        match followed {
             Ok(()) => return,
             Err(e) => {
                 tracing::warn!(error = %e, "node link: Redis error; resubscribing");
