@@ -175,6 +175,11 @@ const DELETE_PREFIX: &str = "local c = '0' local n = 0 \
     for _, k in ipairs(r[2]) do redis.call('UNLINK', k) n = n + 1 end \
     until c == '0' return n";
 
+/// Counts the keys of a pattern (SCAN inside one script).
+const COUNT_PATTERN: &str = "local c = '0' local n = 0 \
+    repeat local r = redis.call('SCAN', c, 'MATCH', ARGV[1], 'COUNT', 1000) c = r[1] \
+    n = n + #r[2] until c == '0' return n";
+
 /// Answers PING: Redis is there. (Blocking, a few milliseconds: also used on drop.)
 pub fn redis_ping(url: &str) -> anyhow::Result<()> {
     let mut conn = redis_connect(url)?;
@@ -209,7 +214,27 @@ pub fn redis_clear(url: &str, prefix: &str) -> anyhow::Result<u64> {
         bail!("refusing to clear an empty Redis prefix");
     }
     let mut conn = redis_connect(url)?;
-    // Glob characters in the prefix are escaped so the pattern matches it literally.
+    let n = call(
+        &mut conn,
+        &["EVAL", DELETE_PREFIX, "0", &prefix_pattern(prefix)],
+    )?;
+    Ok(n.parse().unwrap_or(0))
+}
+
+/// How many keys there are under `prefix`.
+pub fn redis_key_count(url: &str, prefix: &str) -> anyhow::Result<u64> {
+    let mut conn = redis_connect(url)?;
+    let n = call(
+        &mut conn,
+        &["EVAL", COUNT_PATTERN, "0", &prefix_pattern(prefix)],
+    )?;
+    n.parse()
+        .map_err(|_| anyhow!("Redis answered {n:?} for a count"))
+}
+
+/// A SCAN pattern matching the keys that start with `prefix`, literally (glob
+/// characters escaped).
+fn prefix_pattern(prefix: &str) -> String {
     let mut pattern = String::new();
     for ch in prefix.chars() {
         if matches!(ch, '*' | '?' | '[' | ']' | '\\') {
@@ -218,8 +243,32 @@ pub fn redis_clear(url: &str, prefix: &str) -> anyhow::Result<u64> {
         pattern.push(ch);
     }
     pattern.push('*');
-    let n = call(&mut conn, &["EVAL", DELETE_PREFIX, "0", &pattern])?;
-    Ok(n.parse().unwrap_or(0))
+    pattern
+}
+
+/// Whether a database of that name exists on the server of `admin_url` (with `psql`).
+pub fn database_exists(admin_url: &str, name: &str) -> anyhow::Result<bool> {
+    let out = Command::new("psql")
+        .args([
+            admin_url,
+            "-X",
+            "-At",
+            "-c",
+            &format!(
+                "SELECT count(*) FROM pg_database WHERE datname = '{}'",
+                name.replace('\'', "''")
+            ),
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .context("could not run psql")?;
+    if !out.status.success() {
+        bail!(
+            "psql failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim() != "0")
 }
 
 #[cfg(test)]
@@ -263,6 +312,12 @@ mod tests {
         );
         assert!(RedisAddr::parse("http://x").is_err());
         assert!(RedisAddr::parse("redis://h/x").is_err());
+    }
+
+    #[test]
+    fn prefixes_match_literally() {
+        assert_eq!(prefix_pattern("medify-sim:ab:"), "medify-sim:ab:*");
+        assert_eq!(prefix_pattern("a*b?[c]"), "a\\*b\\?\\[c\\]*");
     }
 
     #[test]

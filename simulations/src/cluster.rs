@@ -59,6 +59,9 @@ pub struct KillPlan {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ClusterReport {
     pub nodes: usize,
+    /// The run's PostgreSQL database and Redis key prefix (both gone after the run).
+    pub database: String,
+    pub redis_prefix: String,
     /// `MEDIFY_NODE1..3` as given to HAProxy (with two nodes, node 2 is named twice).
     pub balancer_servers: Vec<String>,
     /// The node that ran dispatch when it was killed.
@@ -69,8 +72,8 @@ pub struct ClusterReport {
     pub dispatch_after: Option<String>,
     /// SIGKILL → another node named as running dispatch, seconds (polled every 250 ms).
     pub takeover_s: Option<f64>,
-    /// When the killed node was started again (seconds after the order schedule's start)
-    /// and how long it took to answer `/readyz`.
+    /// When the killed node was started again (seconds after the order schedule's start;
+    /// `--restart-after` counts from the kill) and how long it took to answer `/readyz`.
     pub restarted_at_s: Option<f64>,
     pub restart_ready_s: Option<f64>,
     /// What went wrong with the kill or the restart, if anything.
@@ -216,7 +219,14 @@ impl Cluster {
             &dir,
             extra_env,
         );
+        let report = ClusterReport {
+            nodes: opts.nodes,
+            database: db.name.clone(),
+            redis_prefix: prefix.clone(),
+            ..ClusterReport::default()
+        };
         let mut cluster = Self {
+            report,
             balancer_log: dir.join("haproxy.log"),
             dir,
             bin: bin.to_path_buf(),
@@ -228,10 +238,6 @@ impl Cluster {
             db,
             redis_url: opts.redis_url.clone(),
             prefix,
-            report: ClusterReport {
-                nodes: opts.nodes,
-                ..ClusterReport::default()
-            },
             keep_dir: false,
             stopped: false,
         };
@@ -371,7 +377,7 @@ impl Cluster {
             if let (Some(plan), Some(t0)) = (plan, t0) {
                 if killed.is_none() && t0.elapsed() >= plan.at {
                     match self.kill_dispatcher(t0).await {
-                        Ok(i) => killed = Some((i, Instant::now())),
+                        Ok(k) => killed = Some(k),
                         Err(e) => return e,
                     }
                 }
@@ -425,8 +431,8 @@ impl Cluster {
 
     /// SIGKILLs the node `GET /api/v1/cluster` names as running dispatch (asked through
     /// the balancer as the admin), then waits (at most a minute) until another node is
-    /// named, recording how long that took. The killed node's index.
-    async fn kill_dispatcher(&mut self, t0: Instant) -> Result<usize, anyhow::Error> {
+    /// named, recording how long that took. The killed node's index and when it died.
+    async fn kill_dispatcher(&mut self, t0: Instant) -> Result<(usize, Instant), anyhow::Error> {
         let api = Api::new(&self.base)?;
         let session = api
             .login(&self.admin.email, &self.admin.password)
@@ -479,7 +485,12 @@ impl Cluster {
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
-        Ok(i)
+        Ok((i, killed_at))
+    }
+
+    /// Keeps the nodes' and the balancer's logs after the run (e.g. orders were lost).
+    pub fn keep_logs(&mut self) {
+        self.keep_dir = true;
     }
 
     /// Stops everything: SIGTERM to the nodes (SIGKILL after 5 s) and the balancer, then
@@ -544,4 +555,59 @@ impl Drop for Cluster {
 
 fn round1(v: f64) -> f64 {
     (v * 10.0).round() / 10.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_or_without_a_unit() {
+        assert_eq!(parse_duration("60s"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration(" 30 "), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+        for bad in ["", "s", "ten s", "-1s", "1h", "NaNs", "inf"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} parsed");
+        }
+    }
+
+    #[test]
+    fn the_balancer_always_gets_three_servers() {
+        let a = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            balancer_servers(&a(&["n1", "n2", "n3"])).unwrap(),
+            a(&["n1", "n2", "n3"])
+        );
+        assert_eq!(
+            balancer_servers(&a(&["n1", "n2"])).unwrap(),
+            a(&["n1", "n2", "n2"])
+        );
+        assert!(balancer_servers(&[]).is_err());
+        assert!(balancer_servers(&a(&["1", "2", "3", "4"])).is_err());
+    }
+
+    #[test]
+    fn node_ids_map_to_the_sims_nodes() {
+        assert_eq!(node_index("node-1", 3), Some(0));
+        assert_eq!(node_index("node-3", 3), Some(2));
+        assert_eq!(node_index("node-3", 2), None);
+        assert_eq!(node_index("node-0", 3), None);
+        assert_eq!(node_index("host-1234", 3), None);
+    }
+
+    #[test]
+    fn the_built_in_balancer_config_reads_three_nodes_from_the_environment() {
+        for var in [
+            "MEDIFY_LB_BIND",
+            "MEDIFY_NODE1",
+            "MEDIFY_NODE2",
+            "MEDIFY_NODE3",
+        ] {
+            assert!(HAPROXY_CFG.contains(&format!("${{{var}}}")), "{var}");
+        }
+        assert!(!HAPROXY_CFG.contains("MEDIFY_NODE4"));
+    }
 }

@@ -297,6 +297,10 @@ async fn run_cluster(
         r = medify_sim::run_with(&base, s, &admin, Some(&secret), progress, Some(started_tx)) => r,
         why = cluster.supervise(plan, started_rx) => Err(why),
     };
+    if result.as_ref().is_ok_and(|r| r.lost_or_stuck() > 0) {
+        // Their story is in the nodes' logs.
+        cluster.keep_logs();
+    }
     let cluster_report = cluster.report.clone();
     cluster.stop();
     let mut report = result?;

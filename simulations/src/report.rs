@@ -690,4 +690,58 @@ mod tests {
             None
         );
     }
+
+    #[test]
+    fn every_order_is_accounted_for() {
+        let mut r = Report {
+            orders: OrderCounts {
+                planned: 10,
+                placed: 8,
+                place_failed: 1,
+                delivered: 6,
+                cancelled: 1,
+                still_open: 1,
+                lost_or_stuck: 1,
+                ..OrderCounts::default()
+            },
+            ..Report::default()
+        };
+        let id = |n: u128| uuid::Uuid::from_u128(n);
+        let stuck = vec![LostOrder {
+            id: id(1),
+            status: "assigned".into(),
+            known_to_sim: true,
+        }];
+        let tally = ServerTally {
+            on_server: 10,
+            unknown: vec![
+                LostOrder {
+                    id: id(2),
+                    status: "dispatching".into(),
+                    known_to_sim: false,
+                },
+                LostOrder {
+                    id: id(3),
+                    status: "failed".into(),
+                    known_to_sim: false,
+                },
+            ],
+            complete: true,
+        };
+        r.account_for(stuck, Some(tally));
+        let o = &r.orders;
+        assert_eq!(o.placement_unsettled, 1);
+        assert_eq!(o.unknown_to_sim, 2);
+        assert_eq!(o.on_server, Some(10));
+        // The stuck one, and the unknown one not final; the failed one is over.
+        assert_eq!(r.lost_or_stuck(), 2);
+        assert_eq!(r.lost_orders.len(), 2);
+        assert!(r.warnings.is_empty());
+        assert!(r.table().contains("orders lost or stuck           2"));
+
+        let mut unread = Report::default();
+        unread.account_for(Vec::new(), None);
+        assert_eq!(unread.lost_or_stuck(), 0);
+        assert_eq!(unread.warnings.len(), 1);
+    }
 }

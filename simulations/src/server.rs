@@ -8,6 +8,9 @@
 //! then SIGKILL after a few seconds), which also happens when a run fails or is
 //! interrupted, and on Linux the child gets SIGTERM from the kernel if the sim itself
 //! dies without unwinding.
+//!
+//! The environment ([`sim_env`]), spawning ([`spawn_server`]), readiness ([`wait_ready`])
+//! and stopping ([`terminate`]) are shared with the cluster's nodes (`crate::cluster`).
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
