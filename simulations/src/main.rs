@@ -145,6 +145,9 @@ fn main() -> ExitCode {
         tokio::select! {
             r = dispatch(cli) => r,
             _ = tokio::signal::ctrl_c() => bail!("interrupted"),
+            // SIGTERM too: the servers, a cluster's database and Redis keys go away as
+            // on Ctrl-C (the guards drop with `dispatch`).
+            _ = terminated() => bail!("terminated"),
         }
     });
     // Dropping the runtime ends agents still running (a started server was stopped when
@@ -157,6 +160,19 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Resolves on SIGTERM (never, where there is no such signal or it cannot be watched).
+async fn terminated() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            term.recv().await;
+            return;
+        }
+    }
+    std::future::pending::<()>().await
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
