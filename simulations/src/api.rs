@@ -437,6 +437,85 @@ impl Api {
         str_field(&expect("get order", reply, &[200])?.json(), "status")
     }
 
+    /// `GET /api/v1/cluster` (admin): the node running dispatch (`None` while it changes
+    /// hands) and the live nodes' ids.
+    pub async fn cluster(&self, admin: &str) -> anyhow::Result<(Option<String>, Vec<String>)> {
+        let reply = self
+            .http
+            .request("GET", "/api/v1/cluster", Some(admin), None, &[])
+            .await?;
+        let v = expect("cluster", reply, &[200])?.json();
+        let dispatch = v.get("dispatch").and_then(Value::as_str).map(str::to_owned);
+        let nodes = v
+            .get("nodes")
+            .and_then(Value::as_array)
+            .map(|ns| {
+                ns.iter()
+                    .filter_map(|n| n.get("id").and_then(Value::as_str).map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok((dispatch, nodes))
+    }
+
+    /// One page of orders (in any of `statuses`, comma-separated, when given) as the
+    /// admin sees them, newest first: `(id, status, customer_id)` of each, and whether
+    /// more pages follow.
+    pub async fn orders_in(
+        &self,
+        admin: &str,
+        statuses: Option<&str>,
+        page: u32,
+        per_page: u32,
+    ) -> anyhow::Result<(Vec<(Uuid, String, Option<Uuid>)>, bool)> {
+        let filter = statuses.map(|s| format!("&status={s}")).unwrap_or_default();
+        let reply = self
+            .http
+            .request(
+                "GET",
+                &format!("/api/v1/orders?page={page}&per_page={per_page}{filter}"),
+                Some(admin),
+                None,
+                &[],
+            )
+            .await?;
+        let v = expect("list orders", reply, &[200])?.json();
+        let items = v
+            .get("items")
+            .and_then(Value::as_array)
+            .ok_or_else(|| anyhow!("order page without items: {v}"))?;
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            let customer = item
+                .get("customer_id")
+                .and_then(Value::as_str)
+                .and_then(|s| Uuid::parse_str(s).ok());
+            out.push((
+                uuid_field(item, "id")?,
+                str_field(item, "status")?,
+                customer,
+            ));
+        }
+        let total = v.get("total").and_then(Value::as_u64).unwrap_or(0);
+        let more = u64::from(page) * u64::from(per_page) < total && !out.is_empty();
+        Ok((out, more))
+    }
+
+    /// The order as JSON (`GET /orders/{id}`), for whoever may read it.
+    pub async fn order(&self, token: &str, id: Uuid) -> anyhow::Result<Value> {
+        let reply = self
+            .http
+            .request(
+                "GET",
+                &format!("/api/v1/orders/{id}"),
+                Some(token),
+                None,
+                &[],
+            )
+            .await?;
+        Ok(expect("get order", reply, &[200])?.json())
+    }
+
     /// A WebSocket URL with the token in the query.
     pub fn ws_url(&self, path: &str, token: &str) -> String {
         format!("{}{path}?access_token={token}", self.http.ws_base())

@@ -62,6 +62,55 @@ pub fn count_failure(metrics: &Metrics, what: &str, e: &anyhow::Error) {
     }
 }
 
+/// Whether a failed call may succeed if sent again: no answer (the connection broke, a
+/// node died under the balancer), or a gateway's or an unavailable server's answer.
+pub fn retryable(e: &anyhow::Error) -> bool {
+    match e.downcast_ref::<Unexpected>() {
+        Some(u) => matches!(u.status, 502..=504),
+        None => true,
+    }
+}
+
+/// Placement attempts at most, and the waits between them (doubling).
+const PLACE_ATTEMPTS: u32 = 8;
+const PLACE_RETRY_FIRST: Duration = Duration::from_millis(250);
+const PLACE_RETRY_MAX: Duration = Duration::from_secs(4);
+
+/// `POST /orders`, sent again with the same `Idempotency-Key` while it fails in a way
+/// that may pass (see [`retryable`]; also `409 conflict`: the first request with the key
+/// is still running), so an order the server made is found again rather than lost. Every
+/// failed attempt is counted as a protocol error; `None` when the placement failed.
+async fn place_with_retries(
+    api: &Api,
+    metrics: &Metrics,
+    token: &str,
+    order: &NewOrder<'_>,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<crate::api::PlacedOrder> {
+    let mut wait = PLACE_RETRY_FIRST;
+    for attempt in 1..=PLACE_ATTEMPTS {
+        match api.place_order(token, order).await {
+            Ok(o) => return Some(o),
+            Err(e) => {
+                count_failure(metrics, "place order", &e);
+                let still_running = e
+                    .downcast_ref::<Unexpected>()
+                    .is_some_and(|u| u.status == 409 && u.code.as_deref() == Some("conflict"));
+                if attempt == PLACE_ATTEMPTS || !(retryable(&e) || still_running) {
+                    return None;
+                }
+                metrics.placement_retried();
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stop.changed() => return None,
+                }
+                wait = (wait * 2).min(PLACE_RETRY_MAX);
+            }
+        }
+    }
+    None
+}
+
 /// Places `plan` and follows the order until it is final or the run stops.
 pub async fn place_and_track(
     api: Api,
@@ -105,10 +154,9 @@ pub async fn place_and_track(
         online: plan.online,
         prescription,
     };
-    let order = match api.place_order(&token, &new_order).await {
-        Ok(o) => o,
-        Err(e) => {
-            count_failure(&metrics, "place order", &e);
+    let order = match place_with_retries(&api, &metrics, &token, &new_order, &mut stop).await {
+        Some(o) => o,
+        None => {
             metrics.place_failed();
             return;
         }

@@ -17,9 +17,12 @@
 //! Modules: [`scenario`] (TOML), [`api`] / [`http`] (REST), [`rider`], [`customer`],
 //! [`pharmacist`] and [`provider`] (agents), [`prescription`] (the uploaded file),
 //! [`metrics`] (what agents record), [`report`], [`server`] (starting a `medify` child
-//! process), [`geo`].
+//! process), [`cluster`] (several nodes behind HAProxy on PostgreSQL and Redis, and the
+//! failure of one), [`backing`] (the cluster's database and Redis prefix), [`geo`].
 
 pub mod api;
+pub mod backing;
+pub mod cluster;
 pub mod customer;
 pub mod geo;
 pub mod http;
@@ -32,6 +35,7 @@ pub mod rider;
 pub mod scenario;
 pub mod server;
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -116,6 +120,19 @@ pub async fn run(
     admin: &Admin,
     webhook_secret: Option<&str>,
     progress: bool,
+) -> anyhow::Result<Report> {
+    run_with(base, scenario, admin, webhook_secret, progress, None).await
+}
+
+/// [`run`], telling `orders_started` when the order schedule starts (every rider online,
+/// the set-up done): a cluster run counts its failure plan from there.
+pub async fn run_with(
+    base: &str,
+    scenario: &Scenario,
+    admin: &Admin,
+    webhook_secret: Option<&str>,
+    progress: bool,
+    orders_started: Option<tokio::sync::oneshot::Sender<()>>,
 ) -> anyhow::Result<Report> {
     scenario.validate()?;
     let webhook_secret = match webhook_secret {
@@ -336,6 +353,9 @@ pub async fn run(
     // Orders.
     let planned = u64::from(scenario.orders.total());
     let run_started = Instant::now();
+    if let Some(tx) = orders_started {
+        let _ = tx.send(());
+    }
     let start_at =
         tokio::time::Instant::now() + Duration::from_secs_f64(scenario.orders.start_after_s);
     let schedule = order_schedule(scenario, &medicines, &rx_catalog, &customers);
@@ -441,20 +461,44 @@ pub async fn run(
     .await;
     agents.abort_all();
     orders_task.abort();
-    if let Ok(token) = admin_session.token(&api).await {
-        for id in metrics.open_orders() {
-            match api.order_status(&token, id).await {
-                Ok(status) => {
-                    if let Some(outcome) = metrics::Outcome::parse(&status) {
-                        metrics.order_final(id, outcome);
+    // Then count every order: those still open after that read are stuck, and the
+    // server's own list of the run's customers' orders shows any the sim never heard of
+    // (a placement whose answer was lost).
+    let mut stuck = Vec::new();
+    let mut tally = None;
+    match admin_session.token(&api).await {
+        Ok(token) => {
+            for id in metrics.open_orders() {
+                match api.order_status(&token, id).await {
+                    Ok(status) => match metrics::Outcome::parse(&status) {
+                        Some(outcome) => metrics.order_final(id, outcome),
+                        None => stuck.push(report::LostOrder {
+                            id,
+                            status,
+                            known_to_sim: true,
+                        }),
+                    },
+                    Err(e) => {
+                        count_failure(&metrics, "get order", &e);
+                        stuck.push(report::LostOrder {
+                            id,
+                            status: "unknown".to_owned(),
+                            known_to_sim: true,
+                        });
                     }
                 }
-                Err(e) => count_failure(&metrics, "get order", &e),
+            }
+            let ours: HashSet<Uuid> = customers.iter().map(|c| c.session.user_id).collect();
+            match server_tally(&api, &token, &ours, &metrics).await {
+                Ok(t) => tally = Some(t),
+                Err(e) => count_failure(&metrics, "list orders", &e),
             }
         }
+        Err(e) => count_failure(&metrics, "refresh", &e),
     }
 
     let mut report = Report::build(&metrics, planned);
+    report.account_for(stuck, tally);
     report.scenario = scenario.name.clone();
     report.seed = scenario.seed;
     report.base = api.http.base().to_owned();
@@ -470,6 +514,45 @@ pub async fn run(
         0.0
     };
     Ok(report)
+}
+
+/// Orders per page when the admin lists them.
+const TALLY_PER_PAGE: u32 = 100;
+/// Pages read at most (the newest 50 000 orders: the run's are among the newest).
+const TALLY_MAX_PAGES: u32 = 500;
+
+/// Reads every order of the run's customers as the admin sees them (newest first): how
+/// many the server has, and those no customer got an answer for, with their statuses.
+async fn server_tally(
+    api: &Api,
+    admin_token: &str,
+    customers: &HashSet<Uuid>,
+    metrics: &Metrics,
+) -> anyhow::Result<report::ServerTally> {
+    let mut tally = report::ServerTally::default();
+    for page in 1..=TALLY_MAX_PAGES {
+        let (orders, more) = api
+            .orders_in(admin_token, None, page, TALLY_PER_PAGE)
+            .await?;
+        for (id, status, customer) in orders {
+            if !customer.is_some_and(|c| customers.contains(&c)) {
+                continue;
+            }
+            tally.on_server += 1;
+            if metrics.index_of(id).is_none() {
+                tally.unknown.push(report::LostOrder {
+                    id,
+                    status,
+                    known_to_sim: false,
+                });
+            }
+        }
+        if !more {
+            tally.complete = true;
+            break;
+        }
+    }
+    Ok(tally)
 }
 
 fn tracing_like_warning(msg: &str) {

@@ -2,14 +2,22 @@
 //!
 //! - `medify-sim run <scenario> [--base URL | --server-bin PATH] [--matching ..] [--seed N]
 //!   [--report PATH] [--no-progress]`
+//! - `medify-sim run <scenario> --nodes 2|3 [--kill-node AT [--restart-after D]]
+//!   [--pg-url URL] [--redis-url URL] [--haproxy PATH] [--haproxy-cfg PATH] ...`: a cluster
+//!   behind HAProxy on PostgreSQL and Redis, optionally losing its dispatch node
+//!
+//! A run whose orders are lost or stuck (placed and not final by the end) exits non-zero
+//! after printing and writing its report.
 //! - `medify-sim compare <scenario> [--server-bin PATH] [--seed N] [--report-dir DIR]`
 //! - `medify-sim list`
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
+use medify_sim::cluster::{parse_duration, Cluster, ClusterOptions, KillPlan};
 use medify_sim::report::compare_table;
 use medify_sim::scenario::BUILT_IN;
 use medify_sim::server::{default_server_bin, ServerProcess};
@@ -44,6 +52,43 @@ struct Common {
     no_progress: bool,
 }
 
+#[derive(clap::Args)]
+struct ClusterArgs {
+    /// Start this many nodes (2 or 3) on a fresh PostgreSQL database and Redis prefix,
+    /// with HAProxy in front (deploy/haproxy.cfg), and run against the balancer.
+    #[arg(long, conflicts_with = "base", value_name = "N")]
+    nodes: Option<usize>,
+    /// PostgreSQL URL allowed to create and drop databases (with --nodes; needs psql).
+    #[arg(
+        long,
+        requires = "nodes",
+        value_name = "URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    pg_url: String,
+    /// Redis for the nodes (with --nodes); the run's keys are deleted afterwards.
+    #[arg(
+        long,
+        requires = "nodes",
+        value_name = "URL",
+        default_value = "redis://127.0.0.1:6379"
+    )]
+    redis_url: String,
+    /// HAProxy binary (default: haproxy on the PATH, else /usr/sbin/haproxy).
+    #[arg(long, requires = "nodes", value_name = "PATH")]
+    haproxy: Option<PathBuf>,
+    /// HAProxy configuration (default: the repository's deploy/haproxy.cfg, built in).
+    #[arg(long, requires = "nodes", value_name = "PATH")]
+    haproxy_cfg: Option<PathBuf>,
+    /// SIGKILL the node running dispatch this long after the orders start (60s, 1.5s,
+    /// 500ms, 2m).
+    #[arg(long, requires = "nodes", value_name = "AT", value_parser = parse_duration)]
+    kill_node: Option<Duration>,
+    /// Start the killed node again this long after the kill.
+    #[arg(long, requires = "kill_node", value_name = "D", value_parser = parse_duration)]
+    restart_after: Option<Duration>,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Run one scenario.
@@ -64,6 +109,8 @@ enum Cmd {
         /// Write the JSON report here.
         #[arg(long, value_name = "PATH")]
         report: Option<PathBuf>,
+        #[command(flatten)]
+        cluster: ClusterArgs,
         #[command(flatten)]
         common: Common,
     },
@@ -98,6 +145,9 @@ fn main() -> ExitCode {
         tokio::select! {
             r = dispatch(cli) => r,
             _ = tokio::signal::ctrl_c() => bail!("interrupted"),
+            // SIGTERM too: the servers, a cluster's database and Redis keys go away as
+            // on Ctrl-C (the guards drop with `dispatch`).
+            _ = terminated() => bail!("terminated"),
         }
     });
     // Dropping the runtime ends agents still running (a started server was stopped when
@@ -110,6 +160,19 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Resolves on SIGTERM (never, where there is no such signal or it cannot be watched).
+async fn terminated() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            term.recv().await;
+            return;
+        }
+    }
+    std::future::pending::<()>().await
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
@@ -128,6 +191,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             admin_email,
             matching,
             report,
+            cluster,
             common,
         } => {
             let mut s = Scenario::load(&scenario)?;
@@ -144,14 +208,31 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 }
                 None => {
                     let matching = matching.or(s.matching).unwrap_or(Matching::Batched);
-                    run_spawned(&s, matching, common.server_bin.as_deref(), progress).await?
+                    let bin = common.server_bin.as_deref();
+                    match cluster.nodes {
+                        Some(nodes) => {
+                            let opts = ClusterOptions {
+                                nodes,
+                                pg_url: cluster.pg_url,
+                                redis_url: cluster.redis_url,
+                                haproxy: cluster.haproxy,
+                                haproxy_cfg: cluster.haproxy_cfg,
+                            };
+                            let plan = cluster.kill_node.map(|at| KillPlan {
+                                at,
+                                restart_after: cluster.restart_after,
+                            });
+                            run_cluster(&s, matching, bin, &opts, plan, progress).await?
+                        }
+                        None => run_spawned(&s, matching, bin, progress).await?,
+                    }
                 }
             };
             println!("{}", r.table());
             if let Some(path) = report {
                 write_report(&path, &r)?;
             }
-            Ok(())
+            fail_on_lost(&[&r])
         }
         Cmd::Compare {
             scenario,
@@ -175,7 +256,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 reports.push(r);
             }
             println!("{}", compare_table(&reports[0], &reports[1]));
-            Ok(())
+            fail_on_lost(&reports.iter().collect::<Vec<_>>())
         }
     }
 }
@@ -203,6 +284,59 @@ async fn run_spawned(
     let mut report = result?;
     report.matching = Some(matching.as_str().to_owned());
     Ok(report)
+}
+
+/// Starts a cluster, runs the scenario against its balancer while carrying out `plan`,
+/// stops everything (also on error).
+async fn run_cluster(
+    s: &Scenario,
+    matching: Matching,
+    server_bin: Option<&Path>,
+    opts: &ClusterOptions,
+    plan: Option<KillPlan>,
+    progress: bool,
+) -> anyhow::Result<Report> {
+    let bin = match server_bin {
+        Some(p) => p.to_path_buf(),
+        None => default_server_bin()?,
+    };
+    eprintln!(
+        "medify-sim: starting {} nodes behind HAProxy (PostgreSQL {}, Redis {})",
+        opts.nodes, opts.pg_url, opts.redis_url
+    );
+    let mut cluster = Cluster::start(&bin, matching, &s.server_env, opts).await?;
+    let (base, admin) = (cluster.base.clone(), cluster.admin.clone());
+    let secret = cluster.webhook_secret.clone();
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    // A node (or the balancer) that dies unbidden ends the run at once.
+    let result = tokio::select! {
+        r = medify_sim::run_with(&base, s, &admin, Some(&secret), progress, Some(started_tx)) => r,
+        why = cluster.supervise(plan, started_rx) => Err(why),
+    };
+    if result.as_ref().is_ok_and(|r| r.lost_or_stuck() > 0) {
+        // Their story is in the nodes' logs.
+        cluster.keep_logs();
+    }
+    let cluster_report = cluster.report.clone();
+    cluster.stop();
+    let mut report = result?;
+    report.matching = Some(matching.as_str().to_owned());
+    if plan.is_some() && cluster_report.killed.is_none() {
+        report.warnings.push(
+            "--kill-node: the run ended before the kill was due; no node was killed".to_owned(),
+        );
+    }
+    report.cluster = Some(cluster_report);
+    Ok(report)
+}
+
+/// An error if any report has orders lost or stuck.
+fn fail_on_lost(reports: &[&Report]) -> anyhow::Result<()> {
+    let lost: u64 = reports.iter().map(|r| r.lost_or_stuck()).sum();
+    if lost > 0 {
+        bail!("{lost} orders lost or stuck (placed and not final by the end of the drain; listed above)");
+    }
+    Ok(())
 }
 
 fn admin_from_env(email: Option<String>) -> anyhow::Result<Admin> {

@@ -115,6 +115,12 @@ pub struct Metrics {
     pub locations_sent: AtomicU64,
     pub frames_received: AtomicU64,
     pub rider_reconnects: AtomicU64,
+    /// Order statuses a rider sent again because the server turned out not to have them
+    /// (after a reconnection or an error; see `crate::rider`).
+    pub statuses_resent: AtomicU64,
+    /// `POST /orders` sent again with the same Idempotency-Key after a failure that may
+    /// pass (see `crate::customer`).
+    pub placements_retried: AtomicU64,
     pub track_reconnects: AtomicU64,
     /// Orders placed with a prescription-only line / paid online.
     pub rx_placed: AtomicU64,
@@ -384,6 +390,12 @@ impl Metrics {
     }
     pub fn rider_reconnected(&self) {
         bump(&self.rider_reconnects);
+    }
+    pub fn placement_retried(&self) {
+        bump(&self.placements_retried);
+    }
+    pub fn status_resent(&self) {
+        bump(&self.statuses_resent);
     }
     pub fn track_reconnected(&self) {
         bump(&self.track_reconnects);

@@ -19,7 +19,7 @@ use tokio::time::{sleep_until, Instant};
 use uuid::Uuid;
 
 use crate::api::{Api, Session};
-use crate::customer::count_failure;
+use crate::customer::{count_failure, retryable};
 use crate::metrics::Metrics;
 use crate::scenario::PharmacistBehaviour;
 use crate::{draw_in, stream_rng, STREAM_REVIEW};
@@ -61,10 +61,12 @@ struct Decision {
 struct Desk {
     /// Orders decided on (sent or waiting in `due`).
     decided: HashSet<Uuid>,
-    /// Orders seen past review (any other status): statuses never go back.
+    /// Orders seen past review (any status after `awaiting_prescription`): statuses never
+    /// go back.
     past: HashSet<Uuid>,
     /// Orders seen awaiting review that the ledger did not know yet (their customer had
-    /// not read the placement's answer): looked for again until found.
+    /// not read the placement's answer), or still `confirmed`: looked for again until
+    /// found.
     unresolved: HashSet<Uuid>,
     due: Vec<Decision>,
 }
@@ -86,7 +88,7 @@ impl PharmacistAgent {
             desk.due.sort_by_key(|d| d.at);
             while desk.due.first().is_some_and(|d| d.at <= Instant::now()) {
                 let d = desk.due.remove(0);
-                self.review(&d).await;
+                self.review(&mut desk, &d).await;
             }
             let wake = desk.due.first().map_or(next_look, |d| d.at.min(next_look));
             tokio::select! {
@@ -116,6 +118,12 @@ impl PharmacistAgent {
                     continue;
                 }
                 all_known = false;
+                if status == "confirmed" {
+                    // Not at review yet (its first step is still to come, e.g. while
+                    // dispatch changes nodes in a cluster): look for it again.
+                    desk.unresolved.insert(id);
+                    continue;
+                }
                 if status != "awaiting_prescription" {
                     desk.past.insert(id);
                     desk.unresolved.remove(&id);
@@ -152,7 +160,10 @@ impl PharmacistAgent {
         }
     }
 
-    async fn review(&self, d: &Decision) {
+    /// Sends a decision. One that failed in a way that may pass (no answer, a node
+    /// changing hands) is forgotten, so the next look decides it again (the same way: the
+    /// decision comes from the order's own stream) if it is still awaiting review.
+    async fn review(&self, desk: &mut Desk, d: &Decision) {
         let token = match self.session.token(&self.api).await {
             Ok(t) => t,
             Err(e) => return count_failure(&self.metrics, "refresh", &e),
@@ -163,7 +174,12 @@ impl PharmacistAgent {
             .await
         {
             Ok(_) => self.metrics.reviewed(d.order, d.approve),
-            Err(e) => count_failure(&self.metrics, "review prescription", &e),
+            Err(e) => {
+                count_failure(&self.metrics, "review prescription", &e);
+                if retryable(&e) {
+                    desk.decided.remove(&d.order);
+                }
+            }
         }
     }
 }

@@ -22,14 +22,14 @@ use tokio::task::JoinSet;
 use uuid::Uuid;
 
 use crate::api::{Api, Unexpected};
-use crate::customer::count_failure;
+use crate::customer::{count_failure, retryable};
 use crate::metrics::{Metrics, PaymentDue};
 use crate::scenario::ProviderBehaviour;
 use crate::{draw_in, stream_rng, STREAM_PAYMENT};
 
 /// A report refused with 409 (the order was changing at that moment) is sent again, up to
 /// this many times in all.
-const ATTEMPTS: u32 = 3;
+const ATTEMPTS: u32 = 6;
 
 /// The hex HMAC-SHA256 of `"<t>.<body>"` keyed with `secret`: the `v1` of a signature.
 pub fn sign(secret: &[u8], t: i64, body: &[u8]) -> String {
@@ -205,6 +205,12 @@ impl Settle {
                             .is_some_and(|u| u.status == 409) =>
                 {
                     tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                // No answer, or a node changing hands in a cluster: the same signed event
+                // again (the server applies an event id once).
+                Err(e) if attempt < ATTEMPTS && retryable(&e) => {
+                    count_failure(&self.metrics, "payment webhook", &e);
+                    tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
                 }
                 Err(e) => {
                     count_failure(&self.metrics, "payment webhook", &e);

@@ -61,8 +61,25 @@ pub struct OrderCounts {
     pub delivered: u64,
     pub cancelled: u64,
     pub failed: u64,
-    /// Placed orders with no final state when the run ended (drain timeout).
+    /// Placed orders with no final state when the run ended (drain timeout), even after
+    /// reading each over REST.
     pub still_open: u64,
+    /// Orders the server holds for the run's customers that no customer got an answer
+    /// for (a placement whose answer was lost; counted from the admin's order list).
+    #[serde(default)]
+    pub unknown_to_sim: u64,
+    /// Orders of the run's customers on the server, by that list (`None`: not read).
+    #[serde(default)]
+    pub on_server: Option<u64>,
+    /// Planned orders whose placement neither succeeded nor failed by the end (still
+    /// being tried when the run stopped).
+    #[serde(default)]
+    pub placement_unsettled: u64,
+    /// Orders lost or stuck: placed (or on the server) and not final by the end of the
+    /// drain: `still_open` plus the `unknown_to_sim` ones not final. Any makes the run
+    /// fail.
+    #[serde(default)]
+    pub lost_or_stuck: u64,
     /// Orders placed with a prescription-only line (and the customer's prescription).
     pub rx: u64,
     /// Orders placed to be paid online.
@@ -71,6 +88,30 @@ pub struct OrderCounts {
     /// server has no prescription upload (404): see `warnings`.
     pub rx_without_prescription: u64,
 }
+
+/// An order lost or stuck, for the report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LostOrder {
+    pub id: uuid::Uuid,
+    /// Its status on the server at the end (`unknown` if it could not be read).
+    pub status: String,
+    /// Whether a customer got the placement's answer (else only the server knew it).
+    pub known_to_sim: bool,
+}
+
+/// What the server's order list said about the run's customers' orders.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServerTally {
+    /// Orders of the run's customers on the server.
+    pub on_server: u64,
+    /// Those the sim never got an answer for.
+    pub unknown: Vec<LostOrder>,
+    /// The whole list was read.
+    pub complete: bool,
+}
+
+/// Lost or stuck orders listed in the report at most.
+const LOST_LISTED: usize = 50;
 
 /// The pharmacists' decisions (acknowledged by the server).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -152,10 +193,22 @@ pub struct Report {
     pub protocol_error_examples: BTreeMap<String, String>,
     pub rider_reconnects: u64,
     pub track_reconnects: u64,
+    /// Times a rider sent its order's status again because the server did not have it.
+    #[serde(default)]
+    pub statuses_resent: u64,
+    /// Placements sent again (same Idempotency-Key) after a failure that may pass.
+    #[serde(default)]
+    pub placements_retried: u64,
     /// Things that make the run's figures mean less than they seem (e.g. a server without
     /// prescription uploads).
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// The lost or stuck orders (the first 50), with their statuses on the server.
+    #[serde(default)]
+    pub lost_orders: Vec<LostOrder>,
+    /// A cluster run's nodes and what the failure of one did (`run --nodes`).
+    #[serde(default)]
+    pub cluster: Option<crate::cluster::ClusterReport>,
 }
 
 impl Report {
@@ -227,6 +280,10 @@ impl Report {
                 failed: Metrics::get(&metrics.failed),
                 still_open,
                 rx: Metrics::get(&metrics.rx_placed),
+                unknown_to_sim: 0,
+                on_server: None,
+                placement_unsettled: 0,
+                lost_or_stuck: still_open,
                 online: Metrics::get(&metrics.online_placed),
                 rx_without_prescription,
             },
@@ -246,6 +303,8 @@ impl Report {
             protocol_error_examples: metrics.error_examples(),
             rider_reconnects: Metrics::get(&metrics.rider_reconnects),
             track_reconnects: Metrics::get(&metrics.track_reconnects),
+            statuses_resent: Metrics::get(&metrics.statuses_resent),
+            placements_retried: Metrics::get(&metrics.placements_retried),
             ..Self::default()
         }
     }
@@ -261,6 +320,47 @@ impl Report {
     /// Every placed order reached delivered, cancelled or failed.
     pub fn all_final(&self) -> bool {
         self.orders.still_open == 0
+    }
+
+    /// Folds in what the end of the run found: `stuck`, the placed orders still not final
+    /// after a last read, and `tally`, the server's list of the run's customers' orders
+    /// (`None` when it could not be read).
+    pub fn account_for(&mut self, stuck: Vec<LostOrder>, tally: Option<ServerTally>) {
+        let o = &mut self.orders;
+        o.placement_unsettled = o.planned.saturating_sub(o.placed + o.place_failed);
+        let mut lost = stuck;
+        match tally {
+            Some(t) => {
+                o.on_server = Some(t.on_server);
+                o.unknown_to_sim = t.unknown.len() as u64;
+                lost.extend(
+                    t.unknown
+                        .into_iter()
+                        .filter(|l| Outcome::parse(&l.status).is_none()),
+                );
+                if !t.complete {
+                    self.warnings.push(
+                        "the server's order list was not read to its end: orders the sim \
+                         never heard of may be missing from unknown_to_sim"
+                            .to_owned(),
+                    );
+                }
+            }
+            None => self.warnings.push(
+                "the server's order list could not be read: orders the sim never heard of \
+                 are not counted"
+                    .to_owned(),
+            ),
+        }
+        let from_server = lost.iter().filter(|l| !l.known_to_sim).count() as u64;
+        o.lost_or_stuck = o.still_open + from_server;
+        lost.truncate(LOST_LISTED);
+        self.lost_orders = lost;
+    }
+
+    /// Orders lost or stuck (see [`OrderCounts::lost_or_stuck`]).
+    pub fn lost_or_stuck(&self) -> u64 {
+        self.orders.lost_or_stuck
     }
 
     /// The report as a plain-text table.
@@ -313,6 +413,31 @@ impl Report {
             ("orders failed", o.failed.to_string()),
             ("orders cancelled", o.cancelled.to_string()),
             ("orders still open", o.still_open.to_string()),
+            (
+                "orders lost or stuck",
+                format!(
+                    "{} ({} placed and not final, {} unknown to the sim of {} on the server)",
+                    o.lost_or_stuck,
+                    o.still_open,
+                    o.unknown_to_sim,
+                    o.on_server
+                        .map_or_else(|| "?".to_owned(), |n| n.to_string())
+                ),
+            ),
+            (
+                "orders accounted",
+                format!(
+                    "{} planned = {} delivered + {} cancelled + {} failed + {} not final \
+                     + {} placements failed + {} unsettled",
+                    o.planned,
+                    o.delivered,
+                    o.cancelled,
+                    o.failed,
+                    o.still_open,
+                    o.place_failed,
+                    o.placement_unsettled
+                ),
+            ),
             ("rx / online orders", format!("{} / {}", o.rx, o.online)),
             (
                 "prescriptions uploaded",
@@ -357,6 +482,11 @@ impl Report {
                 "reconnects rider/track",
                 format!("{} / {}", self.rider_reconnects, self.track_reconnects),
             ),
+            (
+                "statuses resent by riders",
+                self.statuses_resent.to_string(),
+            ),
+            ("placements retried", self.placements_retried.to_string()),
             ("protocol errors", self.protocol_errors_total.to_string()),
         ];
         for (k, v) in rows {
@@ -370,6 +500,45 @@ impl Report {
                 .filter(|e| !e.is_empty())
             {
                 let _ = writeln!(t, "            e.g. {ex}");
+            }
+        }
+        for l in &self.lost_orders {
+            let _ = writeln!(
+                t,
+                "  lost or stuck: order {} {}{}",
+                l.id,
+                l.status,
+                if l.known_to_sim {
+                    ""
+                } else {
+                    " (its placement's answer never came)"
+                }
+            );
+        }
+        if let Some(c) = &self.cluster {
+            let _ = writeln!(
+                t,
+                "  cluster: {} nodes behind HAProxy (servers {})",
+                c.nodes,
+                c.balancer_servers.join(", ")
+            );
+            if let Some(k) = &c.killed {
+                let _ = writeln!(
+                    t,
+                    "  failover: SIGKILL to {k} (dispatch) at {} s; {} took over after {} s{}",
+                    fmt_opt(c.killed_at_s),
+                    c.dispatch_after.as_deref().unwrap_or("no node"),
+                    fmt_opt(c.takeover_s),
+                    match (c.restarted_at_s, c.restart_ready_s) {
+                        (Some(at), Some(r)) =>
+                            format!("; restarted at {at:.1} s, ready in {r:.1} s"),
+                        (Some(at), None) => format!("; restart begun at {at:.1} s"),
+                        _ => String::new(),
+                    }
+                );
+            }
+            for p in &c.problems {
+                let _ = writeln!(t, "  cluster problem: {p}");
             }
         }
         for w in &self.warnings {
@@ -520,5 +689,59 @@ mod tests {
             ),
             None
         );
+    }
+
+    #[test]
+    fn every_order_is_accounted_for() {
+        let mut r = Report {
+            orders: OrderCounts {
+                planned: 10,
+                placed: 8,
+                place_failed: 1,
+                delivered: 6,
+                cancelled: 1,
+                still_open: 1,
+                lost_or_stuck: 1,
+                ..OrderCounts::default()
+            },
+            ..Report::default()
+        };
+        let id = |n: u128| uuid::Uuid::from_u128(n);
+        let stuck = vec![LostOrder {
+            id: id(1),
+            status: "assigned".into(),
+            known_to_sim: true,
+        }];
+        let tally = ServerTally {
+            on_server: 10,
+            unknown: vec![
+                LostOrder {
+                    id: id(2),
+                    status: "dispatching".into(),
+                    known_to_sim: false,
+                },
+                LostOrder {
+                    id: id(3),
+                    status: "failed".into(),
+                    known_to_sim: false,
+                },
+            ],
+            complete: true,
+        };
+        r.account_for(stuck, Some(tally));
+        let o = &r.orders;
+        assert_eq!(o.placement_unsettled, 1);
+        assert_eq!(o.unknown_to_sim, 2);
+        assert_eq!(o.on_server, Some(10));
+        // The stuck one, and the unknown one not final; the failed one is over.
+        assert_eq!(r.lost_or_stuck(), 2);
+        assert_eq!(r.lost_orders.len(), 2);
+        assert!(r.warnings.is_empty());
+        assert!(r.table().contains("orders lost or stuck           2"));
+
+        let mut unread = Report::default();
+        unread.account_for(Vec::new(), None);
+        assert_eq!(unread.lost_or_stuck(), 0);
+        assert_eq!(unread.warnings.len(), 1);
     }
 }

@@ -17,6 +17,7 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ("city", include_str!("../scenarios/city.toml")),
     ("rush", include_str!("../scenarios/rush.toml")),
     ("stress", include_str!("../scenarios/stress.toml")),
+    ("cluster", include_str!("../scenarios/cluster.toml")),
 ];
 
 /// Which matching strategy the server runs (`MATCHING`).
@@ -502,6 +503,13 @@ mod tests {
         ] {
             assert!(e.contains(expected), "{expected:?} missing from: {e}");
         }
+    }
+
+    #[test]
+    fn cluster_is_built_in_and_valid() {
+        let s = Scenario::load("cluster").expect("cluster");
+        assert_eq!(s.name, "cluster");
+        assert!(s.orders.rate_per_s.is_some_and(|r| r > 0.0));
     }
 
     #[test]
