@@ -124,6 +124,10 @@ pub async fn receive(state: &AppState, report: &PaymentReport) -> Result<Receive
         .claim_payment_event(&report.id, report.kind.as_str(), order_id)
         .await?
     {
+        // A repeat, or an event claimed by a node that died before making its effect.
+        // The effect is judged on the order as it is now, so making it again changes
+        // nothing when it was made, and finishes the job when it was not.
+        apply(state, order_id, report.kind).await?;
         return Ok(Received::Repeat);
     }
     let applied = apply(state, order_id, report.kind).await;

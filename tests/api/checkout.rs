@@ -43,6 +43,7 @@ backend_tests_with!(
     online_payment_dispatches_then_delivers,
     a_failed_payment_cancels_and_releases_stock,
     a_repeated_report_has_one_effect,
+    a_report_claimed_by_a_node_that_died_takes_effect_on_retry,
     forged_stale_and_wrong_reports_have_no_effect,
     cancelling_a_paid_order_owes_a_refund_until_the_provider_reports_it,
     cash_is_paid_on_delivery,
@@ -295,6 +296,26 @@ async fn a_failed_payment_cancels_and_releases_stock(app: TestApp) {
         !types.iter().any(|t| t == "order_cancelled"),
         "one notification says it: {types:?}"
     );
+}
+
+/// A node that died between claiming a report's id and making its effect left the id
+/// claimed: the provider's retry is answered `duplicate` as before, and the effect is made.
+async fn a_report_claimed_by_a_node_that_died_takes_effect_on_retry(app: TestApp) {
+    let s = shop(&app).await;
+    let (id, intent, total) = online_order(&app, &s).await;
+    let store = connect_store(&app).await;
+    assert!(store
+        .claim_payment_event("evt_orphan", "payment.succeeded", id)
+        .await
+        .expect("claim"));
+    let body = json!({"id": "evt_orphan", "type": "payment.succeeded", "intent_id": intent,
+                      "amount_cents": total});
+    let retry = report_signed(&app, &body, SECRET, 0).await;
+    assert_eq!(retry.status, 200, "{}", retry.text());
+    assert_eq!(retry.json()["status"], "duplicate");
+    let paid = view(&app, &s.customer, id).await;
+    assert_eq!(paid["status"], "dispatching", "{paid}");
+    assert_eq!(paid["payment"]["status"], "paid", "{paid}");
 }
 
 async fn a_repeated_report_has_one_effect(app: TestApp) {
