@@ -44,14 +44,7 @@ async fn call(address: &str, method: &str, path: &str, token: &str, body: &Value
 
 /// One round: the time from the kill to the first offer.
 async fn round(bin: &str, pg: &str, redis: &str, orders: usize) -> Duration {
-    let name = format!("medify_failover_{}", Uuid::now_v7().simple());
-    let pool = sqlx::PgPool::connect(pg).await.expect("postgres");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&pool)
-        .await
-        .expect("create database");
-    let base = pg.rsplit_once('/').map_or(pg, |(b, _)| b);
-    let url = format!("{base}/{name}");
+    let (url, name) = common::create_pg_database(pg, "failover").await;
     let prefix = format!("{name}:");
     let failover = std::env::var("MEDIFY_FAILOVER_S").unwrap_or_else(|_| "10".into());
     let node = |id: &str| {
@@ -201,21 +194,7 @@ async fn round(bin: &str, pg: &str, redis: &str, orders: usize) -> Duration {
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(edge.id() as i32, libc::SIGTERM) };
     let _ = edge.wait();
-    let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-    let _ = sqlx::query(&drop).execute(&pool).await;
-    if let Ok(client) = redis::Client::open(redis) {
-        if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
-            let keys: Vec<String> = redis::cmd("KEYS")
-                .arg(format!("{prefix}*"))
-                .query_async(&mut conn)
-                .await
-                .unwrap_or_default();
-            if !keys.is_empty() {
-                let _: redis::RedisResult<()> =
-                    redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
-            }
-        }
-    }
+    common::drop_cluster_state(pg, &name, redis, &prefix).await;
     took
 }
 

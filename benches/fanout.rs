@@ -221,16 +221,7 @@ fn two_nodes(bin: &str, rt: &tokio::runtime::Runtime) -> Servers {
     let pg = std::env::var("FANOUT_PG")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let redis = std::env::var("FANOUT_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let name = format!("medify_fanout_{}", Uuid::now_v7().simple());
-    rt.block_on(async {
-        let pool = sqlx::PgPool::connect(&pg).await.expect("postgres");
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&pool)
-            .await
-            .expect("create database");
-    });
-    let base = pg.rsplit_once('/').map_or(pg.as_str(), |(b, _)| b);
-    let url = format!("{base}/{name}");
+    let (url, name) = rt.block_on(common::create_pg_database(&pg, "fanout"));
     let prefix = format!("{name}:");
     let node = |id: &str| {
         let mut vars = SETTINGS.to_vec();
@@ -277,25 +268,7 @@ impl Servers {
             common::remove_sqlite(db);
         }
         if let Some(((pg, name), (redis, prefix))) = self.cluster.take() {
-            rt.block_on(async {
-                if let Ok(pool) = sqlx::PgPool::connect(&pg).await {
-                    let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                    let _ = sqlx::query(&drop).execute(&pool).await;
-                }
-                if let Ok(client) = redis::Client::open(redis) {
-                    if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
-                        let keys: Vec<String> = redis::cmd("KEYS")
-                            .arg(format!("{prefix}*"))
-                            .query_async(&mut conn)
-                            .await
-                            .unwrap_or_default();
-                        if !keys.is_empty() {
-                            let _: redis::RedisResult<()> =
-                                redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
-                        }
-                    }
-                }
-            });
+            rt.block_on(common::drop_cluster_state(&pg, &name, &redis, &prefix));
         }
     }
 }

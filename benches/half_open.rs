@@ -13,25 +13,11 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{client_runtime, env_or, http_get, ms, percentile, rss_kib, spawn_server};
+use common::{
+    client_runtime, cpu_seconds, env_or, http_get, ms, percentile, rss_kib, spawn_server,
+};
 use tokio::io::AsyncWriteExt;
 use uuid::Uuid;
-
-/// CPU seconds the process has used.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // SAFETY: sysconf with a valid name has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    (ticks(11) + ticks(12)) / hz
-}
 
 fn main() {
     let connections: usize = env_or("HALF_OPEN_CONNECTIONS", 5_000);

@@ -221,3 +221,38 @@ pub fn client_runtime() -> tokio::runtime::Runtime {
         .build()
         .expect("runtime")
 }
+
+/// A fresh PostgreSQL database on the server of `admin_url` (a cluster bench's own):
+/// its URL and name.
+pub async fn create_pg_database(admin_url: &str, label: &str) -> (String, String) {
+    let name = format!("medify_{label}_{}", uuid::Uuid::now_v7().simple());
+    let pool = sqlx::PgPool::connect(admin_url).await.expect("postgres");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&pool)
+        .await
+        .expect("create database");
+    let base = admin_url.rsplit_once('/').map_or(admin_url, |(b, _)| b);
+    (format!("{base}/{name}"), name)
+}
+
+/// Drops a database [`create_pg_database`] made, and every Redis key under `prefix`.
+pub async fn drop_cluster_state(admin_url: &str, name: &str, redis_url: &str, prefix: &str) {
+    if let Ok(pool) = sqlx::PgPool::connect(admin_url).await {
+        let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+        let _ = sqlx::query(&drop).execute(&pool).await;
+    }
+    let Ok(client) = redis::Client::open(redis_url) else {
+        return;
+    };
+    let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+        return;
+    };
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_default();
+    if !keys.is_empty() {
+        let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
+    }
+}
