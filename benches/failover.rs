@@ -18,7 +18,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{client_runtime, env_or, http_request, spawn_node};
+use common::{call, client_runtime, env_or, spawn_node};
 use futures_util::{SinkExt, StreamExt};
 use medify::auth::jwt::JwtKeys;
 use medify::domain::Role;
@@ -29,18 +29,6 @@ use uuid::Uuid;
 const SECRET: &str = "failover-bench-secret-failover-bench-secret";
 const ADMIN: (&str, &str) = ("admin@failover.example", "failover-admin-password");
 const AT: (f64, f64) = (12.9716, 77.5946);
-
-async fn call(address: &str, method: &str, path: &str, token: &str, body: &Value) -> Value {
-    let token = (!token.is_empty()).then_some(token);
-    let (status, text) = http_request(address, method, path, token, Some(body))
-        .await
-        .expect("HTTP answer");
-    assert!(
-        (200..300).contains(&status),
-        "{method} {path}: {status} {text}"
-    );
-    serde_json::from_str(&text).unwrap_or(Value::Null)
-}
 
 /// One round: the time from the kill to the first offer.
 async fn round(bin: &str, pg: &str, redis: &str, orders: usize) -> Duration {

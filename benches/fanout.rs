@@ -28,8 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{
-    client_runtime, cpu_seconds, env_or, http_request, ms, percentile, rss_kib, spawn_node,
-    spawn_server,
+    call, client_runtime, cpu_seconds, env_or, ms, percentile, rss_kib, spawn_node, spawn_server,
 };
 use futures_util::{SinkExt, StreamExt};
 use medify::auth::jwt::JwtKeys;
@@ -49,17 +48,6 @@ type Ws =
 
 /// When each fix was sent: (order index, ts) → instant.
 type Sent = Arc<Mutex<HashMap<(usize, i64), Instant>>>;
-
-async fn call(address: &str, method: &str, path: &str, token: &str, body: &Value) -> Value {
-    let (status, text) = http_request(address, method, path, Some(token), Some(body))
-        .await
-        .expect("HTTP answer");
-    assert!(
-        (200..300).contains(&status),
-        "{method} {path}: {status} {text}"
-    );
-    serde_json::from_str(&text).unwrap_or(Value::Null)
-}
 
 fn pharmacy_at(i: usize) -> (f64, f64) {
     let (row, col) = ((i / 5) as f64, (i % 5) as f64);

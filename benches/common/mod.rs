@@ -256,3 +256,23 @@ pub async fn drop_cluster_state(admin_url: &str, name: &str, redis_url: &str, pr
         let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
     }
 }
+
+/// One request that must succeed (2xx): its JSON body (`null` if none). An empty `token`
+/// sends no `Authorization`.
+pub async fn call(
+    address: &str,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: &serde_json::Value,
+) -> serde_json::Value {
+    let token = (!token.is_empty()).then_some(token);
+    let (status, text) = http_request(address, method, path, token, Some(body))
+        .await
+        .expect("HTTP answer");
+    assert!(
+        (200..300).contains(&status),
+        "{method} {path}: {status} {text}"
+    );
+    serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
+}
