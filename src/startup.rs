@@ -332,6 +332,10 @@ async fn start_dispatch(
         ..MatcherConfig::default()
     };
     let matcher = Matcher::start(matcher_config, settings.workers);
+    if core.store.dispatch_paused().await? {
+        // As the operator left it; in a cluster the node taking dispatch reads it again.
+        let _ = matcher.set_paused(true).await;
+    }
     let orders = OrderRegistry::new(
         OrderDeps {
             journal,

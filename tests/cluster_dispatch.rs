@@ -38,6 +38,8 @@ type Socket = Framed<BoxedSocket, Codec>;
 /// Where the tests put things: a line west to east through Bengaluru, in km from the
 /// origin (1 km of longitude here is 0.009229°).
 const LAT: f64 = 12.9716;
+/// The operator's hold and resume of automatic offers.
+const DISPATCH: &str = "/api/v1/admin/dispatch";
 const LNG: f64 = 77.5946;
 fn east(km: f64) -> f64 {
     LNG + km * 0.009_229
@@ -615,7 +617,8 @@ async fn sigterm_hands_dispatch_over_without_losing_the_open_offer() {
 /// node-1 knows: only the fence stands between node-1's stale timer and the order. Node-1
 /// resumes past the deadline; whether its timer fires first (its write is refused: the
 /// lease it holds is no longer current) or its lease check does (it steps down and stops
-/// its order actors), the order is not failed: a rider takes it from the new holder.
+/// its order actors), the order is not failed: a rider takes it from the new holder. The
+/// operator's hold of automatic offers, made before the pause, holds on the new holder too.
 #[actix_web::test]
 async fn a_paused_dispatch_node_cannot_overwrite_the_new_holder() {
     let first = [("DISPATCH_TIMEOUT_S", "4")];
@@ -628,10 +631,17 @@ async fn a_paused_dispatch_node_cannot_overwrite_the_new_holder() {
     assert_eq!(status, 201, "{order}");
     let order_id = id_of(&order);
     c.order_reaches(&order_id, "dispatching").await;
+    // The operator holds automatic offers; the hold must move with dispatch.
+    let held = Some(json!({"paused": true}));
+    let (status, body) = c.lb.call("PUT", DISPATCH, Some(&c.admin), held).await;
+    assert_eq!((status, &body["paused"]), (200, &json!(true)), "{body}");
     c.nodes[0].signal(libc::SIGSTOP);
     let paused = Instant::now();
     let node2 = c.on(1);
     c.next_holder(&node2).await;
+    let (status, body) = node2.call("GET", DISPATCH, Some(&c.admin), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["paused"], true, "the new holder forgot the operator's hold");
     // Wall-clock time must pass here (node-1's deadline), not an event.
     let deadline = Duration::from_secs(5);
     if let Some(left) = deadline.checked_sub(paused.elapsed()) {
@@ -639,6 +649,9 @@ async fn a_paused_dispatch_node_cannot_overwrite_the_new_holder() {
     }
     c.nodes[0].signal(libc::SIGCONT);
     c.nodes[0].wait_for(|l| l.contains("this node stops running dispatch"));
+    let resumed = Some(json!({"paused": false}));
+    let (status, body) = node2.call("PUT", DISPATCH, Some(&c.admin), resumed).await;
+    assert_eq!((status, &body["paused"]), (200, &json!(false)), "{body}");
     let mut rider = Rider::connect(&node2, &c.nodes[1].address).await;
     rider.at(0.4).await;
     rider.available(true).await;

@@ -12,9 +12,10 @@
 //!   holder paused past its lease (SIGSTOP, a long stall) finds its writes refused and its
 //!   renewal too, and steps down by itself. The journal's version check stays as the last
 //!   line of defence.
-//! - Taking over: the node's own riders go into its shards, every active order is
-//!   rehydrated from the journal (dispatching ones go to the matcher), and the other nodes,
-//!   seeing the new holder, send all of their riders.
+//! - Taking over: the operator's pause is read back from the database, the node's own
+//!   riders go into its shards, every active order is rehydrated from the journal
+//!   (dispatching ones go to the matcher), and the other nodes, seeing the new holder, send
+//!   all of their riders.
 //! - Stepping down (lease lost, or handed over on SIGTERM): shards take their offers back and
 //!   stop, order actors stop; the node keeps its riders and reports them to the new holder.
 //! - Handing over on SIGTERM: automatic offers stop, open offers are left to be answered or
@@ -239,6 +240,13 @@ impl Dispatch {
         tracing::info!(token = lease.token, "this node runs dispatch now");
         inner.seat.set_lease(Some(lease));
         inner.seat.set_holder(Some(self.node_id().to_owned()));
+        match inner.store.dispatch_paused().await {
+            // The operator's hold or resume, as the last holder was told it.
+            Ok(paused) => {
+                let _ = inner.matcher.set_paused(paused).await;
+            }
+            Err(e) => tracing::warn!(error = %e, "could not read whether dispatch is paused"),
+        }
         inner.matcher.reintroduce_local();
         match inner.orders.rehydrate().await {
             Ok(active) => tracing::info!(active, "active orders taken over"),

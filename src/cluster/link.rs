@@ -554,22 +554,30 @@ async fn publish(redis: Redis, mut outgoing: mpsc::UnboundedReceiver<(String, En
     }
 }
 
-/// Collects riders' reports for [`BATCH_EVERY`] and sends them in one message, the last
-/// report of each rider only.
+/// Collects riders' reports for [`BATCH_EVERY`] and sends them together, the last report
+/// of each rider only. The task sleeps through the window, so a report only queues: no
+/// wake-up per report.
 async fn batch_reports(link: Link, mut reported: mpsc::Receiver<RiderReport>) {
     let mut batch: HashMap<Uuid, RiderReport> = HashMap::new();
     while let Some(first) = reported.recv().await {
         batch.insert(first.rider, first);
-        let until = tokio::time::Instant::now() + BATCH_EVERY;
-        while let Ok(Some(report)) = tokio::time::timeout_at(until, reported.recv()).await {
+        tokio::time::sleep(BATCH_EVERY).await;
+        while let Ok(report) = reported.try_recv() {
             batch.insert(report.rider, report);
             if batch.len() >= REPORTS_PER_MESSAGE {
-                break;
+                send_reports(&link, &mut batch);
             }
         }
-        let riders: Vec<RiderReport> = batch.drain().map(|(_, r)| r).collect();
-        link.tell_dispatch(Body::Riders { riders });
+        send_reports(&link, &mut batch);
     }
+}
+
+fn send_reports(link: &Link, batch: &mut HashMap<Uuid, RiderReport>) {
+    if batch.is_empty() {
+        return;
+    }
+    let riders: Vec<RiderReport> = batch.drain().map(|(_, r)| r).collect();
+    link.tell_dispatch(Body::Riders { riders });
 }
 
 /// Follows this node's channel for the life of the process, resubscribing after any Redis

@@ -29,7 +29,8 @@ pub struct DispatchState {
     pub shards: usize,
 }
 
-/// Hold or resume the matcher.
+/// Hold or resume the matcher. The choice is stored, so it outlives a restart and, in a
+/// cluster, moves with dispatch to whichever node runs it next.
 #[utoipa::path(
     tag = "riders",
     security(("bearer" = [])),
@@ -52,6 +53,9 @@ pub async fn set_dispatch(
     body: ApiJson<DispatchControl>,
 ) -> Result<web::Json<DispatchState>, ApiError> {
     user.require(&[Role::Admin])?;
+    // Kept first, so the node that runs dispatch next (after a restart, or another node
+    // in a cluster) starts as the operator asked even if this one goes away now.
+    state.store.set_dispatch_paused(body.0.paused).await?;
     state
         .riders
         .matcher()

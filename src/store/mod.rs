@@ -15,6 +15,7 @@ pub mod addresses;
 pub mod auth;
 pub mod bus;
 pub mod catalog;
+pub mod dispatch;
 pub mod leases;
 pub mod notifications;
 pub mod offers;

@@ -12,12 +12,13 @@ use uuid::Uuid;
 
 use crate::asyncapi::{spec, Channel};
 use crate::backend_tests;
-use crate::helpers::{spawn_app_with, sqlite_app, Backend, Http, Options, TestApp};
+use crate::helpers::{spawn_app_with, spawn_sibling, sqlite_app, Backend, Http, Options, TestApp};
 
 backend_tests!(
     nearest_of_three_riders_gets_the_offer_and_delivers,
     a_rejected_offer_goes_to_the_next_rider,
     strangers_cannot_move_an_order,
+    the_operators_pause_outlives_a_restart,
 );
 
 const PHARMACY: (f64, f64) = (12.9716, 77.5946);
@@ -1378,6 +1379,25 @@ async fn two_shards_wanting_one_rider_offer_him_once() {
     let second = rider.expect("offer").await;
     assert!(ids.contains(&second["order_id"]), "{second}");
     assert_ne!(second["order_id"], first["order_id"]);
+}
+
+/// A hold of automatic offers is the operator's decision, not one process's: a node
+/// started afterwards on the same database (a restart, or the next node to run dispatch)
+/// holds them too, and a resume through it is kept in turn.
+async fn the_operators_pause_outlives_a_restart(app: TestApp) {
+    let admin = app.admin_token().await;
+    assert_eq!(set_dispatch(&app, &admin, true).await["paused"], true);
+    let restarted = spawn_sibling(&app).await;
+    let state = restarted.get_auth("/api/v1/admin/dispatch", &admin).await;
+    assert_eq!(state.status, 200, "{}", state.text());
+    assert_eq!(state.json()["paused"], true, "a restart resumed dispatch");
+    assert_eq!(
+        set_dispatch(&restarted, &admin, false).await["paused"],
+        false
+    );
+    let again = spawn_sibling(&app).await;
+    let state = again.get_auth("/api/v1/admin/dispatch", &admin).await;
+    assert_eq!(state.json()["paused"], false);
 }
 
 /// `PUT /api/v1/admin/dispatch {paused}` as `admin`; the matcher's figures after it.
