@@ -136,6 +136,9 @@ pub struct ClusterSettings {
     /// How long a node waits for another node's answer (an offer, a command forwarded to
     /// the node running dispatch) before giving up.
     pub rpc_timeout: Duration,
+    /// How long a rider's position waits for others before they cross to the watchers'
+    /// nodes together (zero: each at once).
+    pub tracking_batch: Duration,
 }
 
 /// The first admin account, created at start-up if its email is not taken.
@@ -483,7 +486,7 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
     }
 
     /// `MEDIFY_CLUSTER`, `MEDIFY_HEARTBEAT_MS`, `MEDIFY_NODE_TTL_S`, `MEDIFY_FAILOVER_S`,
-    /// `MEDIFY_CLUSTER_RPC_TIMEOUT_MS`.
+    /// `MEDIFY_CLUSTER_RPC_TIMEOUT_MS`, `MEDIFY_TRACKING_BATCH_MS`.
     /// `auto` (the default) turns the cluster on when the node has both Redis and
     /// PostgreSQL; `1` insists (and fails without them); `0` keeps the node alone.
     fn cluster(&mut self, database: &DatabaseSettings, redis: bool) -> ClusterSettings {
@@ -521,12 +524,17 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
             Duration::from_millis(self.parse("MEDIFY_CLUSTER_RPC_TIMEOUT_MS", 2_000, |raw| {
                 parse_number(raw, 50, 60_000)
             }));
+        let tracking_batch =
+            Duration::from_millis(self.parse("MEDIFY_TRACKING_BATCH_MS", 10, |raw| {
+                parse_number(raw, 0, 1_000)
+            }));
         ClusterSettings {
             enabled: wanted.unwrap_or(shared),
             heartbeat,
             node_ttl,
             failover,
             rpc_timeout,
+            tracking_batch,
         }
     }
 

@@ -98,6 +98,7 @@ impl Application {
                 redis.clone(),
                 watchers.clone(),
                 instance,
+                settings.cluster.tracking_batch,
             ));
         }
         let bus = start_bus(

@@ -641,7 +641,10 @@ async fn a_paused_dispatch_node_cannot_overwrite_the_new_holder() {
     c.next_holder(&node2).await;
     let (status, body) = node2.call("GET", DISPATCH, Some(&c.admin), None).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["paused"], true, "the new holder forgot the operator's hold");
+    assert_eq!(
+        body["paused"], true,
+        "the new holder forgot the operator's hold"
+    );
     // Wall-clock time must pass here (node-1's deadline), not an event.
     let deadline = Duration::from_secs(5);
     if let Some(left) = deadline.checked_sub(paused.elapsed()) {

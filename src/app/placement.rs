@@ -4,7 +4,10 @@
 //! service radius that has everything), the stock reservation through its inventory shard,
 //! the stored `confirmed` order and its announcement (the outbox), and the first command to
 //! its actor. With an `Idempotency-Key` the key is claimed in the database first, so two
-//! simultaneous requests with one key make one order. The handler only parses and maps.
+//! simultaneous requests with one key make one order, and the order is stored together with
+//! the key's link to it, so a node dying mid-request leaves either both or neither; a claim
+//! left without an order is taken over after [`KEY_ABANDONED`]. The handler only parses and
+//! maps.
 //!
 //! The delivery point is either typed in (`delivery`) or one of the customer's saved
 //! addresses (`address_id`), exactly one of the two. A saved address is read (owner-checked)
@@ -31,7 +34,7 @@ use crate::auth::rate_limit::Quota;
 use crate::error::{ApiError, FieldError, FieldErrors};
 use crate::state::AppState;
 use crate::store::addresses::Address;
-use crate::store::orders::{KeyClaim, NewOrder, NewOrderLine, OrderView};
+use crate::store::orders::{Inserted, KeyClaim, NewOrder, NewOrderLine, OrderView};
 
 const MAX_ITEMS: usize = 50;
 const MAX_QTY: i64 = 100;
@@ -39,6 +42,10 @@ const MAX_QTY: i64 = 100;
 const KEY_TTL_HOURS: i64 = 24;
 /// How long a request waits for another request with the same key to finish.
 const KEY_WAIT: StdDuration = StdDuration::from_secs(10);
+/// A claimed key with no order after this long was claimed by a request that died with its
+/// node (the order and the key's link to it are stored together, so no order exists): the
+/// next request with the key takes it over. Far longer than a placement takes.
+const KEY_ABANDONED: StdDuration = StdDuration::from_secs(60);
 
 #[derive(Deserialize, Serialize, ToSchema)]
 pub struct NewItem {
@@ -419,7 +426,8 @@ async fn create(
     state: &AppState,
     customer: Uuid,
     body: &NewOrderRequest,
-) -> Result<OrderView, ApiError> {
+    key: Option<&str>,
+) -> Result<Placement, ApiError> {
     let cap = state.settings.limits.open_orders_per_customer;
     if state.store.open_orders_of(customer).await? >= i64::from(cap) {
         return Err(ApiError::Conflict {
@@ -463,13 +471,19 @@ async fn create(
         payment_method,
         payment_intent_id,
         prescription_id: body.prescription_id,
+        idempotency_key: key.map(str::to_owned),
     };
-    if let Err(e) = state.store.insert_order(&order).await {
+    let inserted = state.store.insert_order(&order).await;
+    if !matches!(inserted, Ok(Inserted::Stored)) {
         // Give the stock back; start-up reconciliation covers a crash right here.
         if let Err(release) = state.inventory.release(order_id, pharmacy_id).await {
             tracing::error!(order_id = %order_id, error = %release, "could not release the reservation of an order that was not stored");
         }
-        return Err(e.into());
+    }
+    match inserted {
+        Ok(Inserted::Stored) => {}
+        Ok(Inserted::KeyTaken) => return repeated(state, customer, key).await,
+        Err(e) => return Err(e.into()),
     }
     let confirmed = Event {
         id: medify_actors::ports::order_event_id(order_id, 1),
@@ -498,8 +512,33 @@ async fn create(
         .store
         .order_view(order_id)
         .await?
-        .map(OrderView::with_delivery_code)
+        .map(|view| Placement::Created(view.with_delivery_code()))
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("order {order_id} vanished")))
+}
+
+/// The order another request with the same Idempotency-Key stored first.
+async fn repeated(
+    state: &AppState,
+    customer: Uuid,
+    key: Option<&str>,
+) -> Result<Placement, ApiError> {
+    let conflict = || {
+        ApiError::conflict(
+            "a request with this Idempotency-Key is still being processed; retry later",
+        )
+    };
+    let key = key.ok_or_else(conflict)?;
+    match state.store.idempotency_key_order(customer, key).await? {
+        Some(id) => {
+            let view = state
+                .store
+                .order_view(id)
+                .await?
+                .ok_or(ApiError::NotFound)?;
+            Ok(Placement::Repeated(view.with_delivery_code()))
+        }
+        None => Err(conflict()),
+    }
 }
 
 /// Hands the stored order to its actor for its first step. In a cluster the node running
@@ -547,15 +586,21 @@ pub async fn place(
         .await
         .map_err(|retry_after_s| ApiError::RateLimited { retry_after_s })?;
     let Some(key) = key else {
-        return Ok(Placement::Created(create(state, customer, body).await?));
+        return create(state, customer, body, None).await;
     };
     let hash = Sha256::digest(serde_json::to_vec(body).map_err(anyhow::Error::from)?).to_vec();
     let started = Instant::now();
     let mut wait = StdDuration::from_millis(10);
+    let abandoned = Duration::from_std(KEY_ABANDONED).unwrap_or(Duration::minutes(1));
     loop {
         match state
             .store
-            .claim_idempotency_key(customer, key, &hash, Duration::hours(KEY_TTL_HOURS))
+            .claim_idempotency_key(
+                customer,
+                key,
+                &hash,
+                (Duration::hours(KEY_TTL_HOURS), abandoned),
+            )
             .await?
         {
             KeyClaim::Claimed => break,
@@ -589,14 +634,8 @@ pub async fn place(
             }
         }
     }
-    match create(state, customer, body).await {
-        Ok(view) => {
-            state
-                .store
-                .complete_idempotency_key(customer, key, view.id)
-                .await?;
-            Ok(Placement::Created(view))
-        }
+    match create(state, customer, body, Some(key)).await {
+        Ok(placed) => Ok(placed),
         Err(e) => {
             state.store.release_idempotency_key(customer, key).await?;
             Err(e)

@@ -37,9 +37,6 @@ const MARKER_CACHE: Duration = Duration::from_secs(1);
 const OUTBOX: usize = 4096;
 /// Frames published in one round trip at most.
 const PUBLISH_BATCH: usize = 512;
-/// How long the first frame of a batch waits for others: a few milliseconds on a position's
-/// way to a map, against a round trip to Redis per frame.
-const LINGER: Duration = Duration::from_millis(5);
 
 /// A frame on the wire between nodes.
 #[derive(Debug, Deserialize)]
@@ -76,11 +73,12 @@ fn marker(redis: &Redis, order: Uuid) -> String {
 }
 
 impl RedisRelay {
-    /// Connects `watchers` to the other nodes' through `redis`.
-    pub fn start(redis: Redis, watchers: Watchers, instance: Uuid) -> Arc<Self> {
+    /// Connects `watchers` to the other nodes' through `redis`; frames wait up to `linger`
+    /// to be published together.
+    pub fn start(redis: Redis, watchers: Watchers, instance: Uuid, linger: Duration) -> Arc<Self> {
         let (outbox, frames) = mpsc::channel(OUTBOX);
         let (watch, watch_events) = mpsc::unbounded_channel();
-        actix_web::rt::spawn(publish(redis.clone(), frames, instance));
+        actix_web::rt::spawn(publish(redis.clone(), frames, instance, linger));
         actix_web::rt::spawn(listen(redis, watchers, watch_events, instance));
         Arc::new(Self { outbox, watch })
     }
@@ -104,19 +102,25 @@ impl Relay for RedisRelay {
 
 /// Publishes this node's riders' frames for orders watched elsewhere, in order.
 ///
-/// A frame waits up to [`LINGER`] for the frames sent after it, and they go out together:
+/// A frame waits up to `linger` (`MEDIFY_TRACKING_BATCH_MS`) for the frames sent after it,
+/// and they go out together:
 /// one pipeline of `EXISTS` for the markers not known lately, one pipeline of `PUBLISH`es
 /// (a single connection keeps their order). Per frame, that saves the wake-up of this task,
 /// a write and a read on the Redis socket, and on the watchers' nodes a read of their
 /// subscription socket (Redis flushes a pipeline's messages together): most of what a
 /// cluster spent per fix beyond one node (`FANOUT_CLUSTER=1 cargo bench --bench fanout`).
-async fn publish(redis: Redis, mut frames: mpsc::Receiver<(Uuid, TrackFrame)>, instance: Uuid) {
+async fn publish(
+    redis: Redis,
+    mut frames: mpsc::Receiver<(Uuid, TrackFrame)>,
+    instance: Uuid,
+    linger: Duration,
+) {
     let mut known: HashMap<Uuid, (bool, Instant)> = HashMap::new();
     let mut batch = Vec::with_capacity(PUBLISH_BATCH);
     while frames.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
-        if batch.len() < PUBLISH_BATCH {
+        if batch.len() < PUBLISH_BATCH && !linger.is_zero() {
             // While this task sleeps, senders only queue: nobody is woken per frame.
-            tokio::time::sleep(LINGER).await;
+            tokio::time::sleep(linger).await;
             while batch.len() < PUBLISH_BATCH {
                 match frames.try_recv() {
                     Ok(frame) => batch.push(frame),

@@ -45,14 +45,18 @@ impl OfferWriter {
     /// Starts the writer task on the current runtime.
     pub fn start(store: Store) -> Self {
         let writer = store.clone();
-        let tx = batch_writer(QUEUE, BATCH, move |events: Vec<OfferEvent>| {
-            let store = writer.clone();
-            async move {
-                if let Err(e) = store.write_offer_events(&events).await {
-                    tracing::warn!(error = %e, events = events.len(), "offer events not written");
+        // At once: the matcher reads refusals back when an order comes to it again.
+        let tx = batch_writer(
+            (QUEUE, BATCH, std::time::Duration::ZERO),
+            move |events: Vec<OfferEvent>| {
+                let store = writer.clone();
+                async move {
+                    if let Err(e) = store.write_offer_events(&events).await {
+                        tracing::warn!(error = %e, events = events.len(), "offer events not written");
+                    }
                 }
-            }
-        });
+            },
+        );
         Self { store, tx }
     }
 }

@@ -41,6 +41,19 @@ pub struct NewOrder {
     pub payment_intent_id: Option<String>,
     /// The approved-to-be prescription of an order with prescription-only items.
     pub prescription_id: Option<Uuid>,
+    /// The customer's Idempotency-Key this order is placed under, claimed beforehand
+    /// ([`Store::claim_idempotency_key`]): the order and the key's link to it are stored
+    /// together, so no crash can leave an order its key does not name.
+    pub idempotency_key: Option<String>,
+}
+
+/// What [`Store::insert_order`] came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted {
+    Stored,
+    /// The Idempotency-Key already names another order (its claim was taken over after it
+    /// looked abandoned, and the other request finished first): nothing was stored.
+    KeyTaken,
 }
 
 /// An open order on the ops map.
@@ -311,7 +324,7 @@ impl OrderRow {
 impl Store {
     /// Stores a reserved order in the status the model started it in, with its lines and
     /// first journal entry (the `create` event, from no status).
-    pub async fn insert_order(&self, o: &NewOrder) -> Result<(), sqlx::Error> {
+    pub async fn insert_order(&self, o: &NewOrder) -> Result<Inserted, sqlx::Error> {
         let at = now();
         let (created, status) = (OrderEvent::Create.name(), o.status.as_str());
         on_pool!(self, |pool| {
@@ -363,9 +376,24 @@ impl Store {
             .bind(status)
             .execute(&mut *tx)
             .await?;
+            if let Some(key) = &o.idempotency_key {
+                let linked = sqlx::query(
+                    "UPDATE idempotency_keys SET order_id = $3 \
+                     WHERE user_id = $1 AND key = $2 AND order_id IS NULL",
+                )
+                .bind(o.customer_id)
+                .bind(key)
+                .bind(o.id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if linked == 0 {
+                    return Ok(Inserted::KeyTaken); // the transaction rolls back
+                }
+            }
             tx.commit().await?;
         });
-        Ok(())
+        Ok(Inserted::Stored)
     }
 
     async fn order_row(&self, id: Uuid) -> Result<Option<OrderRow>, sqlx::Error> {
@@ -602,23 +630,27 @@ impl Store {
         })
     }
 
-    /// Claims `key` for `user`, or says what it already stands for. Expired keys are
-    /// forgotten first.
+    /// Claims `key` for `user`, or says what it already stands for. Expired keys, and
+    /// claims older than `abandoned_after` that never got an order, are forgotten first.
     pub async fn claim_idempotency_key(
         &self,
         user_id: Uuid,
         key: &str,
         request_hash: &[u8],
-        ttl: Duration,
+        (ttl, abandoned_after): (Duration, Duration),
     ) -> Result<KeyClaim, sqlx::Error> {
         let at = now();
         on_pool!(self, |pool| {
+            // Gone with it: an expired key, and a claim whose request never stored an order
+            // and is older than any placement takes (its node died mid-request).
             sqlx::query(
-                "DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2 AND expires_at <= $3",
+                "DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2 \
+                 AND (expires_at <= $3 OR (order_id IS NULL AND created_at <= $4))",
             )
             .bind(user_id)
             .bind(key)
             .bind(at)
+            .bind(at - abandoned_after)
             .execute(pool)
             .await?;
             let inserted = sqlx::query(
@@ -657,23 +689,22 @@ impl Store {
         })
     }
 
-    pub async fn complete_idempotency_key(
+    /// The order `key` of `user` names, once its request stored one.
+    pub async fn idempotency_key_order(
         &self,
         user_id: Uuid,
         key: &str,
-        order_id: Uuid,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<Option<Uuid>, sqlx::Error> {
         on_pool!(self, |pool| {
-            sqlx::query(
-                "UPDATE idempotency_keys SET order_id = $3 WHERE user_id = $1 AND key = $2",
+            sqlx::query_scalar(
+                "SELECT order_id FROM idempotency_keys WHERE user_id = $1 AND key = $2",
             )
             .bind(user_id)
             .bind(key)
-            .bind(order_id)
-            .execute(pool)
-            .await?;
-        });
-        Ok(())
+            .fetch_optional(pool)
+            .await
+            .map(Option::flatten)
+        })
     }
 
     /// Frees a key whose request failed, so the client may retry with it.

@@ -65,7 +65,7 @@ const QUEUE: usize = 50_000;
 /// Points per insert batch.
 const BATCH: usize = 500;
 
-/// Collects trail points from sessions and writes them in batches every second.
+/// Collects trail points from sessions and writes them in batches ([`batch_writer`]).
 pub struct TrailWriter {
     tx: mpsc::Sender<TrailPoint>,
 }
@@ -73,22 +73,35 @@ pub struct TrailWriter {
 impl TrailWriter {
     /// Starts the writer task on the current runtime.
     pub fn start(store: Store) -> Self {
-        let tx = batch_writer(QUEUE, BATCH, move |points: Vec<TrailPoint>| {
-            let store = store.clone();
-            async move {
-                if let Err(e) = store.insert_trail(&points).await {
-                    tracing::warn!(error = %e, points = points.len(), "trail points not written");
+        let tx = batch_writer(
+            (QUEUE, BATCH, TRAIL_LINGER),
+            move |points: Vec<TrailPoint>| {
+                let store = store.clone();
+                async move {
+                    if let Err(e) = store.insert_trail(&points).await {
+                        tracing::warn!(error = %e, points = points.len(), "trail points not written");
+                    }
                 }
-            }
-        });
+            },
+        );
         Self { tx }
     }
 }
 
+/// How long a trail point waits for the ones behind it. A write per fix (a transaction
+/// each, three round trips on PostgreSQL) was most of what a fix cost a cluster node
+/// beyond the fan-out itself; a quarter of a second turns a thousand fixes a second into
+/// four writes, and a trail is read long after.
+const TRAIL_LINGER: Duration = Duration::from_millis(250);
+
 /// A queue of `queue` items drained by a task that hands them to `write` in batches of up
-/// to `batch`: at once when they come in a burst, else at least every second. Ends when
-/// every sender is gone.
-pub(crate) fn batch_writer<T, F, Fut>(queue: usize, batch: usize, mut write: F) -> mpsc::Sender<T>
+/// to `batch`: the first item waits `linger` for others (a full batch goes at once). While
+/// the task waits, senders only queue, waking nobody. Ends, after writing what is queued,
+/// when every sender is gone.
+pub(crate) fn batch_writer<T, F, Fut>(
+    (queue, batch, linger): (usize, usize, Duration),
+    mut write: F,
+) -> mpsc::Sender<T>
 where
     T: 'static,
     F: FnMut(Vec<T>) -> Fut + 'static,
@@ -96,12 +109,10 @@ where
 {
     let (tx, mut rx) = mpsc::channel::<T>(queue);
     actix_web::rt::spawn(async move {
-        loop {
-            let mut buf = Vec::new();
-            match tokio::time::timeout(Duration::from_secs(1), rx.recv()).await {
-                Ok(Some(item)) => buf.push(item),
-                Ok(None) => break,
-                Err(_) => {}
+        let mut buf = Vec::with_capacity(batch);
+        while rx.recv_many(&mut buf, batch).await > 0 {
+            if buf.len() < batch && !linger.is_zero() {
+                tokio::time::sleep(linger).await;
             }
             while buf.len() < batch {
                 match rx.try_recv() {
@@ -109,9 +120,7 @@ where
                     Err(_) => break,
                 }
             }
-            if !buf.is_empty() {
-                write(buf).await;
-            }
+            write(std::mem::replace(&mut buf, Vec::with_capacity(batch))).await;
         }
     });
     tx

@@ -843,7 +843,7 @@ async fn the_sweep_deletes_expired_rows_and_keeps_live_ones(app: TestApp) {
         ("live-key", Duration::hours(24)),
     ] {
         store
-            .claim_idempotency_key(user_id, key, &[7; 32], ttl)
+            .claim_idempotency_key(user_id, key, &[7; 32], (ttl, ttl))
             .await
             .expect("claim");
     }

@@ -18,6 +18,7 @@ backend_tests!(
     authorisation_matrix,
     concurrent_orders_never_oversell,
     one_idempotency_key_makes_one_order,
+    an_abandoned_key_claim_is_taken_over,
     cancel_releases_stock,
     order_validation,
     nearest_pharmacy_with_everything_is_chosen,
@@ -478,6 +479,58 @@ async fn one_idempotency_key_makes_one_order(app: TestApp) {
         .await
         .expect("send");
     assert_eq!(res.status().as_u16(), 201);
+}
+
+/// A node that died between claiming a customer's Idempotency-Key and storing the order
+/// leaves a claim with no order. After a while that claim counts as abandoned: the retry
+/// places the order (instead of "still being processed" or "reused" for the key's day), and
+/// the key names it from then on, since the order and its key are stored together.
+async fn an_abandoned_key_claim_is_taken_over(app: TestApp) {
+    let s = shop(&app, 5).await;
+    let store = &app.state.store;
+    let key = "order-dead-node-1";
+    let day = chrono::Duration::hours(24);
+    let claim = store
+        .claim_idempotency_key(s.customer_id, key, &[1; 32], (day, day))
+        .await
+        .expect("claim");
+    assert!(matches!(claim, medify::store::orders::KeyClaim::Claimed));
+    let two_minutes_ago = chrono::Utc::now() - chrono::Duration::minutes(2);
+    let sql = "UPDATE idempotency_keys SET created_at = $1 WHERE key = $2";
+    medify::on_pool!(store, |pool| {
+        sqlx::query(sql)
+            .bind(two_minutes_ago)
+            .bind(key)
+            .execute(pool)
+            .await
+            .expect("backdate the claim");
+    });
+    let body = json!({"items": [{"medicine_id": s.medicine, "qty": 1}],
+                      "delivery": {"lat": CENTER.0, "lng": CENTER.1, "address": "1 Retry Road"}});
+    let send = || {
+        app.client
+            .post(app.url("/api/v1/orders"))
+            .insert_header(("authorization", format!("Bearer {}", s.customer)))
+            .insert_header(("idempotency-key", key))
+            .send_json(&body)
+    };
+    let mut placed = send().await.expect("send");
+    let first: Value = serde_json::from_slice(&placed.body().await.expect("body")).expect("json");
+    assert_eq!(placed.status().as_u16(), 201, "{first}");
+    let mut again = send().await.expect("send");
+    let second: Value = serde_json::from_slice(&again.body().await.expect("body")).expect("json");
+    assert_eq!(
+        (again.status().as_u16(), &second["id"]),
+        (200, &first["id"])
+    );
+    assert_eq!(
+        store
+            .idempotency_key_order(s.customer_id, key)
+            .await
+            .expect("key"),
+        Some(uuid(&first["id"]))
+    );
+    assert_eq!(app.stock_of(s.pharmacy, s.medicine).await, (5, 1));
 }
 
 async fn cancel_releases_stock(app: TestApp) {
