@@ -525,7 +525,7 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
                 parse_number(raw, 50, 60_000)
             }));
         let tracking_batch =
-            Duration::from_millis(self.parse("MEDIFY_TRACKING_BATCH_MS", 10, |raw| {
+            Duration::from_millis(self.parse("MEDIFY_TRACKING_BATCH_MS", 20, |raw| {
                 parse_number(raw, 0, 1_000)
             }));
         ClusterSettings {

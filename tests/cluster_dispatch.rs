@@ -424,6 +424,23 @@ async fn riders_on_two_nodes_and_orders_from_a_third_are_one_batch() {
     let other = c.order(&id_of(&to_far)).await;
     assert_eq!(other["status"], "assigned", "{other}");
     assert_eq!(other["rider"]["id"], west.id.as_str(), "{other}");
+    // Node-2 has no order actors; the order is node-1's rider's, not nobody's.
+    c.on(1)
+        .until(
+            "/api/v1/riders?per_page=100",
+            &c.admin,
+            "node-2 seeing node-1's rider carry his order",
+            |v| {
+                v["items"].as_array().is_some_and(|riders| {
+                    riders.iter().any(|r| r["active_order_id"] == to_far["id"])
+                })
+            },
+        )
+        .await;
+    let theirs = json!({"type": "order_status", "order_id": to_far["id"], "status": "picked_up"});
+    east_rider.send(theirs).await;
+    let refused = east_rider.next("error").await;
+    assert_eq!(refused["code"], "forbidden", "{refused}");
     c.stop().await;
 }
 

@@ -115,6 +115,14 @@ impl Fleet {
         *lock(&self.others) = Arc::new(others);
     }
 
+    /// Whether some rider, on this node or another, carries `order` now: in a cluster the
+    /// order's actor may live on another node, and this is how a rider's session tells
+    /// someone else's order from no order at all without asking it.
+    pub fn carrying(&self, order: Uuid) -> bool {
+        let carries = |v: &RiderView| v.active_order_id == Some(order);
+        lock(&self.views).values().any(carries) || lock(&self.others).values().any(carries)
+    }
+
     /// Riders with a socket connected to this node.
     pub fn online(&self) -> usize {
         lock(&self.views).values().filter(|v| v.online).count()
@@ -135,6 +143,21 @@ mod tests {
             }),
             ..RiderView::new(Uuid::nil())
         }
+    }
+
+    #[test]
+    fn an_order_is_carried_by_a_rider_here_or_on_another_node() {
+        let fleet = Fleet::new();
+        let (here, there, nobody) = (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
+        fleet.update(Uuid::from_u128(10), |v| v.active_order_id = Some(here));
+        let other = RiderView {
+            active_order_id: Some(there),
+            ..RiderView::new(Uuid::from_u128(11))
+        };
+        fleet.set_others(HashMap::from([(other.id, other)]));
+        assert!(fleet.carrying(here));
+        assert!(fleet.carrying(there));
+        assert!(!fleet.carrying(nobody));
     }
 
     #[test]

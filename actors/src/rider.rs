@@ -298,7 +298,10 @@ impl RiderSession {
         if self.phase.order() == Some(order_id) || !self.active_known {
             return None;
         }
-        Some(if self.deps.orders.get(order_id).is_some() {
+        // The order's actor (here, or on the node running dispatch in a cluster) or the
+        // rider carrying it (on any node) says the order is live.
+        let live = self.deps.orders.get(order_id).is_some() || self.deps.fleet.carrying(order_id);
+        Some(if live {
             ("forbidden", "this order is not assigned to you".to_owned())
         } else {
             ("not_found", "no such active order".to_owned())
