@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod batch;
 pub mod bus;
 pub mod catalog;
 pub mod catalog_sync;

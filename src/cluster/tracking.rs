@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
+use crate::batch::next_batch;
 use crate::redis::Redis;
 
 /// How often a watching node renews its markers, and how long one outlives its renewal.
@@ -117,17 +118,7 @@ async fn publish(
 ) {
     let mut known: HashMap<Uuid, (bool, Instant)> = HashMap::new();
     let mut batch = Vec::with_capacity(PUBLISH_BATCH);
-    while frames.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
-        if batch.len() < PUBLISH_BATCH && !linger.is_zero() {
-            // While this task sleeps, senders only queue: nobody is woken per frame.
-            tokio::time::sleep(linger).await;
-            while batch.len() < PUBLISH_BATCH {
-                match frames.try_recv() {
-                    Ok(frame) => batch.push(frame),
-                    Err(_) => break,
-                }
-            }
-        }
+    while next_batch(&mut frames, &mut batch, PUBLISH_BATCH, linger).await {
         if let Err(e) = publish_batch(&redis, &mut known, &batch, instance).await {
             tracing::debug!(error = %e, frames = batch.len(), "tracking frames were not relayed");
         }

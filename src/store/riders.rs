@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::Store;
+use crate::batch::next_batch;
 use crate::on_pool;
 
 impl RiderDirectory for Store {
@@ -95,9 +96,8 @@ impl TrailWriter {
 const TRAIL_LINGER: Duration = Duration::from_millis(250);
 
 /// A queue of `queue` items drained by a task that hands them to `write` in batches of up
-/// to `batch`: the first item waits `linger` for others (a full batch goes at once). While
-/// the task waits, senders only queue, waking nobody. Ends, after writing what is queued,
-/// when every sender is gone.
+/// to `batch` ([`next_batch`]: the first item waits `linger` for others). Ends, after
+/// writing what is queued, when every sender is gone.
 pub(crate) fn batch_writer<T, F, Fut>(
     (queue, batch, linger): (usize, usize, Duration),
     mut write: F,
@@ -110,16 +110,7 @@ where
     let (tx, mut rx) = mpsc::channel::<T>(queue);
     actix_web::rt::spawn(async move {
         let mut buf = Vec::with_capacity(batch);
-        while rx.recv_many(&mut buf, batch).await > 0 {
-            if buf.len() < batch && !linger.is_zero() {
-                tokio::time::sleep(linger).await;
-            }
-            while buf.len() < batch {
-                match rx.try_recv() {
-                    Ok(item) => buf.push(item),
-                    Err(_) => break,
-                }
-            }
+        while next_batch(&mut rx, &mut buf, batch, linger).await {
             write(std::mem::replace(&mut buf, Vec::with_capacity(batch))).await;
         }
     });
