@@ -1,7 +1,10 @@
 //! Stock reservations a crash left behind: held for an order that is over, or for an order
 //! that was never stored. They are settled through the inventory shards (so each shard's
-//! book stays true), once before serving and then every minute, and never while a live
-//! process may still be completing them (see [`Store::reservations_to_repair`]).
+//! book stays true), once before serving and then every minute. One without an order waits
+//! `RESERVATION_REPAIR_GRACE_S` (a live process may still be storing its order) and is then
+//! released only if no order is stored under it by the time its row is locked; the order
+//! insert locks the same row and needs it held, so a process stalled past the grace fails
+//! its placement instead of storing an order without stock.
 
 use std::time::Duration;
 
@@ -28,11 +31,12 @@ pub async fn repair_reservations(
     grace: Duration,
 ) -> anyhow::Result<Repaired> {
     let mut done = Repaired::default();
-    for (id, pharmacy, commit) in store.reservations_to_repair(grace).await? {
-        let outcome = if commit {
-            inventory.commit(id, pharmacy).await?
-        } else {
-            inventory.release(id, pharmacy).await?
+    for (id, pharmacy, commit, placed) in store.reservations_to_repair(grace).await? {
+        let outcome = match (commit, placed) {
+            (true, _) => inventory.commit(id, pharmacy).await?,
+            (false, true) => inventory.release(id, pharmacy).await?,
+            // No order was stored when this was read; one stored since keeps it.
+            (false, false) => inventory.release_unplaced(id, pharmacy).await?,
         };
         if matches!(outcome, Settle::Done { .. }) {
             if commit {

@@ -166,6 +166,8 @@ pub struct Commit {
 pub struct Release {
     pub id: Uuid,
     pub pharmacy_id: Uuid,
+    /// Only if no order was stored under `id` ([`StockLedger::release_unplaced`]).
+    pub unplaced: bool,
 }
 
 /// New shelf quantities for some medicines of a pharmacy.
@@ -277,20 +279,28 @@ async fn reserve(
     }
 }
 
+/// How a reservation is settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum How {
+    Commit,
+    Release,
+    ReleaseUnplaced,
+}
+
 async fn settle(
     ledger: &dyn StockLedger,
     book: &Mutex<StockBook>,
     id: Uuid,
-    commit: bool,
+    how: How,
 ) -> Result<Settle, LedgerError> {
-    let outcome = if commit {
-        ledger.commit(id).await?
-    } else {
-        ledger.release(id).await?
+    let outcome = match how {
+        How::Commit => ledger.commit(id).await?,
+        How::Release => ledger.release(id).await?,
+        How::ReleaseUnplaced => ledger.release_unplaced(id).await?,
     };
     if let Settle::Done { pharmacy_id, lines } = &outcome {
         let mut book = lock(book);
-        if commit {
+        if how == How::Commit {
             book.commit(*pharmacy_id, lines);
         } else {
             book.release(*pharmacy_id, lines);
@@ -347,7 +357,7 @@ impl Handler<Commit> for InventoryShard {
     type Result = AtomicResponse<Self, Result<Settle, InventoryError>>;
     fn handle(&mut self, msg: Commit, _: &mut Context<Self>) -> Self::Result {
         atomic(self, |ledger, book| {
-            Box::pin(async move { settle(&*ledger, &book, msg.id, true).await })
+            Box::pin(async move { settle(&*ledger, &book, msg.id, How::Commit).await })
         })
     }
 }
@@ -356,7 +366,12 @@ impl Handler<Release> for InventoryShard {
     type Result = AtomicResponse<Self, Result<Settle, InventoryError>>;
     fn handle(&mut self, msg: Release, _: &mut Context<Self>) -> Self::Result {
         atomic(self, |ledger, book| {
-            Box::pin(async move { settle(&*ledger, &book, msg.id, false).await })
+            let how = if msg.unplaced {
+                How::ReleaseUnplaced
+            } else {
+                How::Release
+            };
+            Box::pin(async move { settle(&*ledger, &book, msg.id, how).await })
         })
     }
 }
@@ -461,7 +476,28 @@ impl Inventory {
 
     pub async fn release(&self, id: Uuid, pharmacy_id: Uuid) -> Result<Settle, InventoryError> {
         self.shard(pharmacy_id)
-            .send(Release { id, pharmacy_id })
+            .send(Release {
+                id,
+                pharmacy_id,
+                unplaced: false,
+            })
+            .await
+            .map_err(mailbox)?
+    }
+
+    /// Releases a reservation no order was stored under (crash repair); an order stored
+    /// meanwhile keeps it ([`Settle::Placed`]).
+    pub async fn release_unplaced(
+        &self,
+        id: Uuid,
+        pharmacy_id: Uuid,
+    ) -> Result<Settle, InventoryError> {
+        self.shard(pharmacy_id)
+            .send(Release {
+                id,
+                pharmacy_id,
+                unplaced: true,
+            })
             .await
             .map_err(mailbox)?
     }

@@ -68,6 +68,9 @@ pub enum Settle {
     AlreadySettled,
     /// No such reservation.
     Unknown,
+    /// Asked to release a reservation no order was stored under, and an order has been:
+    /// the reservation is that order's now, and kept.
+    Placed,
 }
 
 /// What the ledger did with new shelf quantities.
@@ -99,6 +102,13 @@ pub trait StockLedger: Send + Sync + 'static {
 
     /// Cancel or failure: lowers `reserved` by the reservation's lines, once.
     fn release(&self, id: Uuid) -> BoxFuture<'_, Result<Settle, LedgerError>>;
+
+    /// Repair of a reservation whose order was never stored (its process died between the
+    /// two): releases it as [`StockLedger::release`] does, unless an order under `id` is
+    /// stored by the time the reservation is locked ([`Settle::Placed`]). With the order
+    /// insert requiring a held reservation in its own transaction, a reservation and its
+    /// order can never part, however late the placing process is.
+    fn release_unplaced(&self, id: Uuid) -> BoxFuture<'_, Result<Settle, LedgerError>>;
 
     /// Sets shelf quantities (creating rows as needed), all or nothing.
     fn set_stock(

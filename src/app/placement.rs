@@ -474,7 +474,7 @@ async fn create(
         idempotency_key: key.map(str::to_owned),
     };
     let inserted = state.store.insert_order(&order).await;
-    if !matches!(inserted, Ok(Inserted::Stored)) {
+    if !matches!(inserted, Ok(Inserted::Stored | Inserted::ReservationGone)) {
         // Give the stock back; start-up reconciliation covers a crash right here.
         if let Err(release) = state.inventory.release(order_id, pharmacy_id).await {
             tracing::error!(order_id = %order_id, error = %release, "could not release the reservation of an order that was not stored");
@@ -483,6 +483,12 @@ async fn create(
     match inserted {
         Ok(Inserted::Stored) => {}
         Ok(Inserted::KeyTaken) => return repeated(state, customer, key).await,
+        Ok(Inserted::ReservationGone) => {
+            return Err(ApiError::Unavailable(
+                "the stock held for this order was released before it was stored; place it again"
+                    .to_owned(),
+            ))
+        }
         Err(e) => return Err(e.into()),
     }
     let confirmed = Event {

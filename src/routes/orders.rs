@@ -58,12 +58,13 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
         (status = 400, description = "`invalid_json`: the body is not JSON; `bad_request`: an empty or over-long Idempotency-Key", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`unauthorized`: no valid access token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "not a customer", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`insufficient_stock`, naming the items; `limit_reached` when the customer already has `MAX_OPEN_ORDERS_PER_CUSTOMER` open orders", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`insufficient_stock`, naming the items; `limit_reached` when the customer already has `MAX_OPEN_ORDERS_PER_CUSTOMER` open orders; `conflict` when the first request with this Idempotency-Key is still running after 10 s", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "`payload_too_large`: a body over 64 KiB", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "`unsupported_media_type`: a body that is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed`, `out_of_service_area` or `idempotency_key_reused`", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "`rate_limited`: more than `RATE_LIMIT_ORDERS_PER_MINUTE` placements a minute; see `Retry-After`", body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "seconds to wait"))),
+        (status = 503, description = "`unavailable`: the payment provider did not answer, or the stock held for the order was released before it was stored (the request stalled past `RESERVATION_REPAIR_GRACE_S`); nothing was placed, place it again", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[post("/api/v1/orders")]

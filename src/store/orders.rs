@@ -54,6 +54,9 @@ pub enum Inserted {
     /// The Idempotency-Key already names another order (its claim was taken over after it
     /// looked abandoned, and the other request finished first): nothing was stored.
     KeyTaken,
+    /// The order's stock reservation is no longer held (the crash repair released it while
+    /// this request was stalled past `RESERVATION_REPAIR_GRACE_S`): nothing was stored.
+    ReservationGone,
 }
 
 /// An open order on the ops map.
@@ -329,6 +332,21 @@ impl Store {
         let (created, status) = (OrderEvent::Create.name(), o.status.as_str());
         on_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
+            // The reservation is locked and must still be held: the crash repair releases
+            // only a reservation with no order, checked under the same lock
+            // (`StockLedger::release_unplaced`), so an order is never stored without its
+            // stock, however long its request stalled.
+            let held = sqlx::query(
+                "UPDATE stock_reservations SET updated_at = $2 WHERE id = $1 AND status = 'held'",
+            )
+            .bind(o.id)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if held == 0 {
+                return Ok(Inserted::ReservationGone); // the transaction rolls back
+            }
             sqlx::query(
                 "INSERT INTO orders (id, customer_id, pharmacy_id, status, total_cents, delivery_lat, \
                  delivery_lng, delivery_address, delivery_code, code_failures, version, dispatch_deadline, \
@@ -727,13 +745,13 @@ impl Store {
 
     /// Held reservations that no open order accounts for, with how each must be settled
     /// (`true`: commit, its order was picked up or delivered; `false`: release, its order
-    /// was cancelled or failed, or it has no order). A reservation without an order counts
+    /// was cancelled or failed, or it has no order) and whether it has an order. A reservation without an order counts
     /// only once it is older than `grace`: until then a live process (this one, another
     /// node, the old process of a rolling deploy) may still be turning it into an order.
     pub async fn reservations_to_repair(
         &self,
         grace: std::time::Duration,
-    ) -> Result<Vec<(Uuid, Uuid, bool)>, sqlx::Error> {
+    ) -> Result<Vec<(Uuid, Uuid, bool, bool)>, sqlx::Error> {
         let before = now() - Duration::from_std(grace).unwrap_or(Duration::days(1));
         let rows: Vec<(Uuid, Uuid, Option<String>)> = on_pool!(self, |pool| {
             sqlx::query_as(
@@ -751,7 +769,7 @@ impl Store {
             .into_iter()
             .map(|(id, pharmacy, status)| {
                 let commit = matches!(status.as_deref(), Some("picked_up" | "delivered"));
-                (id, pharmacy, commit)
+                (id, pharmacy, commit, status.is_some())
             })
             .collect())
     }

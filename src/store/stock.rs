@@ -124,10 +124,12 @@ impl Store {
     }
 
     /// Moves a held reservation to `status`; `commit` also takes the units off the shelf.
+    /// `unplaced`: only if no order is stored under `id` (else [`Settle::Placed`]).
     pub(crate) async fn settle_reservation(
         &self,
         id: Uuid,
         commit: bool,
+        unplaced: bool,
     ) -> Result<Settle, sqlx::Error> {
         let at = now();
         let status = if commit { "committed" } else { "released" };
@@ -140,6 +142,28 @@ impl Store {
         };
         on_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
+            if unplaced {
+                // The reservation row is locked first (a row lock on PostgreSQL, the write
+                // lock on SQLite), as the order insert locks it; the order is looked for in
+                // a statement of its own, which under READ COMMITTED sees an order
+                // committed while this waited for the lock.
+                sqlx::query(
+                    "UPDATE stock_reservations SET updated_at = $2 WHERE id = $1 AND status = 'held'",
+                )
+                .bind(id)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+                let placed: Option<Uuid> =
+                    sqlx::query_scalar("SELECT id FROM orders WHERE id = $1")
+                        .bind(id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                if placed.is_some() {
+                    tx.rollback().await?;
+                    return Ok(Settle::Placed);
+                }
+            }
             let pharmacy: Option<Uuid> = sqlx::query_scalar(
                 "UPDATE stock_reservations SET status = $2, updated_at = $3 \
                  WHERE id = $1 AND status = 'held' RETURNING pharmacy_id",
@@ -267,11 +291,27 @@ impl StockLedger for Store {
     }
 
     fn commit(&self, id: Uuid) -> BoxFuture<'_, Result<Settle, LedgerError>> {
-        Box::pin(async move { self.settle_reservation(id, true).await.map_err(ledger) })
+        Box::pin(async move {
+            self.settle_reservation(id, true, false)
+                .await
+                .map_err(ledger)
+        })
     }
 
     fn release(&self, id: Uuid) -> BoxFuture<'_, Result<Settle, LedgerError>> {
-        Box::pin(async move { self.settle_reservation(id, false).await.map_err(ledger) })
+        Box::pin(async move {
+            self.settle_reservation(id, false, false)
+                .await
+                .map_err(ledger)
+        })
+    }
+
+    fn release_unplaced(&self, id: Uuid) -> BoxFuture<'_, Result<Settle, LedgerError>> {
+        Box::pin(async move {
+            self.settle_reservation(id, false, true)
+                .await
+                .map_err(ledger)
+        })
     }
 
     fn set_stock(

@@ -7,7 +7,10 @@
 use std::sync::Arc;
 
 use futures_util::future::join_all;
+use medify::store::orders::{Inserted, NewOrder, NewOrderLine};
+use medify_actors::geo::Point;
 use medify_actors::inventory::{Inventory, ReserveOutcome};
+use medify_actors::model::{OrderStatus, PaymentMethod};
 use medify_actors::ports::{Line, Settle};
 use uuid::Uuid;
 
@@ -20,6 +23,7 @@ backend_tests!(
     shard_restart_keeps_every_reservation,
     stock_cannot_drop_below_reserved,
     a_starting_node_leaves_a_live_reservation_alone,
+    an_order_and_its_reservation_never_part,
 );
 
 struct Fixture {
@@ -347,4 +351,83 @@ async fn a_starting_node_leaves_a_live_reservation_alone(app: TestApp) {
         ReserveOutcome::Reserved,
         "the shard's book saw the release"
     );
+}
+
+/// An order as a placement stores it, under reservation `id`.
+async fn order_under(app: &TestApp, id: Uuid, pharmacy: Uuid, drug: Uuid) -> NewOrder {
+    let (customer, _) = app.user_token("customer").await;
+    let customer_id = Uuid::parse_str(customer["id"].as_str().expect("id")).expect("uuid");
+    NewOrder {
+        id,
+        customer_id,
+        pharmacy_id: pharmacy,
+        lines: vec![NewOrderLine {
+            medicine_id: drug,
+            qty: 1,
+            price_cents: 900,
+        }],
+        total_cents: 900,
+        delivery: Point::new(12.97, 77.6).expect("point"),
+        address: "1 Late Lane".to_owned(),
+        delivery_code: "1234".to_owned(),
+        dispatch_deadline: chrono::Utc::now() + chrono::Duration::minutes(10),
+        status: OrderStatus::Confirmed,
+        payment_method: PaymentMethod::Cod,
+        payment_intent_id: None,
+        prescription_id: None,
+        idempotency_key: None,
+    }
+}
+
+/// The crash repair and a placement that stalled past the repair's grace (a paused node)
+/// meet on the reservation's row: whichever is second sees the other's work. A released
+/// reservation refuses the late order (nothing stored, no oversell); a stored order keeps
+/// its reservation from the repair that read it as orphaned a moment before.
+async fn an_order_and_its_reservation_never_part(app: TestApp) {
+    let admin = app.admin_token().await;
+    let pharmacy = app.create_pharmacy(&admin, "Two boxes", 12.97, 77.59).await;
+    let drug = app.create_medicine(&admin, "Rare", None, None, 900).await;
+    assert_eq!(
+        app.put_stock(&admin, pharmacy, &[(drug, 2)]).await.status,
+        200
+    );
+    let inventory = &app.state.inventory;
+    let store = &app.state.store;
+    // Repair first: the stalled placement wakes to a released reservation.
+    let stalled = Uuid::now_v7();
+    let held = inventory
+        .reserve(stalled, pharmacy, line(drug, 1))
+        .await
+        .expect("answer");
+    assert_eq!(held, ReserveOutcome::Reserved);
+    let released = inventory
+        .release_unplaced(stalled, pharmacy)
+        .await
+        .expect("answer");
+    assert!(matches!(released, Settle::Done { .. }), "{released:?}");
+    let late = order_under(&app, stalled, pharmacy, drug).await;
+    assert_eq!(
+        store.insert_order(&late).await.expect("insert"),
+        Inserted::ReservationGone
+    );
+    assert!(store.order_view(stalled).await.expect("read").is_none());
+    assert_eq!(app.stock_of(pharmacy, drug).await, (2, 0));
+    // The order first: the repair's release finds it and keeps the stock held.
+    let placed = Uuid::now_v7();
+    let held = inventory
+        .reserve(placed, pharmacy, line(drug, 1))
+        .await
+        .expect("answer");
+    assert_eq!(held, ReserveOutcome::Reserved);
+    let order = order_under(&app, placed, pharmacy, drug).await;
+    assert_eq!(
+        store.insert_order(&order).await.expect("insert"),
+        Inserted::Stored
+    );
+    let kept = inventory
+        .release_unplaced(placed, pharmacy)
+        .await
+        .expect("answer");
+    assert_eq!(kept, Settle::Placed);
+    assert_eq!(app.stock_of(pharmacy, drug).await, (2, 1));
 }
