@@ -8,9 +8,9 @@
 //!   [`MARKER_CACHE`] per order): nobody watching, nothing published.
 //! - Frames are loss-tolerant (the next position replaces a lost one), so they travel over
 //!   pub/sub, in order from one publisher task that pipelines the frames of a few
-//!   milliseconds together; the watcher's node fans them out with the
-//!   same slots and conflation as its own riders' frames. Statuses do not travel here:
-//!   they come from the order's journal over the event bus, to every node.
+//!   milliseconds together (`MEDIFY_TRACKING_BATCH_MS`); the watcher's node fans them out
+//!   with the same slots and conflation as its own riders' frames. Statuses do not travel
+//!   here: they come from the order's journal over the event bus, to every node.
 //! - Redis restarts and killed pub/sub clients end the subscription stream; the listener
 //!   reconnects with back-off and subscribes again to every order watched at that moment
 //!   (a client that reconnects without resubscribing is a known trap of pub/sub adapters).
@@ -104,9 +104,8 @@ impl Relay for RedisRelay {
 /// Publishes this node's riders' frames for orders watched elsewhere, in order.
 ///
 /// A frame waits up to `linger` (`MEDIFY_TRACKING_BATCH_MS`) for the frames sent after it,
-/// and they go out together:
-/// one pipeline of `EXISTS` for the markers not known lately, one pipeline of `PUBLISH`es
-/// (a single connection keeps their order). Per frame, that saves the wake-up of this task,
+/// and they go out together: one pipeline of `EXISTS` for the markers not known lately, one
+/// pipeline of `PUBLISH`es (a single connection keeps their order). Per frame, that saves the wake-up of this task,
 /// a write and a read on the Redis socket, and on the watchers' nodes a read of their
 /// subscription socket (Redis flushes a pipeline's messages together): most of what a
 /// cluster spent per fix beyond one node (`FANOUT_CLUSTER=1 cargo bench --bench fanout`).
