@@ -32,8 +32,8 @@ const AT: (f64, f64) = (12.9716, 77.5946);
 
 /// One round: the time from the kill to the first offer.
 async fn round(bin: &str, pg: &str, redis: &str, orders: usize) -> Duration {
-    let (url, name) = common::create_pg_database(pg, "failover").await;
-    let prefix = format!("{name}:");
+    let db = common::scratch::Database::create(pg, "failover").await;
+    let (url, prefix) = (db.url.clone(), format!("{}:", db.name));
     let failover = std::env::var("MEDIFY_FAILOVER_S").unwrap_or_else(|_| "10".into());
     let node = |id: &str| {
         spawn_node(
@@ -182,7 +182,8 @@ async fn round(bin: &str, pg: &str, redis: &str, orders: usize) -> Duration {
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(edge.id() as i32, libc::SIGTERM) };
     let _ = edge.wait();
-    common::drop_cluster_state(pg, &name, redis, &prefix).await;
+    db.drop_now().await;
+    common::scratch::clear_redis(redis, &prefix).await;
     took
 }
 

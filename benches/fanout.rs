@@ -189,8 +189,8 @@ struct Servers {
     riders_at: String,
     watchers_at: String,
     sqlite: Option<std::path::PathBuf>,
-    /// (admin URL, database) and (Redis URL, key prefix) of a cluster.
-    cluster: Option<((String, String), (String, String))>,
+    /// The database and the (Redis URL, key prefix) of a cluster.
+    cluster: Option<(common::scratch::Database, (String, String))>,
 }
 
 fn one_node(bin: &str) -> Servers {
@@ -209,8 +209,8 @@ fn two_nodes(bin: &str, rt: &tokio::runtime::Runtime) -> Servers {
     let pg = std::env::var("FANOUT_PG")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let redis = std::env::var("FANOUT_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let (url, name) = rt.block_on(common::create_pg_database(&pg, "fanout"));
-    let prefix = format!("{name}:");
+    let db = rt.block_on(common::scratch::Database::create(&pg, "fanout"));
+    let prefix = format!("{}:", db.name);
     let node = |id: &str| {
         let mut vars = SETTINGS.to_vec();
         vars.extend([
@@ -219,7 +219,7 @@ fn two_nodes(bin: &str, rt: &tokio::runtime::Runtime) -> Servers {
             ("MEDIFY_CLUSTER", "1"),
             ("MEDIFY_NODE_ID", id),
         ]);
-        spawn_node(bin, &url, SECRET, &vars)
+        spawn_node(bin, &db.url, SECRET, &vars)
     };
     // Started first, it takes the dispatch lease.
     let (holder, watchers_at) = node("fanout-holder");
@@ -229,7 +229,7 @@ fn two_nodes(bin: &str, rt: &tokio::runtime::Runtime) -> Servers {
         riders_at,
         watchers_at,
         sqlite: None,
-        cluster: Some(((pg, name), (redis, prefix))),
+        cluster: Some((db, (redis, prefix))),
     }
 }
 
@@ -255,8 +255,11 @@ impl Servers {
         if let Some(db) = &self.sqlite {
             common::remove_sqlite(db);
         }
-        if let Some(((pg, name), (redis, prefix))) = self.cluster.take() {
-            rt.block_on(common::drop_cluster_state(&pg, &name, &redis, &prefix));
+        if let Some((db, (redis, prefix))) = self.cluster.take() {
+            rt.block_on(async {
+                db.drop_now().await;
+                common::scratch::clear_redis(&redis, &prefix).await;
+            });
         }
     }
 }

@@ -41,7 +41,7 @@ async fn three_nodes_behind_a_balancer_share_one_membership_and_leave_cleanly() 
     let Some(haproxy) = need("haproxy", haproxy()) else {
         return;
     };
-    let db = Database::create(&pg).await;
+    let db = Database::create(&pg, "cluster").await;
     let prefix = format!("medify-cluster-{}:", uuid::Uuid::now_v7().simple());
     let dirs: Vec<WorkDir> = (0..3).map(|_| WorkDir::new()).collect();
     // One after another: the first migrates and creates the admin.
@@ -308,7 +308,7 @@ async fn tracking_and_membership_survive_killed_subscribers_and_a_redis_restart(
         return;
     }
     let mut redis = PrivateRedis::start(free_port());
-    let db = Database::create(&pg).await;
+    let db = Database::create(&pg, "cluster").await;
     let prefix = "medify:";
     let dirs: Vec<WorkDir> = (0..2).map(|_| WorkDir::new()).collect();
     let nodes: Vec<Server> = ["node-a", "node-b"]

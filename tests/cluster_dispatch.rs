@@ -64,7 +64,7 @@ impl Cluster {
         let pg = need("MEDIFY_TEST_PG", std::env::var("MEDIFY_TEST_PG").ok())?;
         let redis = need("MEDIFY_TEST_REDIS", std::env::var("MEDIFY_TEST_REDIS").ok())?;
         let haproxy = need("haproxy", haproxy())?;
-        let db = Database::create(&pg).await;
+        let db = Database::create(&pg, "cluster").await;
         let prefix = format!("medify-dispatch-{}:", uuid::Uuid::now_v7().simple());
         let dirs: Vec<WorkDir> = (0..3).map(|_| WorkDir::new()).collect();
         // One after another: node-1 migrates, creates the admin and takes the lease.

@@ -7,6 +7,10 @@ use std::time::Duration;
 use medify::config::Settings;
 use medify::startup::Application;
 
+/// A database and a Redis key prefix of a cluster bench's own (shared with the tests).
+#[path = "../../tests/support/scratch.rs"]
+pub mod scratch;
+
 /// Starts the server (2 workers) on its own thread and actix System; returns its base URL.
 pub fn start_server(database_url: String, extra: &[(&str, &str)]) -> String {
     let mut env: Vec<(String, String)> = vec![
@@ -220,41 +224,6 @@ pub fn client_runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("runtime")
-}
-
-/// A fresh PostgreSQL database on the server of `admin_url` (a cluster bench's own):
-/// its URL and name.
-pub async fn create_pg_database(admin_url: &str, label: &str) -> (String, String) {
-    let name = format!("medify_{label}_{}", uuid::Uuid::now_v7().simple());
-    let pool = sqlx::PgPool::connect(admin_url).await.expect("postgres");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&pool)
-        .await
-        .expect("create database");
-    let base = admin_url.rsplit_once('/').map_or(admin_url, |(b, _)| b);
-    (format!("{base}/{name}"), name)
-}
-
-/// Drops a database [`create_pg_database`] made, and every Redis key under `prefix`.
-pub async fn drop_cluster_state(admin_url: &str, name: &str, redis_url: &str, prefix: &str) {
-    if let Ok(pool) = sqlx::PgPool::connect(admin_url).await {
-        let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-        let _ = sqlx::query(&drop).execute(&pool).await;
-    }
-    let Ok(client) = redis::Client::open(redis_url) else {
-        return;
-    };
-    let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
-        return;
-    };
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query_async(&mut conn)
-        .await
-        .unwrap_or_default();
-    if !keys.is_empty() {
-        let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
-    }
 }
 
 /// One request that must succeed (2xx): its JSON body (`null` if none). An empty `token`

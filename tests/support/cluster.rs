@@ -16,6 +16,10 @@ use serde_json::{json, Value};
 
 use super::process::{Server, WorkDir, WAIT};
 
+#[path = "scratch.rs"]
+mod scratch;
+pub use scratch::{clear_redis, Database};
+
 pub const ADMIN_EMAIL: &str = "cluster-admin@example.com";
 pub const ADMIN_PASSWORD: &str = "cluster admin password";
 pub const SECRET: &str = "cluster-test-secret-cluster-test-secret-0123";
@@ -55,60 +59,6 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port()
-}
-
-/// A database of its own on the test server, dropped afterwards.
-pub struct Database {
-    pub admin_url: String,
-    pub name: String,
-    pub url: String,
-}
-
-impl Database {
-    pub async fn create(admin_url: &str) -> Self {
-        let name = format!("medify_cluster_{}", uuid::Uuid::now_v7().simple());
-        let pool = sqlx::PgPool::connect(admin_url).await.expect("postgres");
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&pool)
-            .await
-            .expect("create database");
-        pool.close().await;
-        let base = admin_url.rsplit_once('/').map_or(admin_url, |(b, _)| b);
-        Self {
-            admin_url: admin_url.to_owned(),
-            url: format!("{base}/{name}"),
-            name,
-        }
-    }
-
-    pub async fn drop_now(&self) {
-        if let Ok(pool) = sqlx::PgPool::connect(&self.admin_url).await {
-            let _ = sqlx::query(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ))
-            .execute(&pool)
-            .await;
-        }
-    }
-}
-
-/// Deletes every key under `prefix`.
-pub async fn clear_redis(url: &str, prefix: &str) {
-    let Ok(client) = redis::Client::open(url) else {
-        return;
-    };
-    let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
-        return;
-    };
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query_async(&mut conn)
-        .await
-        .unwrap_or_default();
-    if !keys.is_empty() {
-        let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
-    }
 }
 
 /// HAProxy in the foreground with the repository's config, ended on drop.
