@@ -336,14 +336,12 @@ impl Store {
             // only a reservation with no order, checked under the same lock
             // (`StockLedger::release_unplaced`), so an order is never stored without its
             // stock, however long its request stalled.
-            let held = sqlx::query(
-                "UPDATE stock_reservations SET updated_at = $2 WHERE id = $1 AND status = 'held'",
-            )
-            .bind(o.id)
-            .bind(at)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+            let held = sqlx::query(super::stock::LOCK_HELD_RESERVATION)
+                .bind(o.id)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
             if held == 0 {
                 return Ok(Inserted::ReservationGone); // the transaction rolls back
             }

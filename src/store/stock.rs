@@ -20,6 +20,12 @@ fn ledger(e: sqlx::Error) -> LedgerError {
     LedgerError(e.to_string())
 }
 
+/// Locks a reservation's row while it is still held (`$1` the id, `$2` the time); no row
+/// when it was settled. The order insert and the repair's release of an orderless
+/// reservation both start with it, so whichever comes second sees the other's work.
+pub(crate) const LOCK_HELD_RESERVATION: &str =
+    "UPDATE stock_reservations SET updated_at = $2 WHERE id = $1 AND status = 'held'";
+
 impl Store {
     async fn stock_levels(
         &self,
@@ -147,13 +153,11 @@ impl Store {
                 // lock on SQLite), as the order insert locks it; the order is looked for in
                 // a statement of its own, which under READ COMMITTED sees an order
                 // committed while this waited for the lock.
-                sqlx::query(
-                    "UPDATE stock_reservations SET updated_at = $2 WHERE id = $1 AND status = 'held'",
-                )
-                .bind(id)
-                .bind(at)
-                .execute(&mut *tx)
-                .await?;
+                sqlx::query(LOCK_HELD_RESERVATION)
+                    .bind(id)
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await?;
                 let placed: Option<Uuid> =
                     sqlx::query_scalar("SELECT id FROM orders WHERE id = $1")
                         .bind(id)

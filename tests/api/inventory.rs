@@ -296,17 +296,27 @@ async fn stock_cannot_drop_below_reserved(app: TestApp) {
     assert_eq!(app.stock_of(f.pharmacy, med).await, (6, 6));
 }
 
+/// A pharmacy with `boxes` of one medicine (priced 900 cents) on its shelf.
+async fn one_drug_on_the_shelf(app: &TestApp, boxes: i64) -> (Uuid, Uuid) {
+    let admin = app.admin_token().await;
+    let pharmacy = app
+        .create_pharmacy(&admin, "Last boxes", 12.97, 77.59)
+        .await;
+    let drug = app.create_medicine(&admin, "Scarce", None, None, 900).await;
+    assert_eq!(
+        app.put_stock(&admin, pharmacy, &[(drug, boxes)])
+            .await
+            .status,
+        200
+    );
+    (pharmacy, drug)
+}
+
 /// A reservation that a live node is about to turn into an order (held, no order row yet)
 /// survives a second node starting on the same database; only once it is older than the
 /// grace period does the repair release it, through the shard, so the shard's book agrees.
 async fn a_starting_node_leaves_a_live_reservation_alone(app: TestApp) {
-    let admin = app.admin_token().await;
-    let pharmacy = app.create_pharmacy(&admin, "Last box", 12.97, 77.59).await;
-    let drug = app.create_medicine(&admin, "Scarce", None, None, 900).await;
-    assert_eq!(
-        app.put_stock(&admin, pharmacy, &[(drug, 1)]).await.status,
-        200
-    );
+    let (pharmacy, drug) = one_drug_on_the_shelf(&app, 1).await;
     // Node A holds the only box for an order it has not stored yet.
     let in_flight = Uuid::now_v7();
     let held = app
@@ -384,13 +394,7 @@ async fn order_under(app: &TestApp, id: Uuid, pharmacy: Uuid, drug: Uuid) -> New
 /// reservation refuses the late order (nothing stored, no oversell); a stored order keeps
 /// its reservation from the repair that read it as orphaned a moment before.
 async fn an_order_and_its_reservation_never_part(app: TestApp) {
-    let admin = app.admin_token().await;
-    let pharmacy = app.create_pharmacy(&admin, "Two boxes", 12.97, 77.59).await;
-    let drug = app.create_medicine(&admin, "Rare", None, None, 900).await;
-    assert_eq!(
-        app.put_stock(&admin, pharmacy, &[(drug, 2)]).await.status,
-        200
-    );
+    let (pharmacy, drug) = one_drug_on_the_shelf(&app, 2).await;
     let inventory = &app.state.inventory;
     let store = &app.state.store;
     // Repair first: the stalled placement wakes to a released reservation.
