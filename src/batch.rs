@@ -1,6 +1,7 @@
 //! Draining a queue in batches: the first item waits a little for the ones behind it, so a
 //! busy queue costs its consumer one wake-up (and one write or round trip) per batch
-//! instead of one per item. Used by the trail and offer writers and the tracking relay.
+//! instead of one per item. [`batch_writer`] runs the trail and offer writers; the
+//! tracking relay drains its own queue with [`next_batch`].
 
 use std::time::Duration;
 
@@ -29,6 +30,28 @@ pub async fn next_batch<T>(
         }
     }
     true
+}
+
+/// A queue of `queue` items drained by a task that hands them to `write` in batches of up
+/// to `batch` ([`next_batch`]: the first item waits `linger` for others). Ends, after
+/// writing what is queued, when every sender is gone.
+pub fn batch_writer<T, F, Fut>(
+    (queue, batch, linger): (usize, usize, Duration),
+    mut write: F,
+) -> mpsc::Sender<T>
+where
+    T: 'static,
+    F: FnMut(Vec<T>) -> Fut + 'static,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
+    let (tx, mut rx) = mpsc::channel::<T>(queue);
+    actix_web::rt::spawn(async move {
+        let mut buf = Vec::new();
+        while next_batch(&mut rx, &mut buf, batch, linger).await {
+            write(std::mem::take(&mut buf)).await;
+        }
+    });
+    tx
 }
 
 #[cfg(test)]

@@ -333,10 +333,6 @@ async fn start_dispatch(
         ..MatcherConfig::default()
     };
     let matcher = Matcher::start(matcher_config, settings.workers);
-    if core.store.dispatch_paused().await? {
-        // As the operator left it; in a cluster the node taking dispatch reads it again.
-        let _ = matcher.set_paused(true).await;
-    }
     let orders = OrderRegistry::new(
         OrderDeps {
             journal,
@@ -364,6 +360,10 @@ async fn start_dispatch(
         ),
         _ => None,
     };
+    // As the operator left it (in a cluster, the node taking dispatch over reads it).
+    if dispatch.is_none() && core.store.dispatch_paused().await? {
+        let _ = matcher.set_paused(true).await;
+    }
     let active = orders
         .rehydrate()
         .await

@@ -9,8 +9,8 @@ use tokio::sync::mpsc;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::riders::batch_writer;
 use super::Store;
+use crate::batch::batch_writer;
 use crate::on_pool;
 
 /// Events waiting to be written; beyond this they are dropped with a warning (the matcher

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::Store;
-use crate::batch::next_batch;
+use crate::batch::batch_writer;
 use crate::on_pool;
 
 impl RiderDirectory for Store {
@@ -94,28 +94,6 @@ impl TrailWriter {
 /// beyond the fan-out itself; a quarter of a second turns a thousand fixes a second into
 /// four writes, and a trail is read long after.
 const TRAIL_LINGER: Duration = Duration::from_millis(250);
-
-/// A queue of `queue` items drained by a task that hands them to `write` in batches of up
-/// to `batch` ([`next_batch`]: the first item waits `linger` for others). Ends, after
-/// writing what is queued, when every sender is gone.
-pub(crate) fn batch_writer<T, F, Fut>(
-    (queue, batch, linger): (usize, usize, Duration),
-    mut write: F,
-) -> mpsc::Sender<T>
-where
-    T: 'static,
-    F: FnMut(Vec<T>) -> Fut + 'static,
-    Fut: std::future::Future<Output = ()> + 'static,
-{
-    let (tx, mut rx) = mpsc::channel::<T>(queue);
-    actix_web::rt::spawn(async move {
-        let mut buf = Vec::with_capacity(batch);
-        while next_batch(&mut rx, &mut buf, batch, linger).await {
-            write(std::mem::replace(&mut buf, Vec::with_capacity(batch))).await;
-        }
-    });
-    tx
-}
 
 impl TrailSink for TrailWriter {
     fn record(&self, order_id: Uuid, rider_id: Uuid, at: Point, ts_ms: i64) {
