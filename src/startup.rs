@@ -27,6 +27,7 @@ use crate::bus::redis::RedisBus;
 use crate::bus::{EventHandler, InProcessBus};
 use crate::catalog::Catalog;
 use crate::cluster::dispatch::{Dispatch, FencedJournal, Seat};
+use crate::cluster::places::Places;
 use crate::config::{AdminBootstrap, ObjectStoreSettings, Settings};
 use crate::domain::Role;
 use crate::error::{problem_for_framework_errors, ApiError};
@@ -311,11 +312,6 @@ async fn start_dispatch(
     core: Core<'_>,
     cluster: Option<&Redis>,
 ) -> anyhow::Result<(OrderRegistry, Riders, Option<Dispatch>)> {
-    let seat = cluster.map(|_| Seat::new(&settings.node_id));
-    let journal: Arc<dyn OrderJournal> = match &seat {
-        Some(seat) => Arc::new(FencedJournal::new(core.store.clone(), seat.clone())),
-        None => Arc::new(core.store.clone()),
-    };
     let fleet = Fleet::new();
     let d = &settings.dispatch;
     let latency = core.metrics.assignment_latency.clone();
@@ -333,6 +329,18 @@ async fn start_dispatch(
         ..MatcherConfig::default()
     };
     let matcher = Matcher::start(matcher_config, settings.workers);
+    let seat = cluster.map(|_| {
+        let places = Places::new(core.store.clone(), matcher.clone());
+        (Seat::new(&settings.node_id), places)
+    });
+    let journal: Arc<dyn OrderJournal> = match &seat {
+        Some((seat, places)) => Arc::new(FencedJournal::new(
+            core.store.clone(),
+            seat.clone(),
+            places.clone(),
+        )),
+        None => Arc::new(core.store.clone()),
+    };
     let orders = OrderRegistry::new(
         OrderDeps {
             journal,
@@ -350,7 +358,6 @@ async fn start_dispatch(
         (Some(seat), Some(redis)) => Some(
             Dispatch::start(
                 &settings.cluster,
-                &settings.node_id,
                 seat,
                 (core.store.clone(), redis.clone()),
                 matcher.clone(),

@@ -101,6 +101,17 @@ impl Cluster {
             redis,
             prefix,
         };
+        // The region exists once a pharmacy is in it; the oldest node takes it.
+        let (status, depot) = cluster
+            .lb
+            .call(
+                "POST",
+                "/api/v1/pharmacies",
+                Some(&cluster.admin),
+                Some(json!({"name": "Depot", "lat": LAT, "lng": LNG, "address": "1 Depot Road"})),
+            )
+            .await;
+        assert_eq!(status, 201, "{depot}");
         let holder = cluster.dispatch_holder(&cluster.lb).await;
         assert_eq!(holder, "node-1", "the first node runs dispatch");
         Some(cluster)
@@ -138,6 +149,11 @@ impl Cluster {
 
     /// A medicine and a pharmacy `km` east of the origin holding `quantity` of it.
     async fn pharmacy(&self, km: f64, quantity: i64) -> (String, String) {
+        self.pharmacy_at((LAT, east(km)), quantity).await
+    }
+
+    /// A medicine and a pharmacy at `(lat, lng)` holding `quantity` of it.
+    async fn pharmacy_at(&self, (lat, lng): (f64, f64), quantity: i64) -> (String, String) {
         let sku = format!("SKU-{}", uuid::Uuid::now_v7().simple());
         let (status, medicine) = self
             .lb
@@ -155,7 +171,7 @@ impl Cluster {
                 "POST",
                 "/api/v1/pharmacies",
                 Some(&self.admin),
-                Some(json!({"name": format!("Pharmacy at {km} km"), "lat": LAT, "lng": east(km), "address": "1 Test Road"})),
+                Some(json!({"name": format!("Pharmacy at {lat}, {lng}"), "lat": lat, "lng": lng, "address": "1 Test Road"})),
             )
             .await;
         assert_eq!(status, 201, "{pharmacy}");
@@ -234,8 +250,17 @@ fn id_of(v: &Value) -> String {
 
 /// A customer's order of one unit from `pharmacy`, placed through `via`: the answer.
 async fn place(via: &Client, customer: &str, pharmacy: &str, medicine: &str) -> (u16, Value) {
+    place_near(via, (customer, pharmacy, medicine), LAT).await
+}
+
+/// The same, delivered 1 km north of latitude `lat` (on the origin's meridian).
+async fn place_near(
+    via: &Client,
+    (customer, pharmacy, medicine): (&str, &str, &str),
+    lat: f64,
+) -> (u16, Value) {
     let order = json!({"items": [{"medicine_id": medicine, "qty": 1}],
-        "delivery": {"lat": LAT + 0.009, "lng": LNG, "address": "2 Door Street"},
+        "delivery": {"lat": lat + 0.009, "lng": LNG, "address": "2 Door Street"},
         "pharmacy_id": pharmacy});
     via.call("POST", "/api/v1/orders", Some(customer), Some(order))
         .await
@@ -291,9 +316,12 @@ impl Rider {
 
     /// A fix `km` east of the origin.
     async fn at(&mut self, km: f64) {
+        self.fix(LAT, east(km)).await;
+    }
+
+    async fn fix(&mut self, lat: f64, lng: f64) {
         self.ts += 1_000;
-        let fix =
-            json!({"type": "location", "lat": LAT, "lng": east(km), "ts": self.ts, "accuracy": 5});
+        let fix = json!({"type": "location", "lat": lat, "lng": lng, "ts": self.ts, "accuracy": 5});
         self.send(fix).await;
     }
 
@@ -696,5 +724,122 @@ async fn a_paused_dispatch_node_cannot_overwrite_the_new_holder() {
         .collect();
     assert!(!statuses.contains(&"failed"), "{statuses:?}");
     assert_eq!(statuses.last(), Some(&"delivered"), "{statuses:?}");
+    c.stop().await;
+}
+
+/// The regions' owners as `via` reports them: region → node.
+async fn owners(
+    c: &Cluster,
+    via: &Client,
+    what: &str,
+    done: impl Fn(&BTreeMap<String, String>) -> bool,
+) -> BTreeMap<String, String> {
+    let read = |v: &Value| -> BTreeMap<String, String> {
+        v["regions"]
+            .as_array()
+            .map(|rows| {
+                rows.iter()
+                    .filter_map(|r| {
+                        Some((
+                            r["region"].as_str()?.to_owned(),
+                            r["node"].as_str()?.to_owned(),
+                        ))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let view = via
+        .until("/api/v1/cluster", &c.admin, what, |v| done(&read(v)))
+        .await;
+    read(&view)
+}
+
+/// Two regions 55 km apart on three nodes. Each gets its own owner: node-1 (the oldest)
+/// the depot's, node-2 the northern one, node-3 none. A rider connected to node-1 serves
+/// a northern order placed through node-3: node-2 offers, his answer and every step of
+/// the delivery travel to node-2. SIGKILL of node-2 with a northern order waiting moves
+/// the northern region alone, to node-3, which offers that order; a depot delivery under
+/// way on node-1 meanwhile finishes untouched, and the depot region never changes owner.
+#[actix_web::test]
+async fn regions_are_spread_over_nodes_and_fail_over_one_by_one() {
+    let Some(mut c) = Cluster::start(&[("MEDIFY_FAILOVER_S", "2")], &[]).await else {
+        return;
+    };
+    let north = LAT + 0.5;
+    let (medicine, pharmacy) = c.pharmacy_at((north, LNG), 4).await;
+    let spread = owners(&c, &c.lb, "two regions on two nodes", |o| {
+        o.len() == 2 && o.values().collect::<std::collections::BTreeSet<_>>().len() == 2
+    })
+    .await;
+    let depot = spread
+        .iter()
+        .find(|(_, n)| *n == "node-1")
+        .map(|(r, _)| r.clone())
+        .expect("node-1 owns the depot's region");
+    let northern = spread
+        .iter()
+        .find(|(r, _)| **r != depot)
+        .map(|(r, _)| r.clone())
+        .expect("a second region");
+    assert_eq!(spread[&northern], "node-2", "{spread:?}");
+    // Every node sees the same owners.
+    for i in 0..3 {
+        let seen = owners(&c, &c.on(i), "the owners", |o| o.len() == 2).await;
+        assert_eq!(seen, spread, "node-{}", i + 1);
+    }
+
+    // A northern order placed through node-3, served by a rider on node-1.
+    let customer = c.lb.account("customer").await;
+    let mut rider = Rider::connect(&c.lb, &c.nodes[0].address).await;
+    rider.fix(north + 0.004, LNG).await;
+    rider.available(true).await;
+    let ids = (customer.as_str(), pharmacy.as_str(), medicine.as_str());
+    let (status, order) = place_near(&c.on(2), ids, north).await;
+    assert_eq!(status, 201, "{order}");
+    let offer = rider.next("offer").await;
+    assert_eq!(offer["order_id"], order["id"], "{offer}");
+    rider.accept(&offer).await;
+    rider
+        .deliver(&c, &id_of(&order), &order["delivery_code"])
+        .await;
+
+    // A depot delivery under way on node-1's region, its rider on node-3.
+    let (depot_medicine, depot_pharmacy) = c.pharmacy(0.0, 2).await;
+    let mut courier = Rider::connect(&c.lb, &c.nodes[2].address).await;
+    courier.at(0.4).await;
+    courier.available(true).await;
+    let (status, first) = place(&c.on(1), &customer, &depot_pharmacy, &depot_medicine).await;
+    assert_eq!(status, 201, "{first}");
+    let offer = courier.next("offer").await;
+    assert_eq!(offer["order_id"], first["id"], "{offer}");
+    courier.accept(&offer).await;
+
+    // A northern order waits (the rider is away), and node-2 dies.
+    rider.available(false).await;
+    let (status, waiting) = place_near(&c.lb, ids, north).await;
+    assert_eq!(status, 201, "{waiting}");
+    c.nodes[1].signal(libc::SIGKILL);
+    let _ = c.nodes[1].wait_exit();
+    let moved = owners(&c, &c.on(0), "the northern region on node-3", |o| {
+        o.get(&northern).is_some_and(|n| n == "node-3")
+    })
+    .await;
+    assert_eq!(moved[&depot], "node-1", "{moved:?}");
+    rider.available(true).await;
+    let offer = rider.next("offer").await;
+    assert_eq!(offer["order_id"], waiting["id"], "{offer}");
+    rider.accept(&offer).await;
+    rider
+        .deliver(&c, &id_of(&waiting), &waiting["delivery_code"])
+        .await;
+    courier
+        .deliver(&c, &id_of(&first), &first["delivery_code"])
+        .await;
+    let after = owners(&c, &c.on(2), "both regions owned", |o| o.len() == 2).await;
+    assert_eq!(after[&depot], "node-1", "{after:?}");
+    // Nothing left reserved: two units sold in the north, one at the depot.
+    assert_eq!(c.stock(&pharmacy, &medicine).await, (2, 0));
+    assert_eq!(c.stock(&depot_pharmacy, &depot_medicine).await, (1, 0));
     c.stop().await;
 }

@@ -263,32 +263,43 @@ impl Actor for OrderActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        if !self.registry.is_local() {
-            // Restarted after this node stepped down: the order is another node's now.
-            self.registry.forget(self.id);
-            return;
-        }
         let journal = self.deps.journal.clone();
+        let route = self.registry.inner.route.get().cloned();
         let id = self.id;
-        // Nothing else is handled until the order is loaded.
+        // Nothing else is handled until the order is loaded. In a cluster, an actor
+        // (re)started on a node that does not own the order's region (it gave the region
+        // up meanwhile) stops at once: the order is another node's.
         ctx.wait(
-            actix::fut::wrap_future::<_, Self>(async move { journal.load(id).await }).map(
-                |loaded, act, ctx| {
-                    match loaded {
-                        Ok(record) => {
-                            if let Some(r) = record.as_ref().filter(|r| r.status == OrderStatus::Dispatching) {
-                                dispatch(&act.deps, r);
-                            }
-                            act.record = record;
-                        }
-                        Err(e) => {
-                            tracing::error!(order_id = %act.id, error = %e, "order actor: load failed");
-                            act.record = None;
-                        }
+            actix::fut::wrap_future::<_, Self>(async move {
+                if let Some(route) = route {
+                    if !route.here(id).await.unwrap_or(false) {
+                        return None;
                     }
-                    act.settle(ctx);
-                },
-            ),
+                }
+                Some(journal.load(id).await)
+            })
+            .map(|loaded, act, ctx| {
+                let Some(loaded) = loaded else {
+                    act.registry.forget(act.id);
+                    return;
+                };
+                match loaded {
+                    Ok(record) => {
+                        if let Some(r) = record
+                            .as_ref()
+                            .filter(|r| r.status == OrderStatus::Dispatching)
+                        {
+                            dispatch(&act.deps, r);
+                        }
+                        act.record = record;
+                    }
+                    Err(e) => {
+                        tracing::error!(order_id = %act.id, error = %e, "order actor: load failed");
+                        act.record = None;
+                    }
+                }
+                act.settle(ctx);
+            }),
         );
     }
 }
@@ -590,19 +601,22 @@ impl Handler<InjectFault> for OrderActor {
     }
 }
 
-/// How a node that does not run the order actors now reaches the node that does (issue 16).
+/// Where an order's actor runs in a cluster (issue 16): on the node owning the order's
+/// region, reached from the others through this route.
 pub trait OrderRoute: Send + Sync + 'static {
-    /// Whether this node runs the order actors now.
-    fn local(&self) -> bool;
+    /// Whether this node runs the order's actor now (it owns the order's region).
+    fn here(&self, id: Uuid) -> BoxFuture<'static, Result<bool, OrderError>>;
     /// Sends the command to the node that does.
     fn forward(
         &self,
         id: Uuid,
         command: Command,
     ) -> BoxFuture<'static, Result<OrderRecord, OrderError>>;
+    /// Of these active orders, the ones whose actors run on this node.
+    fn mine(&self, ids: Vec<Uuid>) -> BoxFuture<'static, Vec<Uuid>>;
 }
 
-/// Stops an order actor: this node no longer runs the order actors.
+/// Stops an order actor: this node no longer runs it.
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "()")]
 struct Retire;
@@ -709,20 +723,23 @@ impl OrderRegistry {
         self.actors().remove(&id);
     }
 
-    /// In a cluster: commands go through `route` whenever another node runs the order
-    /// actors. Set once, at start-up.
+    /// In a cluster: commands for orders another node runs go through `route`. Set once,
+    /// at start-up.
     pub fn set_route(&self, route: Arc<dyn OrderRoute>) {
         let _ = self.inner.route.set(route);
     }
 
-    /// Whether order actors run on this node now (always, outside a cluster).
-    pub fn is_local(&self) -> bool {
-        self.inner.route.get().is_none_or(|r| r.local())
+    /// The orders whose actors run here.
+    pub fn running(&self) -> Vec<Uuid> {
+        self.actors().keys().copied().collect()
     }
 
-    /// Stops every order actor (this node stepped down); returns how many there were.
-    pub fn retire_all(&self) -> usize {
-        let actors: Vec<Addr<OrderActor>> = self.actors().drain().map(|(_, a)| a).collect();
+    /// Stops these orders' actors (this node gave their region up); returns how many ran.
+    pub fn retire(&self, ids: &[Uuid]) -> usize {
+        let actors: Vec<Addr<OrderActor>> = {
+            let mut running = self.actors();
+            ids.iter().filter_map(|id| running.remove(id)).collect()
+        };
         for actor in &actors {
             actor.do_send(Retire);
         }
@@ -730,24 +747,33 @@ impl OrderRegistry {
     }
 
     /// Sends a command to an order's actor (starting it if needed), on whichever node runs
-    /// the order actors.
+    /// it.
     pub async fn apply(&self, id: Uuid, command: Command) -> Result<OrderRecord, OrderError> {
-        if let Some(route) = self.inner.route.get().filter(|r| !r.local()) {
-            return route.forward(id, command).await;
+        if let Some(route) = self.inner.route.get() {
+            if !route.here(id).await? {
+                return route.forward(id, command).await;
+            }
         }
+        self.apply_here(id, command).await
+    }
+
+    /// Sends a command to the order's actor on this node (from another node that found
+    /// this one owning the order).
+    pub async fn apply_here(&self, id: Uuid, command: Command) -> Result<OrderRecord, OrderError> {
         let addr = self.get_or_start(id);
         addr.send(Apply(command))
             .await
             .map_err(|e| OrderError::Storage(format!("order actor unavailable: {e}")))?
     }
 
-    /// Starts an actor for every active order in the journal that has none; returns how
-    /// many active orders there are. Called at start-up and periodically.
+    /// Starts an actor for every active order in the journal that runs here (in a cluster:
+    /// of the regions this node owns) and has none; returns how many that is. Called at
+    /// start-up, on taking a region over and periodically.
     pub async fn rehydrate(&self) -> Result<usize, JournalError> {
-        if !self.is_local() {
-            return Ok(0);
+        let mut ids = self.inner.deps.journal.active_orders().await?;
+        if let Some(route) = self.inner.route.get() {
+            ids = route.mine(ids).await;
         }
-        let ids = self.inner.deps.journal.active_orders().await?;
         for id in &ids {
             self.get_or_start(*id);
         }

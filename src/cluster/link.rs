@@ -1,24 +1,26 @@
-//! Node-to-node messages (issue 16): how the nodes that hold riders' sockets and the node
-//! that runs dispatch ([`super::dispatch`]) talk.
+//! Node-to-node messages (issue 16): how the nodes that hold riders' sockets and the nodes
+//! that own regions ([`super::dispatch`]) talk.
 //!
 //! Each node subscribes to its own Redis pub/sub channel `node:<id>`; a message names its
 //! sender and, when it wants an answer, a request id the answer comes back with. Pub/sub
 //! keeps the hop cheap (one PUBLISH, no storage) and loses messages only when a node or
 //! Redis goes away; each kind is chosen to survive that:
-//! - riders' reports (phase and position) are the whole state each time, batched every
-//!   [`BATCH_EVERY`], and every node sends all of its riders again every [`RESYNC_EVERY`]
-//!   and whenever dispatch moves: a lost report is replaced by the next;
+//! - riders' reports (phase and position) go to every node owning a region; they are the
+//!   whole state each time, batched every [`BATCH_EVERY`], and every node sends all of its
+//!   riders again every [`RESYNC_EVERY`] and whenever a region moves: a lost report is
+//!   replaced by the next;
 //! - an offer is a request: unanswered within `MEDIFY_CLUSTER_RPC_TIMEOUT_MS`, it counts as
 //!   declined and the order waits for the next batch; an `offer_expired` or
 //!   `order_cancelled` that is lost is repaired by the rider's next report (a rider who
 //!   reports an offer the matcher does not hold is told it is gone);
 //! - an answer to an offer, a command for an order (assign, pick-up, delivery, cancel,
-//!   payments) and the dispatch controls are requests: unanswered in time they fail with
+//!   payments) go to the owner of the order's region ([`Places`]); the dispatch controls
+//!   and counts to every owner. They are requests: unanswered in time they fail with
 //!   503 `unavailable` (HTTP) or the `unavailable` error (rider socket) and the client
 //!   retries; what was decided is in the order journal, which is the record that must not
 //!   be lost.
 //!
-//! The node running dispatch keeps the rider directory: for every rider of another node,
+//! Each owner keeps a rider directory: for every rider of another node,
 //! which node holds his socket and when it last heard of him. A rider is reachable through
 //! the last node that reported him connected; a node's report of a rider it has lost
 //! (disconnected, gone) is ignored once another node has him; riders of a node that left
@@ -35,6 +37,7 @@ use medify_actors::matcher::{
     Answer, AnswerError, Answered, AssignOutcome, ManualOffer, ManualOfferError, Matcher,
     MatcherRoute, MatcherStats, RemoteRiders, RiderInbox, RiderReport, ToRider,
 };
+use medify_actors::model::RiderPhase;
 use medify_actors::order::{Command, OrderError, OrderRegistry, OrderRoute};
 use medify_actors::ports::{BoxFuture, OrderRecord};
 use medify_actors::protocol::OfferInfo;
@@ -42,6 +45,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
+use super::places::Places;
 use super::seat::Seat;
 use crate::redis::Redis;
 
@@ -69,14 +73,14 @@ struct Envelope {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "k", rename_all = "snake_case")]
 enum Body {
-    /// To the node running dispatch: its riders, as they are now.
+    /// To the nodes owning regions: the sender's riders, as they are now.
     Riders {
         riders: Vec<RiderReport>,
     },
     RiderGone {
         rider: Uuid,
     },
-    /// From the node running dispatch, to the node holding the rider's socket.
+    /// From an owner, to the node holding the rider's socket.
     ToRider {
         rider: Uuid,
         msg: ToRider,
@@ -130,7 +134,7 @@ enum Reply {
     Offer {
         offer: Option<OfferInfo>,
     },
-    /// The receiver does not run dispatch (it moved meanwhile).
+    /// The receiver does not own the order's region (it moved meanwhile).
     NotHere,
 }
 
@@ -150,14 +154,15 @@ struct Inner {
     redis: Redis,
     node_id: String,
     seat: Seat,
+    places: Places,
     timeout: Duration,
     matcher: Matcher,
     orders: OrderRegistry,
-    outbox: mpsc::UnboundedSender<(String, Envelope)>,
+    outbox: mpsc::UnboundedSender<(Vec<String>, Envelope)>,
     reports: mpsc::Sender<RiderReport>,
     next_id: AtomicU64,
     waiting: Mutex<HashMap<u64, oneshot::Sender<Reply>>>,
-    /// The rider directory, on the node running dispatch.
+    /// The rider directory, on a node owning a region.
     directory: Mutex<HashMap<Uuid, Known>>,
     /// One handle per other node, shared by its riders' inboxes.
     nodes: Mutex<HashMap<String, Arc<NodeRiders>>>,
@@ -173,11 +178,10 @@ fn channel(redis: &Redis, node: &str) -> String {
 
 impl Link {
     /// Starts this node's listener and senders, and routes `matcher` and `orders` through
-    /// the link whenever another node runs dispatch.
+    /// the link to the other regions' owners.
     pub fn start(
         redis: Redis,
-        node_id: &str,
-        seat: Seat,
+        (node_id, seat, places): (&str, Seat, Places),
         timeout: Duration,
         matcher: Matcher,
         orders: OrderRegistry,
@@ -189,6 +193,7 @@ impl Link {
                 redis: redis.clone(),
                 node_id: node_id.to_owned(),
                 seat,
+                places,
                 timeout,
                 matcher: matcher.clone(),
                 orders: orders.clone(),
@@ -210,18 +215,23 @@ impl Link {
     }
 
     fn send(&self, node: &str, id: u64, body: Body) {
+        self.send_to(vec![node.to_owned()], id, body);
+    }
+
+    fn send_to(&self, nodes: Vec<String>, id: u64, body: Body) {
         let envelope = Envelope {
             from: self.inner.node_id.clone(),
             id,
             body,
         };
-        let _ = self.inner.outbox.send((node.to_owned(), envelope));
+        let _ = self.inner.outbox.send((nodes, envelope));
     }
 
-    /// Sends `body` to the node running dispatch (nothing when none is known).
-    fn tell_dispatch(&self, body: Body) {
-        if let Some(holder) = self.inner.seat.holder() {
-            self.send(&holder, 0, body);
+    /// Sends `body` to every other node owning a region (nothing when there is none).
+    fn tell_owners(&self, body: Body) {
+        let owners = self.inner.seat.other_owners();
+        if !owners.is_empty() {
+            self.send_to(owners, 0, body);
         }
     }
 
@@ -236,30 +246,54 @@ impl Link {
         reply.ok().and_then(Result::ok)
     }
 
-    /// Asks the node running dispatch.
-    async fn ask_dispatch(&self, body: Body) -> Option<Reply> {
-        let holder = self.inner.seat.holder()?;
-        if holder == self.inner.node_id {
-            return None;
+    /// The node owning an order's region: `Ok(None)` for an order that does not exist,
+    /// `Err` while its region has no holder or the order cannot be read.
+    async fn owner_of(&self, order: Uuid) -> Result<Option<String>, ()> {
+        match self.inner.places.region_of(order).await {
+            Ok(Some(region)) => self.inner.seat.holder(region).map(Some).ok_or(()),
+            Ok(None) => Ok(None),
+            Err(e) => {
+                tracing::debug!(%order, error = %e, "the order's region could not be read");
+                Err(())
+            }
         }
-        self.ask(&holder, body).await
     }
 
-    /// Sends every rider of this node to the node running dispatch, in chunks.
+    /// Whether this node owns the order's region (`Err` while that cannot be read).
+    async fn owns(&self, order: Uuid) -> Result<bool, ()> {
+        match self.inner.places.region_of(order).await {
+            Ok(Some(region)) => Ok(self.inner.seat.lease(region).is_some()),
+            Ok(None) => Ok(false),
+            Err(_) => Err(()),
+        }
+    }
+
+    /// Asks the other owner of an order's region. `Ok(None)`: no other node owns it (the
+    /// order does not exist, or this node owns it).
+    async fn ask_owner(&self, order: Uuid, body: Body) -> Result<Option<Reply>, ()> {
+        match self.owner_of(order).await? {
+            Some(node) if node != self.inner.node_id => {
+                self.ask(&node, body).await.map(Some).ok_or(())
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Sends every rider of this node to the other owners, in chunks.
     pub fn resend_riders(&self) {
-        if self.inner.seat.is_local() {
+        if self.inner.seat.other_owners().is_empty() {
             return;
         }
         let reports = self.inner.matcher.local_reports();
         for chunk in reports.chunks(REPORTS_PER_MESSAGE) {
-            self.tell_dispatch(Body::Riders {
+            self.tell_owners(Body::Riders {
                 riders: chunk.to_vec(),
             });
         }
     }
 
-    /// On the node running dispatch: forgets riders of nodes not in `live`, and riders
-    /// no report has named for [`FORGET_AFTER`].
+    /// On a node owning a region: forgets riders of nodes not in `live`, and riders no
+    /// report has named for [`FORGET_AFTER`].
     pub fn forget_lost_riders(&self, live: &[String]) {
         let lost: Vec<Uuid> = {
             let mut directory = lock(&self.inner.directory);
@@ -278,7 +312,7 @@ impl Link {
         }
     }
 
-    /// This node stopped running dispatch: the directory goes with it.
+    /// This node owns no region any more: the directory goes with it.
     pub fn forget_directory(&self) {
         lock(&self.inner.directory).clear();
     }
@@ -295,8 +329,8 @@ impl Link {
             .clone()
     }
 
-    /// A report from `from` about one of its riders, on the node running dispatch.
-    fn take_report(&self, from: &str, report: RiderReport) {
+    /// A report from `from` about one of its riders, on a node owning a region.
+    async fn take_report(&self, from: &str, report: RiderReport) {
         {
             let mut directory = lock(&self.inner.directory);
             match directory.get_mut(&report.rider) {
@@ -317,8 +351,18 @@ impl Link {
                 }
             }
         }
+        // An offer for an order not matched here is checked by its region's owner; this
+        // node repairs it only for a region it owns (the offer's maker is gone).
+        let owned_elsewhere = match report.phase {
+            RiderPhase::Offered { order, .. } if !self.inner.matcher.matches_here(order) => {
+                self.owns(order).await != Ok(true)
+            }
+            _ => false,
+        };
         let inbox = RiderInbox::remote(report.rider, self.node_riders(from));
-        self.inner.matcher.remote_rider(report, inbox);
+        self.inner
+            .matcher
+            .remote_rider(report, inbox, owned_elsewhere);
     }
 
     fn take_gone(&self, from: &str, rider: Uuid) {
@@ -346,7 +390,7 @@ impl Link {
             }
             Body::Riders { riders } if here => {
                 for report in riders {
-                    self.take_report(&from, report);
+                    self.take_report(&from, report).await;
                 }
                 return;
             }
@@ -358,39 +402,35 @@ impl Link {
             Body::ToRider { rider, msg } => Reply::Taken {
                 taken: inner.matcher.tell_local(rider, msg).await,
             },
-            Body::Outcome { msg } if here => {
-                inner.matcher.assign_outcome(msg);
+            Body::Outcome { msg } => {
+                inner.matcher.assign_outcome_here(msg);
                 return;
             }
-            Body::Outcome { .. } => return,
-            Body::Answer { msg } if here => match inner.matcher.answer(msg).await {
+            Body::Answer { msg } => match inner.matcher.answer_here(msg).await {
                 Ok(result) => Reply::Answer { result },
                 Err(_) => Reply::NotHere,
             },
-            Body::ManualOffer { msg } if here => match inner.matcher.manual_offer(msg).await {
+            Body::ManualOffer { msg } => match inner.matcher.manual_offer_here(msg).await {
                 Ok(result) => Reply::ManualOffer { result },
                 Err(_) => Reply::NotHere,
             },
-            Body::SetPaused { paused } if here => match inner.matcher.set_paused(paused).await {
+            Body::SetPaused { paused } => match inner.matcher.set_paused_here(paused).await {
                 Ok(()) => Reply::Done,
                 Err(_) => Reply::NotHere,
             },
-            Body::Stats if here => match inner.matcher.state().await {
+            Body::Stats => match inner.matcher.state_here().await {
                 Ok((stats, paused)) => Reply::Stats { stats, paused },
                 Err(_) => Reply::NotHere,
             },
-            Body::Apply { order, command } if here => Reply::Order {
-                result: inner.orders.apply(order, command).await,
+            Body::Apply { order, command } => match self.owns(order).await {
+                Ok(true) => Reply::Order {
+                    result: inner.orders.apply_here(order, command).await,
+                },
+                _ => Reply::NotHere,
             },
-            Body::OpenOffer { rider } if here => Reply::Offer {
-                offer: inner.matcher.open_offer(rider).await,
+            Body::OpenOffer { rider } => Reply::Offer {
+                offer: inner.matcher.open_offer_here(rider).await,
             },
-            Body::Answer { .. }
-            | Body::ManualOffer { .. }
-            | Body::SetPaused { .. }
-            | Body::Stats
-            | Body::Apply { .. }
-            | Body::OpenOffer { .. } => Reply::NotHere,
         };
         if id != 0 {
             self.send(&from, 0, Body::Reply { to: id, reply });
@@ -398,7 +438,7 @@ impl Link {
     }
 }
 
-/// The riders of one other node, as the node running dispatch reaches them.
+/// The riders of one other node, as an owner reaches them.
 struct NodeRiders {
     node: String,
     link: Weak<Inner>,
@@ -429,7 +469,7 @@ impl RemoteRiders for NodeRiders {
     }
 }
 
-/// The matcher's and the order registry's way to the node running dispatch.
+/// The matcher's and the order registry's way to the other regions' owners.
 struct Route(Link);
 
 impl MatcherRoute for Route {
@@ -438,13 +478,16 @@ impl MatcherRoute for Route {
     }
 
     fn rider(&self, report: RiderReport) {
+        if self.0.inner.seat.other_owners().is_empty() {
+            return;
+        }
         if self.0.inner.reports.try_send(report).is_err() {
             tracing::debug!("rider report queue full: one report dropped until the resend");
         }
     }
 
     fn rider_gone(&self, rider: Uuid) {
-        self.0.tell_dispatch(Body::RiderGone { rider });
+        self.0.tell_owners(Body::RiderGone { rider });
     }
 
     fn answer(
@@ -453,15 +496,24 @@ impl MatcherRoute for Route {
     ) -> BoxFuture<'static, Result<Result<Answered, AnswerError>, MailboxError>> {
         let link = self.0.clone();
         Box::pin(async move {
-            match link.ask_dispatch(Body::Answer { msg }).await {
-                Some(Reply::Answer { result }) => Ok(result),
+            match link.ask_owner(msg.order_id, Body::Answer { msg }).await {
+                Ok(Some(Reply::Answer { result })) => Ok(result),
+                // Nobody else owns it: the order is not waiting for this rider.
+                Ok(None) => Ok(Err(AnswerError::Closed)),
                 _ => Err(MailboxError::Timeout),
             }
         })
     }
 
     fn assign_outcome(&self, msg: AssignOutcome) {
-        self.0.tell_dispatch(Body::Outcome { msg });
+        let link = self.0.clone();
+        actix_web::rt::spawn(async move {
+            if let Ok(Some(node)) = link.owner_of(msg.order_id).await {
+                if node != link.inner.node_id {
+                    link.send(&node, 0, Body::Outcome { msg });
+                }
+            }
+        });
     }
 
     fn manual_offer(
@@ -470,8 +522,12 @@ impl MatcherRoute for Route {
     ) -> BoxFuture<'static, Result<Result<(), ManualOfferError>, MailboxError>> {
         let link = self.0.clone();
         Box::pin(async move {
-            match link.ask_dispatch(Body::ManualOffer { msg }).await {
-                Some(Reply::ManualOffer { result }) => Ok(result),
+            match link
+                .ask_owner(msg.order_id, Body::ManualOffer { msg })
+                .await
+            {
+                Ok(Some(Reply::ManualOffer { result })) => Ok(result),
+                Ok(None) => Ok(Err(ManualOfferError::NotDispatching)),
                 _ => Err(MailboxError::Timeout),
             }
         })
@@ -480,43 +536,64 @@ impl MatcherRoute for Route {
     fn set_paused(&self, paused: bool) -> BoxFuture<'static, Result<(), MailboxError>> {
         let link = self.0.clone();
         Box::pin(async move {
-            match link.ask_dispatch(Body::SetPaused { paused }).await {
-                Some(Reply::Done) => Ok(()),
-                _ => Err(MailboxError::Timeout),
+            for node in link.inner.seat.other_owners() {
+                match link.ask(&node, Body::SetPaused { paused }).await {
+                    Some(Reply::Done) => {}
+                    _ => return Err(MailboxError::Timeout),
+                }
             }
+            Ok(())
         })
     }
 
     fn open_offer(&self, rider: Uuid) -> BoxFuture<'static, Option<OfferInfo>> {
-        self.ask_offer(rider)
+        let link = self.0.clone();
+        Box::pin(async move {
+            for node in link.inner.seat.other_owners() {
+                if let Some(Reply::Offer { offer: Some(offer) }) =
+                    link.ask(&node, Body::OpenOffer { rider }).await
+                {
+                    return Some(offer);
+                }
+            }
+            None
+        })
     }
 
     fn stats(&self) -> BoxFuture<'static, Result<(MatcherStats, bool), MailboxError>> {
         let link = self.0.clone();
         Box::pin(async move {
-            match link.ask_dispatch(Body::Stats).await {
-                Some(Reply::Stats { stats, paused }) => Ok((stats, paused)),
-                _ => Err(MailboxError::Timeout),
+            let (mut total, mut paused) = (MatcherStats::default(), false);
+            for node in link.inner.seat.other_owners() {
+                let Some(Reply::Stats {
+                    stats,
+                    paused: held,
+                }) = link.ask(&node, Body::Stats).await
+                else {
+                    return Err(MailboxError::Timeout);
+                };
+                total.free_riders += stats.free_riders;
+                total.waiting_orders += stats.waiting_orders;
+                total.open_offers += stats.open_offers;
+                total.shards += stats.shards;
+                paused |= held;
             }
-        })
-    }
-}
-
-impl Route {
-    fn ask_offer(&self, rider: Uuid) -> BoxFuture<'static, Option<OfferInfo>> {
-        let link = self.0.clone();
-        Box::pin(async move {
-            match link.ask_dispatch(Body::OpenOffer { rider }).await {
-                Some(Reply::Offer { offer }) => offer,
-                _ => None,
-            }
+            Ok((total, paused))
         })
     }
 }
 
 impl OrderRoute for Route {
-    fn local(&self) -> bool {
-        self.0.inner.seat.is_local()
+    fn here(&self, id: Uuid) -> BoxFuture<'static, Result<bool, OrderError>> {
+        let link = self.0.clone();
+        Box::pin(async move {
+            match link.inner.places.region_of(id).await {
+                Ok(Some(region)) => Ok(link.inner.seat.lease(region).is_some()),
+                // No such order: the local actor answers not found.
+                Ok(None) => Ok(true),
+                Err(_) => Err(OrderError::Unavailable),
+            }
+        })
     }
 
     fn forward(
@@ -526,30 +603,45 @@ impl OrderRoute for Route {
     ) -> BoxFuture<'static, Result<OrderRecord, OrderError>> {
         let link = self.0.clone();
         Box::pin(async move {
-            match link.ask_dispatch(Body::Apply { order: id, command }).await {
-                Some(Reply::Order { result }) => result,
+            match link.ask_owner(id, Body::Apply { order: id, command }).await {
+                Ok(Some(Reply::Order { result })) => result,
                 _ => Err(OrderError::Unavailable),
             }
+        })
+    }
+
+    fn mine(&self, ids: Vec<Uuid>) -> BoxFuture<'static, Vec<Uuid>> {
+        let link = self.0.clone();
+        Box::pin(async move {
+            let mut mine = Vec::new();
+            for id in ids {
+                if link.owns(id).await == Ok(true) {
+                    mine.push(id);
+                }
+            }
+            mine
         })
     }
 }
 
 /// Publishes outgoing messages in order, on the shared connection.
-async fn publish(redis: Redis, mut outgoing: mpsc::UnboundedReceiver<(String, Envelope)>) {
-    while let Some((node, envelope)) = outgoing.recv().await {
+async fn publish(redis: Redis, mut outgoing: mpsc::UnboundedReceiver<(Vec<String>, Envelope)>) {
+    while let Some((nodes, envelope)) = outgoing.recv().await {
         let Ok(payload) = serde_json::to_string(&envelope) else {
             continue;
         };
-        let sent = async {
-            let mut conn = redis.connection().await?;
-            redis::cmd("PUBLISH")
-                .arg(channel(&redis, &node))
-                .arg(payload)
-                .query_async::<i64>(&mut conn)
-                .await
-        };
-        if let Err(e) = sent.await {
-            tracing::debug!(%node, error = %e, "a message to another node was not sent");
+        for node in nodes {
+            let sent = async {
+                let mut conn = redis.connection().await?;
+                redis::cmd("PUBLISH")
+                    .arg(channel(&redis, &node))
+                    .arg(&payload)
+                    .query_async::<i64>(&mut conn)
+                    .await
+            };
+            if let Err(e) = sent.await {
+                tracing::debug!(%node, error = %e, "a message to another node was not sent");
+            }
         }
     }
 }
@@ -577,7 +669,7 @@ fn send_reports(link: &Link, batch: &mut HashMap<Uuid, RiderReport>) {
         return;
     }
     let riders: Vec<RiderReport> = batch.drain().map(|(_, r)| r).collect();
-    link.tell_dispatch(Body::Riders { riders });
+    link.tell_owners(Body::Riders { riders });
 }
 
 /// Follows this node's channel for the life of the process, resubscribing after any Redis

@@ -2,17 +2,20 @@
 //! fleet. This module owns the node's place in it: its identity, its heartbeat and
 //! graceful leave ([`membership`]), the list of live nodes that `GET /api/v1/cluster`
 //! shows, the fleet view shared between nodes ([`fleet`]), the relay of riders' tracking
-//! frames to watchers on other nodes ([`tracking`]), which node runs dispatch
-//! ([`dispatch`], a lease with a fencing token in `crate::store::leases`) and the messages
-//! between the nodes that hold riders and the one that dispatches ([`link`]).
+//! frames to watchers on other nodes ([`tracking`]), which node dispatches which region
+//! ([`dispatch`], a lease per region with a fencing token in `crate::store::leases`;
+//! [`balance`] spreads the regions, [`places`] says which region an order is in) and the
+//! messages between the nodes that hold riders and the ones that dispatch ([`link`]).
 //!
 //! A node that is not in a cluster (`MEDIFY_CLUSTER=0`, SQLite, or no Redis) is a cluster
 //! of one: it lists itself and heart-beats nowhere.
 
+pub mod balance;
 pub mod dispatch;
 pub mod fleet;
 pub mod link;
 pub mod membership;
+pub mod places;
 pub mod seat;
 pub mod tracking;
 
@@ -76,12 +79,26 @@ impl Cluster {
         &self.inner.node_id
     }
 
-    /// The node running dispatch: this one outside a cluster, else the lease holder as last
-    /// read (`None` while it changes hands).
+    /// The node dispatching the first region (by cell index): this one outside a cluster,
+    /// else its lease holder as last read (`None` while it changes hands or before there
+    /// is a region).
     pub fn dispatch_holder(&self) -> Option<String> {
         match &self.inner.dispatch {
-            Some(dispatch) => dispatch.seat().holder(),
+            Some(dispatch) => dispatch.seat().holders().into_values().next(),
             None => Some(self.inner.node_id.clone()),
+        }
+    }
+
+    /// Every region with an owner and the owner, as last read (empty outside a cluster).
+    pub fn region_holders(&self) -> Vec<(String, String)> {
+        match &self.inner.dispatch {
+            Some(dispatch) => dispatch
+                .seat()
+                .holders()
+                .into_iter()
+                .map(|(region, node)| (region.to_string(), node))
+                .collect(),
+            None => Vec::new(),
         }
     }
 

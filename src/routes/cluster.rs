@@ -17,9 +17,23 @@ pub struct ClusterView {
     /// Every node alive now (heard from within `MEDIFY_NODE_TTL_S`), by id; a node that is
     /// not in a cluster lists only itself.
     pub nodes: Vec<Node>,
-    /// The node running dispatch (the matcher and the order actors) as this node last read
-    /// the lease; `null` while it changes hands. A node alone names itself.
+    /// The node dispatching the first region (by cell index) as this node last read the
+    /// leases; `null` while it changes hands or before any pharmacy exists. A node alone
+    /// names itself. (v1.2 had one node dispatching; `regions` lists every region.)
     pub dispatch: Option<String>,
+    /// Every region orders are dispatched in (the H3 cell of the matcher's shard, at
+    /// `MATCHER_SHARD_RESOLUTION`) with the node that owns it, as this node last read the leases.
+    /// Empty on a node that is not in a cluster.
+    pub regions: Vec<RegionOwner>,
+}
+
+/// One region and its owner.
+#[derive(Serialize, ToSchema)]
+pub struct RegionOwner {
+    /// The region's H3 cell, in hexadecimal.
+    pub region: String,
+    /// The node matching its orders and running their actors.
+    pub node: String,
 }
 
 /// The live nodes.
@@ -47,5 +61,11 @@ pub async fn cluster(
         node_id: state.cluster.node_id().to_owned(),
         nodes,
         dispatch: state.cluster.dispatch_holder(),
+        regions: state
+            .cluster
+            .region_holders()
+            .into_iter()
+            .map(|(region, node)| RegionOwner { region, node })
+            .collect(),
     }))
 }

@@ -53,7 +53,7 @@ use crate::store::users::User;
         Delivery, crate::store::orders::OrderPayment, crate::schema::OrderStatusName,
         crate::schema::PaymentMethodName, crate::schema::PaymentStatusName,
         crate::schema::CancelReasonName, crate::schema::RiderStateName, crate::schema::LiveRiderStateName,
-        crate::store::orders::TimelineEntry, cluster::ClusterView, crate::cluster::membership::Node, orders::NewOrderRequest,
+        crate::store::orders::TimelineEntry, cluster::ClusterView, cluster::RegionOwner, crate::cluster::membership::Node, orders::NewOrderRequest,
         crate::app::placement::PaymentChoice, orders::PrescriptionReview,
         crate::app::payment_reports::PaymentReport, crate::app::payment_reports::ReportKind,
         payments::WebhookAck, orders::NewItem, orders::DeliveryIn,

@@ -224,6 +224,16 @@ impl Store {
         Ok(())
     }
 
+    /// Where every pharmacy is, once per distinct position (the places orders are picked
+    /// up at, which decide the cluster's regions).
+    pub async fn pharmacy_points(&self) -> Result<Vec<(f64, f64)>, sqlx::Error> {
+        on_pool!(self, |pool| {
+            sqlx::query_as("SELECT DISTINCT lat, lng FROM pharmacies")
+                .fetch_all(pool)
+                .await
+        })
+    }
+
     pub async fn pharmacy(&self, id: Uuid) -> Result<Option<PharmacyRow>, sqlx::Error> {
         on_pool!(self, |pool| {
             sqlx::query_as(

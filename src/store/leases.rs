@@ -151,6 +151,31 @@ impl Store {
         }
     }
 
+    /// `(name, holder)` of every lease running now whose name starts with `prefix` (a
+    /// plain prefix, without `%` or `_`).
+    pub async fn running_leases(&self, prefix: &str) -> Result<Vec<(String, String)>, sqlx::Error> {
+        let pattern = format!("{prefix}%");
+        match self {
+            Store::Postgres(pool) => {
+                sqlx::query_as(
+                    "SELECT name, holder FROM leases WHERE name LIKE $1 AND expires_at > clock_timestamp() ORDER BY name",
+                )
+                .bind(pattern)
+                .fetch_all(pool)
+                .await
+            }
+            Store::Sqlite(pool) => {
+                sqlx::query_as(
+                    "SELECT name, holder FROM leases WHERE name LIKE $1 AND expires_at > $2 ORDER BY name",
+                )
+                .bind(pattern)
+                .bind(Utc::now())
+                .fetch_all(pool)
+                .await
+            }
+        }
+    }
+
     /// `(holder, token)` of a lease that is running now.
     pub async fn lease_holder(&self, name: &str) -> Result<Option<(String, i64)>, sqlx::Error> {
         match self {

@@ -51,11 +51,14 @@ pub struct RiderReport {
     pub at: Option<(f64, f64, i64)>,
 }
 
-/// How a node that does not run the matcher now reaches the node that does (issue 16).
-/// A request that cannot be delivered or answered in time fails as a mailbox timeout.
+/// How this node's matcher reaches the nodes that own the other regions (issue 16): each
+/// owner region's orders are matched on the node holding its lease. A request that cannot
+/// be delivered or answered in time fails as a mailbox timeout.
 pub trait MatcherRoute: Send + Sync + 'static {
-    /// Whether this node runs the matcher now (false: every call goes through the route).
+    /// Whether this node owns a region now (false: it keeps no shards, and every call goes
+    /// through the route).
     fn local(&self) -> bool;
+    /// One of this node's riders, to every other node owning a region.
     fn rider(&self, report: RiderReport);
     fn rider_gone(&self, rider: Uuid);
     fn answer(
@@ -67,11 +70,13 @@ pub trait MatcherRoute: Send + Sync + 'static {
         &self,
         msg: ManualOffer,
     ) -> BoxFuture<'static, Result<Result<(), ManualOfferError>, MailboxError>>;
+    /// Holds or resumes automatic offers on every other node owning a region.
     fn set_paused(&self, paused: bool) -> BoxFuture<'static, Result<(), MailboxError>>;
-    /// The summed counts and whether automatic offers are held.
+    /// The counts of every other node owning a region, summed, and whether one of them
+    /// holds automatic offers.
     fn stats(&self) -> BoxFuture<'static, Result<(MatcherStats, bool), MailboxError>>;
-    /// The offer the rider holds, for a session that starts on another node than the one
-    /// the offer was delivered to.
+    /// The offer the rider holds from another node, for a session that starts on another
+    /// node than the one the offer was delivered to.
     fn open_offer(&self, rider: Uuid) -> BoxFuture<'static, Option<OfferInfo>>;
 }
 

@@ -30,6 +30,13 @@ impl Indexes {
             .clear();
     }
 
+    pub(crate) fn remove(&self, region: CellIndex) {
+        self.0
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&region);
+    }
+
     pub(crate) fn insert(&self, region: CellIndex, index: Arc<RwLock<FreeIndex>>) {
         self.0
             .write()

@@ -22,12 +22,17 @@
 //! pickup, remembered until the order leaves the matcher. The riders' inboxes (how the
 //! matcher reaches a session) are kept here, registered when a session starts.
 //!
-//! Cluster (issue 16): one node runs the matcher at a time. On the others the handle keeps
-//! its own riders' routes and sends each change as a [`RiderReport`] through the
-//! [`MatcherRoute`] the server sets; answers, outcomes and controls go the same way. The
-//! node running the matcher takes other nodes' riders in with [`Matcher::remote_rider`]
-//! and reaches them through remote inboxes. Taking over ([`Matcher::reintroduce_local`])
-//! and stepping down ([`Matcher::retire`]) are the two changes of role.
+//! Cluster (issue 16): each owner region (the shard key of orders, [`owner_of`]) is matched
+//! on the node holding its lease; a node may own several regions or none. Every node's
+//! handle keeps its own riders' routes and sends each change as a [`RiderReport`] through
+//! the [`MatcherRoute`] the server sets, to every other node owning a region; a node owning
+//! regions also indexes them itself. Answers, outcomes and manual offers for an order this
+//! node does not match go through the route to the order's owner; controls and counts go
+//! to every owner. An owner takes other nodes' riders in with [`Matcher::remote_rider`]
+//! (shards of regions it does not own only index riders, for the border searches of the
+//! regions it does) and reaches them through remote inboxes. Taking a first region
+//! ([`Matcher::reintroduce_local`]), giving one back ([`Matcher::retire_region`]) and
+//! giving the last one back ([`Matcher::retire`]) are the changes of role.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -114,15 +119,38 @@ impl Matcher {
         }
     }
 
-    /// In a cluster: sends this node's matcher work through `route` whenever another node
-    /// runs the matcher. Set once, before riders connect.
+    /// In a cluster: reaches the other regions' owners through `route`. Set once, before
+    /// riders connect.
     pub fn set_route(&self, route: Arc<dyn MatcherRoute>) {
         let _ = self.inner.route.set(route);
     }
 
-    /// The route to the node running the matcher, while it is not this one.
+    /// The route to the regions' owners, while this node owns none (and keeps no shards).
     fn remote(&self) -> Option<&Arc<dyn MatcherRoute>> {
         self.inner.route.get().filter(|r| !r.local())
+    }
+
+    /// The route to the other regions' owners (set in a cluster).
+    fn others(&self) -> Option<&Arc<dyn MatcherRoute>> {
+        self.inner.route.get()
+    }
+
+    /// One of this node's own riders changed: the other owners hear of it. False when this
+    /// node owns no region (and so keeps no shards).
+    fn share(
+        &self,
+        rider: Uuid,
+        phase: RiderPhase,
+        connected: bool,
+        pos: Option<Position>,
+    ) -> bool {
+        let Some(route) = self.others() else {
+            return true;
+        };
+        if self.inner.inboxes.is_local(rider) {
+            route.rider(report(rider, phase, connected, pos));
+        }
+        route.local()
     }
 
     fn region_of(&self, at: Point) -> CellIndex {
@@ -188,8 +216,7 @@ impl Matcher {
             route.connected = msg.connected;
             (route.region, route.pos)
         };
-        if let Some(remote) = self.remote() {
-            remote.rider(report(msg.rider, msg.phase, msg.connected, pos));
+        if !self.share(msg.rider, msg.phase, msg.connected, pos) {
             return;
         }
         if let Some(region) = region {
@@ -203,21 +230,19 @@ impl Matcher {
             at: msg.at,
             ts_ms: msg.ts_ms,
         };
-        if let Some(remote) = self.remote() {
-            let (phase, connected) = {
-                let mut riders = lock(&self.inner.riders);
-                let route = riders.entry(msg.rider).or_default();
-                route.pos = Some(pos);
-                (route.phase, route.connected)
-            };
-            remote.rider(report(msg.rider, phase, connected, Some(pos)));
+        let (phase, connected) = {
+            let mut riders = lock(&self.inner.riders);
+            let route = riders.entry(msg.rider).or_default();
+            route.pos = Some(pos);
+            (route.phase, route.connected)
+        };
+        if !self.share(msg.rider, phase, connected, Some(pos)) {
             return;
         }
         let region = self.region_of(msg.at);
         let (left, route) = {
             let mut riders = lock(&self.inner.riders);
             let route = riders.entry(msg.rider).or_default();
-            route.pos = Some(pos);
             let left = route.region.filter(|old| *old != region);
             let arrived = route.region != Some(region);
             route.region = Some(region);
@@ -239,11 +264,16 @@ impl Matcher {
 
     /// The rider's session ended: every shard forgets them and closes their offers.
     pub fn rider_gone(&self, msg: RiderGone) {
+        let own = self.inner.inboxes.is_local(msg.rider);
         lock(&self.inner.riders).remove(&msg.rider);
         self.inner.inboxes.remove(msg.rider);
-        if let Some(remote) = self.remote() {
-            remote.rider_gone(msg.rider);
-            return;
+        if let Some(route) = self.others() {
+            if own {
+                route.rider_gone(msg.rider);
+            }
+            if !route.local() {
+                return;
+            }
         }
         for shard in self.shards() {
             shard.do_send(msg);
@@ -253,9 +283,9 @@ impl Matcher {
     /// An order waits for a rider. It goes to its owner's shard ([`owner_of`]).
     pub fn dispatch(&self, msg: DispatchOrder) {
         if self.remote().is_some() {
-            // An order actor left behind on a node that stepped down: the node running
-            // the matcher has the order's own actor.
-            tracing::debug!(order_id = %msg.order_id, "not dispatched here: another node runs the matcher");
+            // An order actor left behind on a node that gave its regions back: the order's
+            // owner has the order's own actor.
+            tracing::debug!(order_id = %msg.order_id, "not dispatched here: this node owns no region");
             return;
         }
         let cfg = &self.inner.cfg;
@@ -287,9 +317,18 @@ impl Matcher {
 
     /// A rider's answer to an offer.
     pub async fn answer(&self, msg: Answer) -> Result<Result<Answered, AnswerError>, MailboxError> {
-        if let Some(remote) = self.remote() {
-            return remote.answer(msg).await;
+        match (self.order_shard(msg.order_id), self.others()) {
+            (Some(shard), _) => shard.send(msg).await,
+            (None, Some(route)) => route.answer(msg).await,
+            (None, None) => Ok(Err(AnswerError::Closed)),
         }
+    }
+
+    /// A rider's answer, for an order matched here only (from another node).
+    pub async fn answer_here(
+        &self,
+        msg: Answer,
+    ) -> Result<Result<Answered, AnswerError>, MailboxError> {
         match self.order_shard(msg.order_id) {
             Some(shard) => shard.send(msg).await,
             None => Ok(Err(AnswerError::Closed)),
@@ -298,10 +337,17 @@ impl Matcher {
 
     /// What the order actor said to an accepted offer.
     pub fn assign_outcome(&self, msg: AssignOutcome) {
-        if let Some(remote) = self.remote() {
-            remote.assign_outcome(msg);
-            return;
+        if let Some(route) = self.others() {
+            if !lock(&self.inner.orders).contains_key(&msg.order_id) {
+                route.assign_outcome(msg);
+                return;
+            }
         }
+        self.assign_outcome_here(msg);
+    }
+
+    /// What the order actor said, for an order matched here only (from another node).
+    pub fn assign_outcome_here(&self, msg: AssignOutcome) {
         let region = if msg.assigned {
             // The order has left the matcher for good.
             lock(&self.inner.orders).remove(&msg.order_id)
@@ -318,9 +364,17 @@ impl Matcher {
         &self,
         msg: ManualOffer,
     ) -> Result<Result<(), ManualOfferError>, MailboxError> {
-        if let Some(remote) = self.remote() {
-            return remote.manual_offer(msg).await;
+        match (self.order_shard(msg.order_id).is_some(), self.others()) {
+            (false, Some(route)) => route.manual_offer(msg).await,
+            _ => self.manual_offer_here(msg).await,
         }
+    }
+
+    /// Manual dispatch, for an order matched here only (from another node).
+    pub async fn manual_offer_here(
+        &self,
+        msg: ManualOffer,
+    ) -> Result<Result<(), ManualOfferError>, MailboxError> {
         let Some(shard) = self.order_shard(msg.order_id) else {
             return Ok(Err(ManualOfferError::NotDispatching));
         };
@@ -340,11 +394,18 @@ impl Matcher {
             .await
     }
 
-    /// Holds or resumes automatic offers on every shard (and on shards started later).
+    /// Holds or resumes automatic offers on every shard (and on shards started later), on
+    /// every node owning a region.
     pub async fn set_paused(&self, paused: bool) -> Result<(), MailboxError> {
-        if let Some(remote) = self.remote() {
-            return remote.set_paused(paused).await;
+        self.set_paused_here(paused).await?;
+        match self.others() {
+            Some(route) => route.set_paused(paused).await,
+            None => Ok(()),
         }
+    }
+
+    /// Holds or resumes automatic offers on this node's shards only.
+    pub async fn set_paused_here(&self, paused: bool) -> Result<(), MailboxError> {
         self.inner.paused.store(paused, Ordering::SeqCst);
         for shard in self.shards() {
             shard.send(SetPaused(paused)).await?;
@@ -377,11 +438,25 @@ impl Matcher {
         Ok(self.state().await?.0)
     }
 
-    /// The summed counts and whether automatic offers are held, from the node running the
-    /// matcher.
+    /// The counts summed over every node owning a region, and whether automatic offers
+    /// are held.
     pub async fn state(&self) -> Result<(MatcherStats, bool), MailboxError> {
-        if let Some(remote) = self.remote() {
-            return remote.stats().await;
+        let (mut total, mut paused) = self.state_here().await?;
+        if let Some(route) = self.others() {
+            let (theirs, held) = route.stats().await?;
+            total.free_riders += theirs.free_riders;
+            total.waiting_orders += theirs.waiting_orders;
+            total.open_offers += theirs.open_offers;
+            total.shards += theirs.shards;
+            paused |= held;
+        }
+        Ok((total, paused))
+    }
+
+    /// This node's counts only (none while it owns no region).
+    pub async fn state_here(&self) -> Result<(MatcherStats, bool), MailboxError> {
+        if self.remote().is_some() {
+            return Ok((MatcherStats::default(), self.is_paused()));
         }
         Ok((self.local_stats().await?, self.is_paused()))
     }
@@ -401,10 +476,12 @@ impl Matcher {
 
 /// Cluster roles (issue 16).
 impl Matcher {
-    /// A rider of another node as that node reports him (this node runs the matcher):
-    /// reached through `inbox` from now on. A rider who says he holds an offer this node
-    /// never made (its maker died) is told it is gone.
-    pub fn remote_rider(&self, report: RiderReport, inbox: RiderInbox) {
+    /// A rider of another node as that node reports him (this node owns a region): reached
+    /// through `inbox` from now on. A rider who says he holds an offer for an order matched
+    /// here that this node does not hold, or for an order of a region this node owns but
+    /// does not match (`owned_elsewhere` false: its maker died or gave the region up), is
+    /// told it is gone.
+    pub fn remote_rider(&self, report: RiderReport, inbox: RiderInbox, owned_elsewhere: bool) {
         let rider = report.rider;
         self.inner.inboxes.insert(rider, inbox);
         self.rider_phase(RiderPhaseChanged {
@@ -422,6 +499,7 @@ impl Matcher {
         if let RiderPhase::Offered { offer, order } = report.phase {
             match lock(&self.inner.orders).get(&order).copied() {
                 Some(region) => self.shard(region).do_send(CheckOffer { rider, offer }),
+                None if owned_elsewhere => {}
                 None => {
                     if let Some(inbox) = self.inner.inboxes.get(rider) {
                         inbox.offer_gone(offer);
@@ -457,15 +535,58 @@ impl Matcher {
     /// The open offer the rider holds, wherever the matcher runs: a session that starts on
     /// another node than the one the offer went to takes it over.
     pub async fn open_offer(&self, rider: Uuid) -> Option<crate::protocol::OfferInfo> {
-        if let Some(remote) = self.remote() {
-            return remote.open_offer(rider).await;
+        if let Some(info) = self.open_offer_here(rider).await {
+            return Some(info);
         }
+        self.others()?.open_offer(rider).await
+    }
+
+    /// The open offer the rider holds from this node's shards.
+    pub async fn open_offer_here(&self, rider: Uuid) -> Option<crate::protocol::OfferInfo> {
         for shard in self.shards() {
             if let Ok(Some(info)) = shard.send(OfferOf { rider }).await {
                 return Some(info);
             }
         }
         None
+    }
+
+    /// Whether an order waits or holds an offer in this node's shards.
+    pub fn matches_here(&self, order: Uuid) -> bool {
+        lock(&self.inner.orders).contains_key(&order)
+    }
+
+    /// The owner region of an order picked up at `pickup` ([`owner_of`]): the unit the
+    /// cluster hands out.
+    pub fn owner_region(&self, pickup: Point) -> CellIndex {
+        let cfg = &self.inner.cfg;
+        owner_of(
+            pickup,
+            cfg.search_radius_m,
+            cfg.resolution,
+            cfg.shard_resolution,
+        )
+    }
+
+    /// Holds or resumes automatic offers in one region's shard (a region being handed
+    /// over).
+    pub async fn set_region_paused(&self, region: CellIndex, paused: bool) {
+        let _ = self.shard(region).send(SetPaused(paused)).await;
+    }
+
+    /// Offers open in one region's shard (0 when it has none).
+    pub async fn open_offers_in(&self, region: CellIndex) -> usize {
+        let shard = self
+            .inner
+            .shards
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&region)
+            .cloned();
+        match shard {
+            Some(shard) => shard.send(Stats).await.map_or(0, |s| s.open_offers),
+            None => 0,
+        }
     }
 
     /// A rider of another node is gone (his session ended there, or the node died).
@@ -526,8 +647,31 @@ impl Matcher {
         }
     }
 
-    /// This node no longer runs the matcher: every shard takes its open offers back and
-    /// stops; waiting orders and other nodes' riders are forgotten (the new holder has
+    /// This node gave one region back: its shard takes its open offers back and stops, its
+    /// waiting orders are forgotten (the new owner has them). Riders indexed there are
+    /// introduced to a new shard with their next report or fix, should the region still
+    /// matter here for a border search.
+    pub async fn retire_region(&self, region: CellIndex) {
+        let shard = self
+            .inner
+            .shards
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&region);
+        if let Some(shard) = shard {
+            let _ = shard.send(Retire).await;
+        }
+        self.inner.indexes.remove(region);
+        lock(&self.inner.orders).retain(|_, r| *r != region);
+        for route in lock(&self.inner.riders).values_mut() {
+            if route.region == Some(region) {
+                route.region = None;
+            }
+        }
+    }
+
+    /// This node owns no region any more: every shard takes its open offers back and
+    /// stops; waiting orders and other nodes' riders are forgotten (the new owners have
     /// them); this node's riders keep their routes, to report.
     pub async fn retire(&self) {
         let shards: Vec<Addr<Shard>> = self
