@@ -696,7 +696,7 @@ async fn a_paused_dispatch_node_cannot_overwrite_the_new_holder() {
         actix_web::rt::time::sleep(left).await;
     }
     c.nodes[0].signal(libc::SIGCONT);
-    c.nodes[0].wait_for(|l| l.contains("this node stops running dispatch"));
+    c.nodes[0].wait_for(|l| l.contains("this node stops dispatching a region"));
     let resumed = Some(json!({"paused": false}));
     let (status, body) = node2.call("PUT", DISPATCH, Some(&c.admin), resumed).await;
     assert_eq!((status, &body["paused"]), (200, &json!(false)), "{body}");
