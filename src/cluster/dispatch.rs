@@ -162,7 +162,7 @@ impl Dispatch {
     ) -> Self {
         let link = Link::start(
             redis.clone(),
-            (&seat.node_id().to_owned(), seat.clone(), places.clone()),
+            (seat.node_id(), seat.clone(), places.clone()),
             settings.rpc_timeout,
             matcher.clone(),
             orders.clone(),

@@ -247,10 +247,26 @@ impl Link {
     }
 
     /// The node owning an order's region: `Ok(None)` for an order that does not exist,
-    /// `Err` while its region has no holder or the order cannot be read.
+    /// `Err` when the order cannot be read or its region has had no owner for the whole
+    /// RPC timeout (a new region is taken, or a dead owner's taken over, meanwhile).
     async fn owner_of(&self, order: Uuid) -> Result<Option<String>, ()> {
         match self.inner.places.region_of(order).await {
-            Ok(Some(region)) => self.inner.seat.holder(region).map(Some).ok_or(()),
+            Ok(Some(region)) => {
+                let deadline = Instant::now() + self.inner.timeout;
+                loop {
+                    if let Some(node) = self.inner.seat.holder(region) {
+                        return Ok(Some(node));
+                    }
+                    // Not in this node's last read: the lease itself may be newer.
+                    if let Ok(Some(node)) = self.inner.places.owner_now(region).await {
+                        return Ok(Some(node));
+                    }
+                    if Instant::now() >= deadline {
+                        return Err(());
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
             Ok(None) => Ok(None),
             Err(e) => {
                 tracing::debug!(%order, error = %e, "the order's region could not be read");
@@ -603,9 +619,17 @@ impl OrderRoute for Route {
     ) -> BoxFuture<'static, Result<OrderRecord, OrderError>> {
         let link = self.0.clone();
         Box::pin(async move {
-            match link.ask_owner(id, Body::Apply { order: id, command }).await {
-                Ok(Some(Reply::Order { result })) => result,
-                _ => Err(OrderError::Unavailable),
+            match link.owner_of(id).await {
+                // The region had no owner a moment ago and this node has taken it.
+                Ok(Some(node)) if node == link.inner.node_id => {
+                    link.inner.orders.apply_here(id, command).await
+                }
+                Ok(Some(node)) => match link.ask(&node, Body::Apply { order: id, command }).await {
+                    Some(Reply::Order { result }) => result,
+                    _ => Err(OrderError::Unavailable),
+                },
+                Ok(None) => link.inner.orders.apply_here(id, command).await,
+                Err(()) => Err(OrderError::Unavailable),
             }
         })
     }

@@ -1,6 +1,7 @@
 //! Where orders belong in the cluster (issue 16): the owner region of an order (the region
-//! of its pickup, as the matcher keys it) and the set of regions there are (one per place
-//! orders can be picked up at: the pharmacies). Every node asks this before it runs an
+//! of its pickup, as the matcher keys it), the set of regions there are (one per place
+//! orders can be picked up at: the pharmacies) and, when a node's view is behind, who
+//! holds a region's lease now. Every node asks this before it runs an
 //! order's command, fences a journal write or rehydrates, so the answers are cached: an
 //! order's region is read from the database once per node, a pharmacy's computed once.
 
@@ -73,6 +74,18 @@ impl Places {
         }
         orders.insert(order, region);
         Ok(Some(region))
+    }
+
+    /// The node holding `region`'s lease now, read from the database (a node's view of the
+    /// owners is as old as its last lease tick).
+    pub async fn owner_now(&self, region: CellIndex) -> Result<Option<String>, sqlx::Error> {
+        let name = super::seat::lease_name(region);
+        Ok(self
+            .inner
+            .store
+            .lease_holder(&name)
+            .await?
+            .map(|(node, _)| node))
     }
 
     /// The regions orders can be picked up in now.
