@@ -588,10 +588,7 @@ impl MatcherRoute for Route {
                 else {
                     return Err(MailboxError::Timeout);
                 };
-                total.free_riders += stats.free_riders;
-                total.waiting_orders += stats.waiting_orders;
-                total.open_offers += stats.open_offers;
-                total.shards += stats.shards;
+                total.add(stats);
                 paused |= held;
             }
             Ok((total, paused))

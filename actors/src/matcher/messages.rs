@@ -232,6 +232,16 @@ pub struct MatcherStats {
     pub shards: usize,
 }
 
+impl MatcherStats {
+    /// Adds another part's counts (another shard's, another node's).
+    pub fn add(&mut self, other: MatcherStats) {
+        self.free_riders += other.free_riders;
+        self.waiting_orders += other.waiting_orders;
+        self.open_offers += other.open_offers;
+        self.shards += other.shards;
+    }
+}
+
 /// To a rider: a new offer. The answer says whether the rider took it on: a rider who
 /// already holds an offer or an order, or is no longer available, declines, and the
 /// order waits for the next batch.

@@ -444,10 +444,7 @@ impl Matcher {
         let (mut total, mut paused) = self.state_here().await?;
         if let Some(route) = self.others() {
             let (theirs, held) = route.stats().await?;
-            total.free_riders += theirs.free_riders;
-            total.waiting_orders += theirs.waiting_orders;
-            total.open_offers += theirs.open_offers;
-            total.shards += theirs.shards;
+            total.add(theirs);
             paused |= held;
         }
         Ok((total, paused))
