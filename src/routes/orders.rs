@@ -154,13 +154,14 @@ pub struct OrderListParams {
     pub status: Option<String>,
 }
 
-/// The statuses named in `raw` (comma-separated, each once), or a 422 naming `status`.
+/// The statuses named in `raw` (comma-separated, each once), or a 422 naming `status`
+/// (also for an empty name: `status=` is not "all", which is `status` left out).
 pub fn parse_statuses(raw: Option<&str>, errors: &mut FieldErrors) -> Vec<OrderStatus> {
     let mut statuses = Vec::new();
-    for name in raw.unwrap_or("").split(',').map(str::trim) {
-        if name.is_empty() {
-            continue;
-        }
+    let Some(raw) = raw else {
+        return statuses;
+    };
+    for name in raw.split(',').map(str::trim) {
         match OrderStatus::parse(name) {
             Some(s) if !statuses.contains(&s) => statuses.push(s),
             Some(_) => {}
