@@ -409,19 +409,21 @@ impl Dispatch {
         }
         tracing::warn!(%region, reason = why, "this node stops dispatching a region");
         inner.matcher.retire_region(region).await;
-        let mut theirs = Vec::new();
-        for id in inner.orders.running() {
-            // An order whose region cannot be read now goes too: its owner has it.
-            if inner
-                .places
-                .region_of(id)
-                .await
-                .map_or(true, |r| r == Some(region))
-                || !inner.seat.is_local()
-            {
-                theirs.push(id);
+        let running = inner.orders.running();
+        let theirs = if inner.seat.is_local() {
+            let mut theirs = Vec::new();
+            for id in running {
+                // An order whose region cannot be read now goes too: its owner has it.
+                let of = inner.places.region_of(id).await;
+                if of.map_or(true, |r| r == Some(region)) {
+                    theirs.push(id);
+                }
             }
-        }
+            theirs
+        } else {
+            // The last region: every actor goes, no need to ask where each belongs.
+            running
+        };
         let orders = inner.orders.retire(&theirs);
         if !inner.seat.is_local() {
             inner.matcher.retire().await;
